@@ -1,0 +1,166 @@
+"""Lightning callbacks that seglit adds to every run.
+
+* :class:`TrainSpeedMonitor` logs training throughput (images/s) and peak memory.
+* :class:`RunSummaryWriter` keeps the validation history and writes ``metrics.json``
+  (and the best epoch's per-image confusion matrices) when ``fit`` finishes. Its state is
+  saved in checkpoints, so a resumed run keeps its full history and wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+METRICS_FILE = "metrics.json"
+IMAGE_CONFMATS_FILE = "val_image_confmats.npz"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process in MiB: CUDA allocator peak on GPU, max RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TrainSpeedMonitor(Callback):
+    """Logs ``train/images_per_sec`` and ``train/peak_mem_mb`` at the end of each epoch.
+
+    Throughput counts only the time spent inside training steps (forward, backward and
+    optimizer step), not data loading or validation.
+    """
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._seconds = 0.0
+        self._images = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        self._seconds, self._images = 0.0, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: D102
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self._seconds += time.perf_counter() - self._start
+        self._images += int(batch["image"].shape[0])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        if self._seconds > 0:
+            pl_module.log("train/images_per_sec", self._images / self._seconds, sync_dist=True)
+        pl_module.log("train/peak_mem_mb", peak_memory_mb(pl_module.device), reduce_fx="max", sync_dist=True)
+
+
+class RunSummaryWriter(Callback):
+    """Records every validation epoch and writes ``metrics.json`` when ``fit`` ends.
+
+    ``metrics.json`` holds ``status`` ("finished"), the best epoch (by val mIoU) with its
+    metrics and per-class IoU, the validation history, parameter count, wall time,
+    throughput and peak memory. The best epoch's per-image confusion matrices go to
+    ``val_image_confmats.npz`` (used for paired bootstrap confidence intervals).
+
+    Args:
+        dirpath: Where to write the files; ``None`` uses ``trainer.log_dir`` (or
+            ``trainer.default_root_dir``).
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        self.dirpath = dirpath
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.best_image_confmats: dict[str, Any] | None = None
+        self.elapsed_before = 0.0
+        self._fit_start = time.perf_counter()
+
+    def output_dir(self, trainer: L.Trainer) -> Path:
+        """Directory that receives ``metrics.json``."""
+        return Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds of fitting so far, including runs before a resume."""
+        return self.elapsed_before + time.perf_counter() - self._fit_start
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        self._fit_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        result = getattr(pl_module, "last_eval", None)
+        if trainer.sanity_checking or not result or result.get("stage") != "val":
+            return
+        entry = {"epoch": result["epoch"], "step": result["step"], **result["metrics"]}
+        entry["IoU"] = {k: _finite_or_none(v) for k, v in result["IoU"].items()}
+        entry["confmat"] = result["confmat"].tolist()
+        self.history = [h for h in self.history if h["step"] != entry["step"]] + [entry]
+        if self.best is None or entry["mIoU"] > self.best["mIoU"]:
+            self.best = entry
+            self.best_image_confmats = {
+                "names": list(result["image_names"]),
+                "confmats": result["image_confmats"].numpy(),
+            }
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        summary = {
+            "status": "finished",
+            "best": self.best,
+            "history": self.history,
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "params": sum(p.numel() for p in _net(pl_module).parameters()),
+            "wall_time_s": round(self.elapsed(), 3),
+            "train_images_per_sec": _metric(metrics, "train/images_per_sec"),
+            "peak_mem_mb": _metric(metrics, "train/peak_mem_mb"),
+        }
+        out = self.output_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        if self.best_image_confmats is not None:
+            np.savez_compressed(
+                out / IMAGE_CONFMATS_FILE,
+                names=np.array(self.best_image_confmats["names"]),
+                confmats=self.best_image_confmats["confmats"],
+            )
+        tmp = out / (METRICS_FILE + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(out / METRICS_FILE)
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {
+            "history": self.history,
+            "best": self.best,
+            "best_image_confmats": self.best_image_confmats,
+            "elapsed_before": self.elapsed(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.history = state_dict["history"]
+        self.best = state_dict["best"]
+        self.best_image_confmats = state_dict["best_image_confmats"]
+        self.elapsed_before = state_dict["elapsed_before"]
+        self._fit_start = time.perf_counter()
+
+
+def _net(pl_module: L.LightningModule) -> torch.nn.Module:
+    return getattr(pl_module, "net", pl_module)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else float(value)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value

@@ -1,0 +1,256 @@
+"""``python -m seglit.fit RECIPE``: run every variant of an ablation recipe.
+
+    python -m seglit.fit recipes/ablation_skip.yaml [--smoke] [--dry-run]
+        [--variant NAME ...] [--out DIR] [--dotted.key=value ...]
+
+For each variant it writes ``DIR/<name>/<variant>/config.yaml`` (reproducible with
+``seglit fit --config``), runs it in its own process, and collects ``metrics.json`` from
+each into ``DIR/<name>/summary.{md,csv,json}``. Re-running the same command resumes:
+finished variants are skipped and left untouched, an interrupted one continues from its
+``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seglit.recipe import (
+    Recipe,
+    RecipeError,
+    Variant,
+    deep_merge,
+    get_dotted,
+    load_recipe,
+    set_dotted,
+)
+from seglit.report import build_rows, read_metrics, write_summary
+
+LOGGER_CLASS = "seglit.tracking.WandbLogger"
+
+
+class RunnerError(RuntimeError):
+    """An error of the recipe runner (bad arguments, conflicting outputs)."""
+
+
+def parse_overrides(extra: list[str]) -> dict[str, Any]:
+    """Parse ``--dotted.key=value`` / ``--dotted.key value`` arguments (values are YAML)."""
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise RunnerError(f"unexpected argument {arg!r}; overrides look like --trainer.max_epochs=2")
+        key, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise RunnerError(f"override {arg!r} has no value; write {arg}=VALUE")
+            value = extra[i + 1]
+            i += 1
+        overrides[key] = yaml.safe_load(value)
+        i += 1
+    return overrides
+
+
+def prepare_config(recipe: Recipe, variant: Variant, run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The variant's config with CLI overrides and the run's output locations filled in."""
+    config = variant.config
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    trainer = config.setdefault("trainer", {})
+    trainer["default_root_dir"] = str(run_dir)
+    set_dotted(config, "checkpoint.dirpath", str(run_dir / "checkpoints"))
+    set_dotted(config, "run_summary.dirpath", str(run_dir))
+    logger = trainer.get("logger", True)
+    if logger is not False and logger is not None:
+        defaults = {"class_path": LOGGER_CLASS, "init_args": {}}
+        logger = defaults if logger is True else logger
+        if not isinstance(logger, dict) or logger.get("class_path") != LOGGER_CLASS:
+            pass  # another logger chosen by the recipe: leave it as written
+        else:
+            tags = [f"{k.rsplit('.', 1)[-1]}={label}" for k, label in variant.labels.items()]
+            if variant.seed is not None:
+                tags.append(f"seed={variant.seed}")
+            logger = deep_merge(
+                logger,
+                {"init_args": {"name": variant.name, "group": recipe.name, "save_dir": str(run_dir),
+                               "tags": tags, "job_type": "train"}},
+            )
+        trainer["logger"] = logger
+    return config
+
+
+def _with_run_id(config: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    logger = get_dotted(config, "trainer.logger")
+    if isinstance(logger, dict) and logger.get("class_path") == LOGGER_CLASS:
+        logger.setdefault("init_args", {})["id"] = run_id
+    return config
+
+
+def write_variant_config(config: dict[str, Any], run_dir: Path) -> Path:
+    """Write ``config.yaml`` once; later runs must find the same config there.
+
+    The W&B run id is generated on the first write and reused, so a resumed variant
+    continues the same W&B run.
+
+    Raises:
+        RunnerError: If ``config.yaml`` exists with a different config (the recipe or the
+            overrides changed): finished work is never overwritten.
+    """
+    path = run_dir / "config.yaml"
+    if path.exists():
+        existing = yaml.safe_load(path.read_text())
+        run_id = get_dotted(existing, "trainer.logger.init_args.id")
+        if _with_run_id(config, run_id) != existing:
+            raise RunnerError(
+                f"{path} holds a different config than this recipe now gives for the variant; "
+                "use another --out, or delete that folder to start the variant over"
+            )
+        return path
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _with_run_id(config, f"{run_dir.name[:40]}-{secrets.token_hex(4)}")
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def run_variant(config_path: Path, run_dir: Path, verbose: bool = False) -> int:
+    """Run one variant with ``python -m seglit fit`` in its own process.
+
+    Resumes from ``checkpoints/last.ckpt`` when present. Output goes to ``train.log``
+    (and to the console with ``verbose``). Returns the process's exit code.
+    """
+    cmd = [sys.executable, "-m", "seglit", "fit", "--config", str(config_path)]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        cmd += ["--ckpt_path", str(last)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(run_dir / "train.log", "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if verbose:
+                sys.stdout.write(line)
+        return proc.wait()
+
+
+def _mark_failed(run_dir: Path, returncode: int) -> None:
+    import json
+
+    tail = (run_dir / "train.log").read_text().splitlines()[-20:]
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"status": "failed", "returncode": returncode, "log_tail": tail}, indent=2)
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m seglit.fit``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m seglit.fit",
+        description="Run every variant of an ablation recipe and summarise the results.",
+        epilog="Any --dotted.key=value argument overrides that config key in every variant.",
+    )
+    parser.add_argument("recipe", type=Path, help="the recipe YAML file")
+    parser.add_argument("--smoke", action="store_true",
+                        help="apply the recipe's smoke block (synthetic data, tiny models, CPU)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list and validate the variants without training")
+    parser.add_argument("--variant", action="append", default=None, metavar="NAME",
+                        help="run only this variant (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default runs/)")
+    parser.add_argument("--verbose", action="store_true", help="stream each run's output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 when every selected variant finished)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        return _main(args, extra)
+    except (RecipeError, RunnerError) as err:
+        print(f"seglit.fit: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace, extra: list[str]) -> int:
+    from seglit.cli import ConfigError, validate_config
+
+    overrides = parse_overrides(extra)
+    recipe = load_recipe(args.recipe, smoke=args.smoke)
+    variants = recipe.variants()
+    names = [v.name for v in variants]
+    if args.variant:
+        unknown = [n for n in args.variant if n not in names]
+        if unknown:
+            raise RunnerError(f"unknown variant(s) {unknown}; {args.recipe} has {names}")
+    selected = [v for v in variants if not args.variant or v.name in args.variant]
+    recipe_dir = args.out / recipe.name
+    configs = {v.name: prepare_config(recipe, v, recipe_dir / v.name, overrides) for v in variants}
+
+    for v in selected:
+        try:
+            validate_config(configs[v.name], source=f"{args.recipe} (variant {v.name})")
+        except ConfigError as err:
+            print(f"seglit.fit: error: {err}", file=sys.stderr)
+            return 2
+
+    if args.dry_run:
+        for v in selected:
+            shown = ", ".join(f"{k}={_short(val)}" for k, val in v.overrides.items())
+            seed = f" seed={v.seed}" if v.seed is not None else ""
+            print(f"{v.name}:{seed} {shown}".rstrip())
+        print(f"{len(selected)} variant(s) valid; outputs would go to {recipe_dir}/")
+        return 0
+
+    failures = 0
+    for i, v in enumerate(selected, 1):
+        run_dir = recipe_dir / v.name
+        metrics = read_metrics(run_dir)
+        prefix = f"[{i}/{len(selected)}] {v.name}"
+        if metrics and metrics.get("status") == "finished":
+            print(f"{prefix}: finished earlier, skipped")
+            continue
+        config_path = write_variant_config(configs[v.name], run_dir)
+        resumed = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        print(f"{prefix}: {'resuming' if resumed else 'running'} (log: {run_dir / 'train.log'})", flush=True)
+        start = time.perf_counter()
+        code = run_variant(config_path, run_dir, verbose=args.verbose)
+        elapsed = time.perf_counter() - start
+        metrics = read_metrics(run_dir)
+        if code == 0 and metrics and metrics.get("status") == "finished":
+            best = metrics.get("best") or {}
+            print(f"{prefix}: done in {elapsed:.0f}s, val mIoU {best.get('mIoU', float('nan')):.4f}")
+        else:
+            failures += 1
+            _mark_failed(run_dir, code)
+            print(f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s; see {run_dir / 'train.log'}")
+
+    rows = build_rows(recipe_dir, variants, recipe.baseline_group())
+    table = write_summary(recipe_dir, recipe.name, rows)
+    print(f"\n{recipe.name}: summary of {recipe_dir}/\n")
+    print(table)
+    print(f"\nwritten: {recipe_dir / 'summary.md'}, summary.csv, summary.json")
+    return 1 if failures else 0
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "class_path" in value:
+        return str(value["class_path"]).rsplit(".", 1)[-1]
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""SegmentationModule: the LightningModule that trains and evaluates any segmentation net.
+
+The module knows nothing about a particular architecture or dataset: ``net`` is any
+``nn.Module`` mapping ``(N, 3, H, W)`` images to ``(N, C, H, W)`` logits (or, in training,
+a dict ``{"out": logits, "aux": aux_logits}``). Batches are dicts with ``"image"``
+(normalized float), ``"mask"`` (int64 class indices, 255 = void) and ``"name"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from seglit import IGNORE_INDEX
+from seglit.inference import InferenceConfig, predict_logits
+from seglit.metrics import SegmentationMetrics, per_image_confusion
+from seglit.optim import PolyLR, default_sgd
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+def default_poly(optimizer: torch.optim.Optimizer) -> PolyLR:
+    """Poly schedule (power 0.9) over the whole run, stepped per iteration."""
+    return PolyLR(optimizer, power=0.9)
+
+
+def split_output(output: Tensor | dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """Return ``(logits, aux_logits or None)`` from a net's output (tensor or dict)."""
+    if isinstance(output, dict):
+        return output["out"], output.get("aux")
+    return output, None
+
+
+def resize_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinearly resize logits to ``size``; labels are never resized, logits are."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a segmentation network with cross-entropy and evaluates dataset-level mIoU.
+
+    Args:
+        net: The network. Its ``backbone`` attribute, when present, is treated as the
+            (possibly pretrained) feature extractor; every other parameter is a newly
+            initialised layer and gets ``head_lr_mult`` times the learning rate.
+        num_classes: Number of classes (linked from ``data.num_classes`` by the CLI).
+        class_names: Class names used in logged metric keys (linked from the data).
+        ignore_index: Label value excluded from the loss and metrics.
+        class_weights: Optional per-class weights of the cross-entropy.
+        aux_weight: Weight of the auxiliary head's loss when the net returns ``"aux"``.
+        optimizer: Optimizer factory; defaults to SGD(lr=0.01, momentum=0.9, wd=1e-4).
+        lr_scheduler: LR scheduler factory; defaults to poly (power 0.9) per iteration.
+            A :class:`~seglit.optim.PolyLR` without ``total_iters`` runs over
+            ``trainer.estimated_stepping_batches``.
+        head_lr_mult: LR multiplier for parameters outside ``net.backbone``.
+        inference: How validation, test and predict run the net (whole image, sliding
+            window, multi-scale / flip TTA, CRF).
+        channels_last: Run the net in channels-last memory format.
+        compile: Wrap the net's forward in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        class_names: list[str] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        class_weights: list[float] | None = None,
+        aux_weight: float = 0.4,
+        optimizer: OptimizerCallable = default_sgd,
+        lr_scheduler: LRSchedulerCallable = default_poly,
+        head_lr_mult: float = 1.0,
+        inference: InferenceConfig | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
+        self.net = net
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        if len(self.class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but num_classes is {num_classes}"
+            )
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(
+                f"class_weights has {len(class_weights)} values but num_classes is {num_classes}"
+            )
+        self.ignore_index = ignore_index
+        self.aux_weight = aux_weight
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.head_lr_mult = head_lr_mult
+        self.inference = inference or InferenceConfig()
+        self.channels_last = channels_last
+        self.compile = compile
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weight, persistent=False)
+        self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+        self.test_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+        self._image_confmats: list[tuple[list[str], Tensor]] = []
+        self.last_eval: dict[str, Any] | None = None
+        """Metrics of the last finished validation/test epoch (read by callbacks)."""
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self._forward_fn = torch.compile(self.net) if compile else self.net
+
+    # ------------------------------------------------------------------ forward
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The compiled wrapper must not be registered as a second copy of ``net``.
+        if name == "_forward_fn":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
+        """Run the net on normalized images."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self._forward_fn(images)
+
+    def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
+        """Cross-entropy with ``ignore_index`` at the mask's resolution."""
+        logits = resize_logits(logits, masks.shape[-2:])
+        return F.cross_entropy(
+            logits, masks, weight=self.class_weights, ignore_index=self.ignore_index
+        )
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimisation step: main loss plus the weighted auxiliary loss."""
+        images, masks = batch["image"], batch["mask"]
+        logits, aux = split_output(self(images))
+        loss = self.loss(logits, masks)
+        if aux is not None:
+            loss = loss + self.aux_weight * self.loss(aux, masks)
+        if not torch.isfinite(loss):
+            names = batch.get("name")
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}"
+                + (f", images {list(names)}" if names is not None else "")
+                + "); the last good checkpoint is kept"
+            )
+        batch_size = images.shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Build the optimizer (backbone and head parameter groups) and the LR schedule."""
+        backbone = getattr(self.net, "backbone", None)
+        backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        backbone_params = [p for p in params if id(p) in backbone_ids]
+        head_params = [p for p in params if id(p) not in backbone_ids]
+        groups = [g for g in ({"params": backbone_params}, {"params": head_params}) if g["params"]]
+        optimizer = self.optimizer_factory(groups)
+        if backbone_params and head_params and self.head_lr_mult != 1.0:
+            optimizer.param_groups[-1]["lr"] *= self.head_lr_mult
+        scheduler = self.scheduler_factory(optimizer)
+        if isinstance(scheduler, PolyLR) and scheduler.total_iters is None:
+            scheduler.total_iters = max(1, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --------------------------------------------------------------- evaluation
+    def _raw_images(self, images: Tensor) -> Tensor | None:
+        """Undo the datamodule's normalization (0..255 RGB) for the CRF."""
+        if not self.inference.crf:
+            return None
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if datamodule is None or not hasattr(datamodule, "mean"):
+            raise RuntimeError("inference.crf needs a datamodule with `mean` and `std` to recover RGB")
+        mean = images.new_tensor(datamodule.mean).view(1, 3, 1, 1)
+        std = images.new_tensor(datamodule.std).view(1, 3, 1, 1)
+        return ((images * std + mean) * 255.0).clamp(0, 255)
+
+    def predict_logits(self, images: Tensor) -> Tensor:
+        """Logits at the images' size using the configured inference mode."""
+        return predict_logits(self, images, self.inference, raw_images=self._raw_images(images))
+
+    def _eval_step(self, batch: dict[str, Any], stage: str, metrics: SegmentationMetrics) -> None:
+        images, masks = batch["image"], batch["mask"]
+        logits = resize_logits(self.predict_logits(images), masks.shape[-2:])
+        loss = F.cross_entropy(logits, masks, weight=self.class_weights, ignore_index=self.ignore_index)
+        if torch.isfinite(loss):  # an all-void image has no loss; it still counts for metrics
+            self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=images.shape[0])
+        preds = logits.argmax(1)
+        metrics.update(preds, masks)
+        names = list(batch.get("name") or [f"{stage}-{len(self._image_confmats)}-{i}" for i in range(len(preds))])
+        confmats = per_image_confusion(preds, masks, self.num_classes, self.ignore_index)
+        self._image_confmats.append((names, confmats.cpu()))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Score one validation batch at the label's original resolution."""
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Score one test batch at the label's original resolution."""
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def on_validation_epoch_start(self) -> None:  # noqa: D102
+        self._image_confmats = []
+
+    def on_test_epoch_start(self) -> None:  # noqa: D102
+        self._image_confmats = []
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        self._finish_eval("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:  # noqa: D102
+        self._finish_eval("test", self.test_metrics)
+
+    def _finish_eval(self, stage: str, metrics: SegmentationMetrics) -> None:
+        result = metrics.compute()
+        metrics.reset()
+        names, confmats = self._gather_image_confmats()
+        self._image_confmats = []
+        if self.trainer.sanity_checking:
+            return
+        logged = {
+            f"{stage}/acc": result["acc"],
+            f"{stage}/mAcc": result["mAcc"],
+            f"{stage}/fwIoU": result["fwIoU"],
+        }
+        for name, iou in zip(self.class_names, result["IoU"].tolist()):
+            if not math.isnan(iou):
+                logged[f"{stage}/IoU/{name}"] = iou
+        # Metric states are already synced across ranks by torchmetrics.
+        self.log_dict(logged, prog_bar=False, sync_dist=False)
+        self.log(f"{stage}/mIoU", result["mIoU"], prog_bar=True, sync_dist=False)
+        self.last_eval = {
+            "stage": stage,
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "metrics": {k: float(v) for k, v in result.items() if k in ("mIoU", "acc", "mAcc", "fwIoU")},
+            "IoU": dict(zip(self.class_names, result["IoU"].tolist())),
+            "confmat": result["confmat"].cpu(),
+            "image_names": names,
+            "image_confmats": confmats,
+        }
+
+    def _gather_image_confmats(self) -> tuple[list[str], Tensor]:
+        """Per-image confusion matrices of the epoch from every rank, sorted by image name."""
+        local = [(n, cm) for names, cms in self._image_confmats for n, cm in zip(names, cms)]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, local)
+            local = [item for part in gathered for item in part]
+        local.sort(key=lambda item: item[0])
+        c = self.num_classes
+        if not local:
+            return [], torch.zeros(0, c, c, dtype=torch.int64)
+        return [n for n, _ in local], torch.stack([cm for _, cm in local])
+
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Return label maps (and names) for a predict batch."""
+        logits = self.predict_logits(batch["image"])
+        out: dict[str, Any] = {"pred": logits.argmax(1).to(torch.uint8).cpu()}
+        for key in ("name", "size"):
+            if key in batch:
+                out[key] = batch[key]
+        return out

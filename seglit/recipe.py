@@ -1,0 +1,322 @@
+"""Recipes: a LightningCLI config plus ``name``, ``ablation`` and ``smoke``.
+
+A recipe is the ``fit`` config that ``seglit fit --config`` takes (``seed_everything``,
+``trainer``, ``model``, ``data``, ...) plus three keys of its own::
+
+    name: ablation_skip                 # W&B group and output folder
+    ablation:
+      model.net.init_args.fusion: [sum, concat]   # an axis: dotted key -> values
+      model.net:                                  # an axis with labelled values
+        unet: {class_path: seglit.models.UNet}
+        fcn8s: {class_path: seglit.models.FCN8s}
+      seeds: [0, 1, 2]                  # optional: each config runs once per seed
+      mode: grid                        # grid (default) or zip
+      baseline: unet-sum                # optional: defaults to the first config
+    smoke:                              # merged into the recipe by --smoke
+      data: {class_path: seglit.data.SyntheticVOCDataModule}
+      trainer.max_epochs: 2
+
+Axes combine as a grid (every combination) or zipped (``mode: zip``, equal lengths).
+Each variant's name joins its axis labels (``unet-concat``) and, with seeds, the seed
+(``unet-concat-s0``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECIPE_KEYS = ("name", "ablation", "smoke")
+CONFIG_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "checkpoint", "run_summary")
+ABLATION_OPTIONS = ("seeds", "mode", "baseline")
+MODES = ("grid", "zip")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be expanded: the message names the file and the key."""
+
+
+@dataclass
+class Variant:
+    """One run of an ablation.
+
+    Attributes:
+        name: Unique readable name, e.g. ``unet-concat-s0``.
+        group: The name without the seed (runs of one config over seeds share it).
+        seed: The seed, or ``None`` when the recipe has no ``seeds``.
+        labels: Axis key -> the label of this variant's value.
+        overrides: Axis key -> the value this variant sets.
+        config: The full LightningCLI ``fit`` config of this variant.
+    """
+
+    name: str
+    group: str
+    seed: int | None
+    labels: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe: its name, base config, axes, seeds and baseline."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    axes: dict[str, dict[str, Any]]
+    seeds: list[int] | None
+    mode: str
+    baseline: str | None
+
+    def variants(self) -> list[Variant]:
+        """Expand the axes (grid or zip) and seeds into variants, in a stable order."""
+        keys = list(self.axes)
+        choices = [list(self.axes[k].items()) for k in keys]
+        if self.mode == "zip":
+            lengths = {k: len(c) for k, c in zip(keys, choices)}
+            if len(set(lengths.values())) > 1:
+                raise RecipeError(
+                    f"{self.path}: ablation.mode is zip but the axes have different lengths: {lengths}"
+                )
+            combos = list(zip(*choices)) if keys else [()]
+        else:
+            combos = list(itertools.product(*choices))
+        variants = []
+        for combo in combos:
+            labels = {k: label for k, (label, _) in zip(keys, combo)}
+            overrides = {k: value for k, (_, value) in zip(keys, combo)}
+            group = "-".join(labels.values()) or "base"
+            for seed in self.seeds if self.seeds is not None else [None]:
+                config = copy.deepcopy(self.config)
+                for key, value in overrides.items():
+                    set_dotted(config, key, copy.deepcopy(value))
+                if seed is not None:
+                    config["seed_everything"] = seed
+                name = group if seed is None else f"{group}-s{seed}"
+                variants.append(Variant(name, group, seed, labels, overrides, config))
+        names = [v.name for v in variants]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise RecipeError(
+                f"{self.path}: several variants are named {duplicates}; give the axis values "
+                "distinct labels (use a mapping label -> value)"
+            )
+        return variants
+
+    def baseline_group(self) -> str:
+        """The config name (without seed) that the summary compares against."""
+        groups = list(dict.fromkeys(v.group for v in self.variants()))
+        if self.baseline is None:
+            return groups[0]
+        if self.baseline not in groups:
+            raise RecipeError(
+                f"{self.path}: ablation.baseline {self.baseline!r} is not a variant; "
+                f"expected one of {groups}"
+            )
+        return self.baseline
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``config["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating dicts."""
+    parts = key.split(".")
+    node = config
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(config: dict[str, Any], key: str, default: Any = None) -> Any:
+    """Return ``config["a"]["b"]`` for ``key = "a.b"`` (``default`` when missing)."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def expand_dotted(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Turn top-level dotted keys (``trainer.max_epochs: 2``) into nested dicts."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if "." in key:
+            nested: dict[str, Any] = {}
+            set_dotted(nested, key, value)
+            out = deep_merge(out, nested)
+        else:
+            out = deep_merge(out, {key: value})
+    return out
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Merge ``override`` into ``base`` recursively (a new object; inputs untouched).
+
+    Mappings merge key by key; anything else is replaced. A mapping whose ``class_path``
+    differs from the base's replaces it entirely (its ``init_args`` belong to another class).
+    """
+    if not isinstance(base, dict) or not isinstance(override, dict):
+        return copy.deepcopy(override)
+    if "class_path" in base and "class_path" in override and base["class_path"] != override["class_path"]:
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(merged[key], value) if key in merged else copy.deepcopy(value)
+    return merged
+
+
+_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.+]+")
+
+
+def value_label(axis: str, value: Any) -> str:
+    """A short readable label for an axis value (used in variant names)."""
+    leaf = axis.rsplit(".", 1)[-1]
+    if isinstance(value, bool):
+        return leaf if value else f"no_{leaf}"
+    if value is None:
+        return f"no_{leaf}"
+    if isinstance(value, (list, tuple)):
+        return "_".join(value_label(axis, v) for v in value) or "none"
+    if isinstance(value, dict):
+        raise RecipeError(
+            f"ablation axis {axis!r} has a mapping value with no label; write the axis as a "
+            "mapping label -> value, e.g. {unet: {class_path: ...}}"
+        )
+    return _LABEL_CHARS.sub("_", str(value)).strip("_") or "empty"
+
+
+def _suggest(word: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _parse_axes(path: Path, ablation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    axes: dict[str, dict[str, Any]] = {}
+    for key, values in ablation.items():
+        if key in ABLATION_OPTIONS:
+            continue
+        root = key.split(".", 1)[0]
+        if root not in CONFIG_KEYS:
+            raise RecipeError(
+                f"{path}: ablation.{key} is neither an option {list(ABLATION_OPTIONS)} nor a "
+                f"config key under {list(CONFIG_KEYS)}"
+                + _suggest(key, list(ABLATION_OPTIONS) + list(CONFIG_KEYS))
+            )
+        if isinstance(values, dict):
+            if not values:
+                raise RecipeError(f"{path}: ablation axis {key!r} has no values")
+            axes[key] = {str(label): value for label, value in values.items()}
+        elif isinstance(values, list):
+            if not values:
+                raise RecipeError(f"{path}: ablation axis {key!r} has no values")
+            axes[key] = {}
+            for value in values:
+                label = value_label(key, value)
+                if label in axes[key]:
+                    raise RecipeError(f"{path}: ablation axis {key!r} has two values labelled {label!r}")
+                axes[key][label] = value
+        else:
+            raise RecipeError(
+                f"{path}: ablation axis {key!r} must be a list of values or a mapping "
+                f"label -> value, got {type(values).__name__} {values!r}"
+            )
+    return axes
+
+
+def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool = False) -> Recipe:
+    """Validate a recipe mapping and return a :class:`Recipe`.
+
+    Args:
+        raw: The recipe as loaded from YAML.
+        path: Where it came from (used in error messages).
+        smoke: Merge the recipe's ``smoke`` block before expanding.
+
+    Raises:
+        RecipeError: For unknown top-level or ``ablation`` keys and malformed axes.
+    """
+    path = Path(path)
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in RECIPE_KEYS + CONFIG_KEYS:
+            raise RecipeError(
+                f"{path}: unknown top-level key {key!r}; expected one of "
+                f"{list(RECIPE_KEYS + CONFIG_KEYS)}" + _suggest(key, RECIPE_KEYS + CONFIG_KEYS)
+            )
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
+        raise RecipeError(f"{path}: `name` must be a short identifier (letters, digits, _.+-), got {name!r}")
+    recipe = copy.deepcopy(raw)
+    smoke_block = recipe.pop("smoke", None) or {}
+    if not isinstance(smoke_block, dict):
+        raise RecipeError(f"{path}: `smoke` must be a mapping of overrides")
+    if smoke:
+        smoke_ablation = smoke_block.pop("ablation", None)
+        for key in expand_dotted(smoke_block):
+            if key not in CONFIG_KEYS:
+                raise RecipeError(
+                    f"{path}: smoke.{key} is not a config key; expected one of "
+                    f"{list(CONFIG_KEYS) + ['ablation']}" + _suggest(key, CONFIG_KEYS)
+                )
+        recipe = deep_merge(recipe, expand_dotted(smoke_block))
+        if smoke_ablation is not None:
+            recipe["ablation"] = _merge_ablation(path, recipe.get("ablation") or {}, smoke_ablation)
+    ablation = recipe.pop("ablation", None) or {}
+    recipe.pop("name")
+    if not isinstance(ablation, dict):
+        raise RecipeError(f"{path}: `ablation` must be a mapping of axes and options")
+    axes = _parse_axes(path, ablation)
+    mode = ablation.get("mode", "grid")
+    if mode not in MODES:
+        raise RecipeError(f"{path}: ablation.mode must be one of {list(MODES)}, got {mode!r}")
+    seeds = ablation.get("seeds")
+    if seeds is not None and (
+        not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds)
+    ):
+        raise RecipeError(f"{path}: ablation.seeds must be a non-empty list of ints, got {seeds!r}")
+    baseline = ablation.get("baseline")
+    result = Recipe(name, path, recipe, axes, seeds, mode, baseline)
+    result.baseline_group()  # validates the baseline name
+    return result
+
+
+def _merge_ablation(path: Path, base: dict[str, Any], smoke: Any) -> dict[str, Any]:
+    """Merge ``smoke.ablation`` into ``ablation``: options replace, axis mappings merge."""
+    if not isinstance(smoke, dict):
+        raise RecipeError(f"{path}: smoke.ablation must be a mapping")
+    merged = copy.deepcopy(base)
+    for key, value in smoke.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            unknown = [label for label in value if label not in merged[key]]
+            if unknown:
+                raise RecipeError(
+                    f"{path}: smoke.ablation.{key} names values {unknown} that the axis does "
+                    f"not have; expected labels from {list(merged[key])}"
+                )
+            merged[key] = {label: deep_merge(v, value.get(label, {})) for label, v in merged[key].items()}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_recipe(path: str | Path, smoke: bool = False) -> Recipe:
+    """Read a recipe YAML file (see :func:`parse_recipe`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    return parse_recipe(raw, path, smoke=smoke)
