@@ -1,0 +1,103 @@
+"""Model card CLI.
+
+``python -m seglit.models`` lists the models and their knobs;
+``python -m seglit.models describe NAME [--key value ...]`` prints parameter count, GFLOPs at
+``--input-size``, output stride and theoretical receptive field. Knob values are parsed as
+YAML (``--atrous_rates [6,12,18,24]``, ``--aux true``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import typing
+from collections.abc import Sequence
+
+import torch
+import yaml
+
+from seglit.models.registry import MODELS, build_model, describe_model
+
+
+def _knobs(cls: type) -> list[str]:
+    sig = inspect.signature(cls.__init__)
+    hints = typing.get_type_hints(cls.__init__)
+    lines = []
+    for name, p in sig.parameters.items():
+        if name in ("self", "num_classes"):
+            continue
+        ann = inspect.formatannotation(hints.get(name, p.annotation))
+        lines.append(f"    {name}: {ann} = {p.default!r}")
+    return lines
+
+
+def list_text() -> str:
+    """Text listing every model and its knobs."""
+    out = []
+    for name, cls in MODELS.items():
+        out.append(f"{name}  (seglit.models.{cls.__name__})")
+        out += _knobs(cls)
+    return "\n".join(out)
+
+
+def _parse_knobs(items: Sequence[str]) -> dict:
+    kwargs: dict = {}
+    it = iter(items)
+    for key in it:
+        if not key.startswith("--"):
+            raise ValueError(f"expected --key value, got {key!r}")
+        key = key[2:].replace("-", "_")
+        try:
+            raw = next(it)
+        except StopIteration:
+            raise ValueError(f"missing value for --{key}") from None
+        value = yaml.safe_load(raw)
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return kwargs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m seglit.models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("list", help="list models and knobs (default)")
+    desc = sub.add_parser("describe", help="model card of one configuration")
+    desc.add_argument("name", help=f"one of: {', '.join(MODELS)}")
+    desc.add_argument("--num-classes", type=int, default=21)
+    desc.add_argument("--input-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    desc.add_argument("--json", action="store_true", help="print JSON")
+    args, rest = parser.parse_known_args(argv)
+    if args.command in (None, "list"):
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        print(list_text())
+        return 0
+    try:
+        kwargs = _parse_knobs(rest)
+        with torch.device("meta"):  # shapes only: instant for any size, no memory
+            model = build_model(args.name, args.num_classes, **kwargs)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    card = describe_model(model, tuple(args.input_size))
+    card = {"model": args.name, **kwargs, "input_size": list(args.input_size), **card}
+    if args.json:
+        print(json.dumps(card, default=list))
+    else:
+        for key, value in card.items():
+            if key == "gflops":
+                value = f"{value:.2f}"
+            elif key == "params":
+                value = f"{value:,} ({value / 1e6:.2f}M)"
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

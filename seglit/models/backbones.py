@@ -1,0 +1,356 @@
+"""Backbones: VGG16 and ResNet-18/34/50/101 with output stride 8, 16 or 32.
+
+State-dict keys match torchvision's ``vgg16`` / ``resnetXX`` so ImageNet weights load
+directly (VGG's ``classifier.0/3`` Linear layers are reshaped into the ``fc6``/``fc7``
+convolutions). Output stride below 32 replaces strides by dilation, for basic-block ResNets
+too (torchvision's ``replace_stride_with_dilation`` refuses BasicBlock).
+
+Every backbone's ``forward`` returns a dict of stage outputs keyed by their nominal stride
+(``"stride4"`` (ResNet only), ``"stride8"``, ``"stride16"``, ``"out"``) and has ``channels``
+and ``strides`` (the actual strides: with output stride 8, ``"stride16"`` is at stride 8)
+and ``output_stride``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from seglit.models.blocks import check_choice
+
+RESNET_LAYERS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+}
+BACKBONES = ("vgg16", *RESNET_LAYERS)
+OUTPUT_STRIDES = (8, 16, 32)
+TORCHVISION_WEIGHTS = {
+    "vgg16": "VGG16_Weights",
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+}
+
+
+def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """Load torchvision's ImageNet weights for ``name`` from the torch hub cache only.
+
+    Never downloads: if the file is not already cached, raises a RuntimeError saying which
+    file is missing and how to get it.
+    """
+    import torchvision.models as tvm
+
+    weights = getattr(tvm, TORCHVISION_WEIGHTS[name]).IMAGENET1K_V1
+    filename = os.path.basename(weights.url)
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    if not os.path.isfile(path):
+        raise RuntimeError(
+            f"pretrained=True for backbone {name!r} needs torchvision's ImageNet weights "
+            f"{filename}, which are not in the torch hub cache ({path}). seglit never "
+            "downloads during model construction. On a machine with internet run:\n"
+            f'  python -c "import torchvision; torchvision.models.{name}(weights='
+            f"'IMAGENET1K_V1')\"\n"
+            f"and copy the file to {path} (or set TORCH_HOME), or download {weights.url} "
+            "there yourself."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_width(backbone_width: int | None, pretrained: bool) -> None:
+    """Reject pretrained weights for a scaled-down backbone."""
+    if backbone_width is not None and pretrained:
+        raise ValueError(
+            f"pretrained=True needs the standard widths; got backbone_width={backbone_width} "
+            "(use backbone_width=None, or pretrained=False for a tiny from-scratch backbone)"
+        )
+    if backbone_width is not None and backbone_width < 1:
+        raise ValueError(f"invalid backbone_width={backbone_width}; expected an int >= 1")
+
+
+# ----------------------------------------------------------------------------------- ResNet
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs); both convs take the block's dilation."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck (stride and dilation on the 3x3 conv), as in torchvision."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet feature extractor with output stride 8/16/32 and optional multi-grid.
+
+    Dilation follows torchvision: in a dilated stage the first block keeps the previous
+    dilation (it also did the striding) and the others use the new one. With
+    ``multi_grid=(1, 2, 4)`` the blocks of the last stage instead use
+    ``rate * multi_grid[i]`` (DeepLab v3), where ``rate`` is that stage's dilation.
+
+    Args:
+        name: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
+        output_stride: 8, 16 or 32.
+        multi_grid: Unit rates of the last stage, or ``None`` for torchvision's scheme.
+        width: Stem / first-stage width (64 is standard); smaller gives a tiny backbone.
+        pretrained: Load torchvision ImageNet weights from the hub cache.
+    """
+
+    def __init__(
+        self,
+        name: str = "resnet50",
+        output_stride: int = 32,
+        multi_grid: Sequence[int] | None = None,
+        width: int | None = None,
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        check_choice("backbone", name, tuple(RESNET_LAYERS))
+        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        check_width(width, pretrained)
+        state = load_imagenet_state_dict(name) if pretrained else None  # fail before building
+        kind, layers = RESNET_LAYERS[name]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        w = 64 if width is None else width
+        self.output_stride = output_stride
+        self.inplanes = w
+        self.dilation = 1
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+        d2, d3, d4 = dilate[output_stride]
+        self.layer1 = self._make_layer(block, w, layers[0])
+        self.layer2 = self._make_layer(block, 2 * w, layers[1], 2, d2)
+        self.layer3 = self._make_layer(block, 4 * w, layers[2], 2, d3)
+        self.layer4 = self._make_layer(block, 8 * w, layers[3], 2, d4, multi_grid)
+        e = block.expansion
+        self.channels = {
+            "stride4": w * e,
+            "stride8": 2 * w * e,
+            "stride16": 4 * w * e,
+            "out": 8 * w * e,
+        }
+        self.strides = {
+            "stride4": 4,
+            "stride8": 8,
+            "stride16": min(16, output_stride),
+            "out": output_stride,
+        }
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if state is not None:
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            self.load_state_dict(state)
+
+    def _make_layer(
+        self,
+        block: type[nn.Module],
+        planes: int,
+        blocks: int,
+        stride: int = 1,
+        dilate: bool = False,
+        multi_grid: Sequence[int] | None = None,
+    ) -> nn.Sequential:
+        previous = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        if multi_grid is not None:
+            rates = [self.dilation * multi_grid[i % len(multi_grid)] for i in range(blocks)]
+        else:
+            rates = [previous] + [self.dilation] * (blocks - 1)
+        mods = [block(self.inplanes, planes, stride, rates[0], downsample)]
+        self.inplanes = planes * block.expansion
+        for i in range(1, blocks):
+            mods.append(block(self.inplanes, planes, dilation=rates[i]))
+        return nn.Sequential(*mods)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        f4 = self.layer1(x)
+        f8 = self.layer2(f4)
+        f16 = self.layer3(f8)
+        out = self.layer4(f16)
+        return {"stride4": f4, "stride8": f8, "stride16": f16, "out": out}
+
+
+# -------------------------------------------------------------------------------------- VGG
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG16Backbone(nn.Module):
+    """VGG16 feature extractor, torchvision key layout (``features.N``), plus optional
+    fc6/fc7 as convolutions (FCN: fc6 = 7x7 conv with 4096 channels, fc7 = 1x1 conv).
+
+    Pools are ceil-mode so no size ever reaches zero. Output stride < 32 makes pool5
+    (and pool4 at 8) stride 1 and dilates the following convs, as DeepLab does.
+
+    Args:
+        output_stride: 8, 16 or 32.
+        fc: Include fc6/fc7 (loaded from torchvision's classifier.0/3 when pretrained).
+        pool: ``"2x2"`` (VGG/FCN) or ``"3x3"`` (DeepLab: 3x3 kernel, padding 1).
+        width: First-stage width (64 standard); fc width scales as ``64 * width``.
+        pretrained: Load torchvision ImageNet weights from the hub cache.
+    """
+
+    def __init__(
+        self,
+        output_stride: int = 32,
+        fc: bool = True,
+        pool: str = "2x2",
+        width: int | None = None,
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        check_width(width, pretrained)
+        state = load_imagenet_state_dict("vgg16") if pretrained else None  # fail before building
+        scale = 1.0 if width is None else width / 64
+        self.output_stride = output_stride
+        # stride of pool i (1-based) and dilation of the convs after it
+        pool_strides = {32: (2, 2, 2, 2, 2), 16: (2, 2, 2, 2, 1), 8: (2, 2, 2, 1, 1)}
+        strides = pool_strides[output_stride]
+        layers: list[nn.Module] = []
+        self.stage_ends: list[int] = []  # index after each pool in `features`
+        in_ch, stage, dilation = 3, 0, 1
+        for v in VGG16_CFG:
+            if v == "M":
+                s = strides[stage]
+                if pool == "3x3" or s == 1:
+                    layers.append(nn.MaxPool2d(3, s, 1, ceil_mode=True))
+                else:
+                    layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+                if s == 1 and stage < 4:
+                    dilation *= 2
+                stage += 1
+                self.stage_ends.append(len(layers))
+            else:
+                out_ch = max(1, round(v * scale))
+                layers += [
+                    nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation),
+                    nn.ReLU(inplace=True),
+                ]
+                in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        self.fc_dilation = dilation * (2 if strides[4] == 1 else 1)
+        c3, c4 = max(1, round(256 * scale)), in_ch
+        self.channels = {"stride8": c3, "stride16": c4, "out": in_ch}
+        self.strides = {"stride8": 8, "stride16": min(16, output_stride), "out": output_stride}
+        self.has_fc = fc
+        if fc:
+            fc_ch = max(1, round(4096 * scale))
+            d = self.fc_dilation
+            self.fc6 = nn.Conv2d(in_ch, fc_ch, 7, padding=3 * d, dilation=d)
+            self.fc7 = nn.Conv2d(fc_ch, fc_ch, 1)
+            self.fc_act = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(0.5))
+            self.fc_act2 = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(0.5))
+            self.channels["out"] = fc_ch
+        if state is not None:
+            own = {k: v for k, v in state.items() if k.startswith("features.")}
+            if fc:
+                own["fc6.weight"] = state["classifier.0.weight"].view(4096, 512, 7, 7)
+                own["fc6.bias"] = state["classifier.0.bias"]
+                own["fc7.weight"] = state["classifier.3.weight"].view(4096, 4096, 1, 1)
+                own["fc7.bias"] = state["classifier.3.bias"]
+            self.load_state_dict(own)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        feats: dict[str, Tensor] = {}
+        start = 0
+        names = {3: "stride8", 4: "stride16", 5: "out"}
+        for i, end in enumerate(self.stage_ends, start=1):
+            x = self.features[start:end](x)
+            start = end
+            if i in names:
+                feats[names[i]] = x
+        if self.has_fc:
+            x = self.fc_act(self.fc6(x))
+            feats["out"] = self.fc_act2(self.fc7(x))
+        return feats
+
+
+def build_backbone(
+    name: str,
+    output_stride: int = 32,
+    pretrained: bool = False,
+    width: int | None = None,
+    multi_grid: Sequence[int] | None = None,
+    vgg_fc: bool = True,
+    vgg_pool: str = "2x2",
+) -> nn.Module:
+    """Build a backbone by name (``vgg16`` or ``resnet18/34/50/101``)."""
+    check_choice("backbone", name, BACKBONES)
+    if name == "vgg16":
+        if multi_grid is not None:
+            raise ValueError("multi_grid applies to ResNet backbones only, not 'vgg16'")
+        return VGG16Backbone(output_stride, vgg_fc, vgg_pool, width, pretrained)
+    return ResNetBackbone(name, output_stride, multi_grid, width, pretrained)

@@ -1,0 +1,422 @@
+"""DeepLab v1 (LargeFOV), v2 (ASPP, sum of branch logits), v3 (ASPP + image pooling, concat)
+and v3+ (v3 encoder + low-level decoder, atrous depthwise-separable convolutions).
+
+Every model scores at the backbone's output stride and upsamples the logits to the input
+size (``upsample``; bilinear by default, as in the papers). CRF post-processing is not part
+of the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seglit.models.backbones import BACKBONES, OUTPUT_STRIDES, RESNET_LAYERS, build_backbone
+from seglit.models.blocks import (
+    SeparableConv2d,
+    Upsample,
+    check_choice,
+    check_input,
+    check_num_classes,
+    conv_bn_relu,
+)
+from seglit.models.heads import FCNHead
+
+UPSAMPLES = ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
+FUSIONS = ("sum", "concat")
+RESNETS = tuple(RESNET_LAYERS)
+
+ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+BackboneName = Literal["vgg16", "resnet18", "resnet34", "resnet50", "resnet101"]
+UpsampleName = Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"]
+
+
+def _check_rates(name: str, rates: Sequence[int] | None) -> None:
+    if rates is None:
+        return
+    if len(rates) == 0 or not all(isinstance(r, int) and r >= 1 for r in rates):
+        raise ValueError(f"invalid {name}={rates!r}; expected a non-empty list of ints >= 1")
+
+
+def _scaled(channels: int, backbone_width: int | None) -> int:
+    """Head width scaled like the backbone (``backbone_width / 64``)."""
+    return channels if backbone_width is None else max(1, channels * backbone_width // 64)
+
+
+class _DeepLabBase(nn.Module):
+    """Common forward: backbone -> ``_logits`` -> upsample to input (+ aux head)."""
+
+    backbone: nn.Module
+    up_final: Upsample
+    aux_classifier: nn.Module | None
+
+    def _logits(self, feats: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def _init_common(
+        self, num_classes: int, upsample: str, aux: bool, aux_key: str, final_scale: int = 0
+    ) -> None:
+        """Final upsampling (by ``final_scale``; 0 = the output stride) and the aux head."""
+        self.num_classes = num_classes
+        self.output_stride = self.backbone.output_stride
+        scale = final_scale or self.output_stride
+        self.up_final = Upsample(num_classes, num_classes, scale, upsample, bilinear_init=True)
+        self._aux_key = aux_key
+        self.aux_classifier = FCNHead(self.backbone.channels[aux_key], num_classes) if aux else None
+
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux."""
+        check_input(x)
+        size = x.shape[-2:]
+        feats = self.backbone(x)
+        out = self.up_final(self._logits(feats), size)
+        if self.aux_classifier is not None and self.training:
+            aux = self.aux_classifier(feats[self._aux_key])
+            aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+            return {"out": out, "aux": aux}
+        return out
+
+
+def _vgg_fc_branch(in_ch: int, fc_ch: int, num_classes: int, dilation: int) -> nn.Sequential:
+    """DeepLab VGG head: fc6 (3x3, dilated) - fc7 (1x1) - fc8 (1x1 to classes)."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, fc_ch, 3, padding=dilation, dilation=dilation),
+        nn.ReLU(inplace=True),
+        nn.Dropout2d(0.5),
+        nn.Conv2d(fc_ch, fc_ch, 1),
+        nn.ReLU(inplace=True),
+        nn.Dropout2d(0.5),
+        nn.Conv2d(fc_ch, num_classes, 1),
+    )
+
+
+class DeepLabV1(_DeepLabBase):
+    """DeepLab v1 LargeFOV: VGG16 (3x3 pools, pool4/pool5 stride 1, conv5 dilation 2, output
+    stride 8), fc6 = 3x3 conv with dilation 12 and 1024 channels, fc7 = 1x1 1024, fc8 = 1x1.
+
+    Args:
+        num_classes: Number of classes.
+        pretrained: ImageNet weights for the VGG16 convs (fc6/fc7 are new layers here).
+        output_stride: 8 (the paper's), 16 or 32.
+        fc6_dilation: Dilation of fc6 (12 = LargeFOV).
+        fc_channels: Channels of fc6/fc7 (1024 = LargeFOV).
+        upsample: How logits are brought to the input size (``bilinear`` = paper).
+        aux: Auxiliary FCN head on the pool4 stage.
+        backbone_width: Scale the backbone (and fc channels) down; ``None`` = standard.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        pretrained: bool = False,
+        output_stride: Literal[8, 16, 32] = 8,
+        fc6_dilation: int = 12,
+        fc_channels: int = 1024,
+        upsample: UpsampleName = "bilinear",
+        aux: bool = False,
+        backbone_width: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_num_classes(num_classes)
+        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        check_choice("upsample", upsample, UPSAMPLES)
+        _check_rates("fc6_dilation", [fc6_dilation])
+        self.backbone = build_backbone(
+            "vgg16", output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
+        )
+        self.classifier = _vgg_fc_branch(
+            self.backbone.channels["out"],
+            _scaled(fc_channels, backbone_width),
+            num_classes,
+            fc6_dilation,
+        )
+        self._init_common(num_classes, upsample, aux, "stride16")
+
+    def _logits(self, feats: dict[str, Tensor]) -> Tensor:
+        return self.classifier(feats["out"])
+
+
+class DeepLabV2(_DeepLabBase):
+    """DeepLab v2: ASPP with one branch per rate, fused by **summing the branch logits**.
+
+    ASPP-L: rates (6, 12, 18, 24); ASPP-S: (2, 4, 8, 12). With VGG16 each branch is
+    fc6 (3x3, rate r, 1024) - fc7 (1x1, 1024) - fc8 (1x1); with a ResNet each branch is a
+    single 3x3 conv with rate r straight to class scores (the paper's ResNet-101 variant).
+
+    Args:
+        num_classes: Number of classes.
+        backbone: ``vgg16`` or ``resnet18/34/50/101``.
+        pretrained: ImageNet weights for the backbone.
+        output_stride: 8 (the paper's), 16 or 32.
+        atrous_rates: One ASPP branch per rate.
+        upsample: How logits are brought to the input size.
+        aux: Auxiliary FCN head on the stride-16 stage.
+        backbone_width: Scale the backbone down; ``None`` = standard widths.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: BackboneName = "resnet101",
+        pretrained: bool = False,
+        output_stride: Literal[8, 16, 32] = 8,
+        atrous_rates: tuple[int, ...] = (6, 12, 18, 24),
+        upsample: UpsampleName = "bilinear",
+        aux: bool = False,
+        backbone_width: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_num_classes(num_classes)
+        check_choice("backbone", backbone, BACKBONES)
+        check_choice("upsample", upsample, UPSAMPLES)
+        _check_rates("atrous_rates", atrous_rates)
+        self.backbone = build_backbone(
+            backbone, output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
+        )
+        in_ch = self.backbone.channels["out"]
+        if backbone == "vgg16":
+            fc_ch = _scaled(1024, backbone_width)
+            branches = [_vgg_fc_branch(in_ch, fc_ch, num_classes, r) for r in atrous_rates]
+        else:
+            branches = [
+                nn.Conv2d(in_ch, num_classes, 3, padding=r, dilation=r) for r in atrous_rates
+            ]
+        self.aspp = nn.ModuleList(branches)
+        self._init_common(num_classes, upsample, aux, "stride16")
+
+    def _logits(self, feats: dict[str, Tensor]) -> Tensor:
+        x = feats["out"]
+        return torch.stack([branch(x) for branch in self.aspp]).sum(0)
+
+
+class ASPPPooling(nn.Sequential):
+    """Image-level features: global average pool + 1x1 conv + BN + ReLU, broadcast back."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = x.shape[-2:]
+        for mod in self:
+            x = mod(x)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class ASPP(nn.Module):
+    """DeepLab v3 ASPP: 1x1 branch, one 3x3 branch per rate, optional image pooling;
+    **concatenated** and projected by 1x1 conv + BN + ReLU + Dropout(0.5).
+
+    Layout and state-dict keys match torchvision's ``ASPP`` (``convs.i``, ``project``).
+
+    Args:
+        in_channels: Backbone channels.
+        atrous_rates: Rates of the 3x3 branches.
+        out_channels: Channels of every branch and of the output.
+        image_pooling: Add the image-level pooling branch.
+        separable: Use atrous depthwise-separable convs for the 3x3 branches (v3+).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        atrous_rates: Sequence[int],
+        out_channels: int = 256,
+        image_pooling: bool = True,
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        convs: list[nn.Module] = [conv_bn_relu(in_channels, out_channels, 1)]
+        for r in atrous_rates:
+            if separable:
+                convs.append(SeparableConv2d(in_channels, out_channels, r))
+            else:
+                convs.append(conv_bn_relu(in_channels, out_channels, 3, dilation=r))
+        if image_pooling:
+            convs.append(ASPPPooling(in_channels, out_channels))
+        self.convs = nn.ModuleList(convs)
+        self.project = nn.Sequential(
+            nn.Conv2d(len(convs) * out_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
+
+
+def _v3_rates(atrous_rates: Sequence[int] | None, output_stride: int) -> tuple[int, ...]:
+    """(6, 12, 18) at output stride 16, scaled by 16 / output_stride otherwise."""
+    if atrous_rates is not None:
+        return tuple(atrous_rates)
+    return tuple(max(1, r * 16 // output_stride) for r in (6, 12, 18))
+
+
+class DeepLabHead(nn.Sequential):
+    """v3 head as in torchvision: ASPP, 3x3 conv + BN + ReLU, 1x1 conv to classes."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        atrous_rates: Sequence[int],
+        channels: int = 256,
+        image_pooling: bool = True,
+        separable: bool = False,
+    ) -> None:
+        super().__init__(
+            ASPP(in_channels, atrous_rates, channels, image_pooling, separable),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, num_classes, 1),
+        )
+
+
+class DeepLabV3(_DeepLabBase):
+    """DeepLab v3: dilated ResNet (output stride 8/16), multi-grid, ASPP with image pooling,
+    branches **concatenated** + 1x1 projection, then 3x3 conv and 1x1 classifier.
+
+    Args:
+        num_classes: Number of classes.
+        backbone: ``resnet18/34/50/101``.
+        pretrained: ImageNet weights for the backbone.
+        output_stride: 8, 16 (the paper's training setting) or 32.
+        atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8.
+        multi_grid: Unit rates of the last stage, e.g. (1, 2, 4); ``None`` = torchvision's
+            dilation scheme (every unit the stage rate).
+        image_pooling: Add the image-level pooling branch to ASPP.
+        separable: Atrous depthwise-separable 3x3 ASPP branches.
+        aspp_channels: ASPP width; ``None`` = 256 (scaled down with ``backbone_width``).
+        upsample: How logits are brought to the input size.
+        aux: Auxiliary FCN head on ``layer3`` (as torchvision's ``aux_loss``).
+        backbone_width: Scale the backbone down; ``None`` = standard widths.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: ResNetName = "resnet101",
+        pretrained: bool = False,
+        output_stride: Literal[8, 16, 32] = 16,
+        atrous_rates: tuple[int, ...] | None = None,
+        multi_grid: tuple[int, ...] | None = (1, 2, 4),
+        image_pooling: bool = True,
+        separable: bool = False,
+        aspp_channels: int | None = None,
+        upsample: UpsampleName = "bilinear",
+        aux: bool = False,
+        backbone_width: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_num_classes(num_classes)
+        check_choice("backbone", backbone, RESNETS)
+        check_choice("upsample", upsample, UPSAMPLES)
+        _check_rates("atrous_rates", atrous_rates)
+        _check_rates("multi_grid", multi_grid)
+        self.backbone = build_backbone(
+            backbone, output_stride, pretrained, backbone_width, multi_grid=multi_grid
+        )
+        ch = aspp_channels or _scaled(256, backbone_width)
+        self.classifier = DeepLabHead(
+            self.backbone.channels["out"],
+            num_classes,
+            _v3_rates(atrous_rates, output_stride),
+            ch,
+            image_pooling,
+            separable,
+        )
+        self._init_common(num_classes, upsample, aux, "stride16")
+
+    def _logits(self, feats: dict[str, Tensor]) -> Tensor:
+        return self.classifier(feats["out"])
+
+
+class DeepLabV3Plus(_DeepLabBase):
+    """DeepLab v3+: v3 encoder (ASPP output, no classifier) + a decoder that upsamples it x4
+    to the stride-4 features, fuses them with the low-level features reduced to 48 channels
+    (1x1 conv + BN + ReLU), refines with two 3x3 convs and classifies.
+
+    ``fusion=concat`` is the paper's; ``fusion=sum`` reduces the low-level features to the
+    ASPP width instead of 48 so the two maps can be added (the refinement convs then see
+    ``aspp_channels`` instead of ``aspp_channels + 48`` channels).
+
+    Args:
+        num_classes: Number of classes.
+        backbone: ``resnet18/34/50/101``.
+        pretrained: ImageNet weights for the backbone.
+        output_stride: 8, 16 (the paper's) or 32.
+        atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8.
+        multi_grid: Unit rates of the last stage; ``None`` = torchvision's scheme.
+        image_pooling: Add the image-level pooling branch to ASPP.
+        separable: Atrous depthwise-separable convs in ASPP and decoder (the paper's).
+        fusion: ``concat`` (paper) or ``sum`` of decoder inputs.
+        low_level_channels: Reduction of the stride-4 features for concat (48 = paper).
+        aspp_channels: ASPP/decoder width; ``None`` = 256 (scaled with ``backbone_width``).
+        upsample: How the ASPP output and the logits are upsampled.
+        aux: Auxiliary FCN head on ``layer3``.
+        backbone_width: Scale the backbone down; ``None`` = standard widths.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: ResNetName = "resnet101",
+        pretrained: bool = False,
+        output_stride: Literal[8, 16, 32] = 16,
+        atrous_rates: tuple[int, ...] | None = None,
+        multi_grid: tuple[int, ...] | None = None,
+        image_pooling: bool = True,
+        separable: bool = True,
+        fusion: Literal["sum", "concat"] = "concat",
+        low_level_channels: int = 48,
+        aspp_channels: int | None = None,
+        upsample: UpsampleName = "bilinear",
+        aux: bool = False,
+        backbone_width: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_num_classes(num_classes)
+        check_choice("backbone", backbone, RESNETS)
+        check_choice("upsample", upsample, UPSAMPLES)
+        check_choice("fusion", fusion, FUSIONS)
+        _check_rates("atrous_rates", atrous_rates)
+        _check_rates("multi_grid", multi_grid)
+        self.backbone = build_backbone(
+            backbone, output_stride, pretrained, backbone_width, multi_grid=multi_grid
+        )
+        ch = aspp_channels or _scaled(256, backbone_width)
+        self.fusion = fusion
+        self.aspp = ASPP(
+            self.backbone.channels["out"],
+            _v3_rates(atrous_rates, output_stride),
+            ch,
+            image_pooling,
+            separable,
+        )
+        low_ch = low_level_channels if fusion == "concat" else ch
+        self.low_level = conv_bn_relu(self.backbone.channels["stride4"], low_ch, 1)
+        self.up_aspp = Upsample(ch, ch, max(1, output_stride // 4), upsample, bilinear_init=True)
+        in_ch = ch + low_ch if fusion == "concat" else ch
+        if separable:
+            refine = [SeparableConv2d(in_ch, ch), SeparableConv2d(ch, ch)]
+        else:
+            refine = [conv_bn_relu(in_ch, ch, 3), conv_bn_relu(ch, ch, 3)]
+        self.decoder = nn.Sequential(*refine)
+        self.classifier = nn.Conv2d(ch, num_classes, 1)
+        self._init_common(num_classes, upsample, aux, "stride16", final_scale=4)
+
+    def _logits(self, feats: dict[str, Tensor]) -> Tensor:
+        low = self.low_level(feats["stride4"])
+        x = self.up_aspp(self.aspp(feats["out"]), low.shape[-2:])
+        x = torch.cat([x, low], dim=1) if self.fusion == "concat" else x + low
+        return self.classifier(self.decoder(x))

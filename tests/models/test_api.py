@@ -1,0 +1,230 @@
+"""Registry, paper parameter counts, bad input, pretrained weights, model card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from seglit.models import (
+    DeepLabV1,
+    DeepLabV3,
+    FCN8s,
+    UNet,
+    build_model,
+    describe_model,
+    list_models,
+)
+from seglit.models.__main__ import main
+from seglit.models.registry import receptive_field
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------- paper configurations
+
+
+@pytest.mark.parametrize(
+    ("build", "expected", "tol"),
+    [
+        (lambda: FCN8s(21, backbone="vgg16"), 134.5e6, 0.5e6),  # Long et al.: 134M
+        (lambda: DeepLabV1(21), 20.5e6, 0.1e6),  # Chen et al.: LargeFOV 20.5M
+        (lambda: UNet(2, base_width=64, depth=5, batch_norm=False), 31.03e6, 0.05e6),  # ~31M
+    ],
+    ids=["fcn8s-vgg16", "deeplabv1-largefov", "unet-64-depth5"],
+)
+def test_paper_parameter_counts(build, expected: float, tol: float) -> None:
+    with torch.device("meta"):  # count only: no memory, no init time
+        model = build()
+    assert abs(_params(model) - expected) < tol
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_bad_num_classes(name: str) -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model(name, 0)
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="fcn8s.*unet.*deeplabv3plus"):
+        build_model("segformer9000", 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("unet", {"fusion": "add"}, "fusion='add'.*'sum', 'concat'"),
+        ("unet", {"upsample": "pixelshuffle"}, "upsample.*'bilinear_conv'"),
+        ("fcn8s", {"backbone": "resnet152"}, "backbone.*'vgg16'.*'resnet101'"),
+        ("deeplabv3", {"output_stride": 4}, "output_stride=4.*8, 16, 32"),
+        ("deeplabv3", {"backbone": "vgg16"}, "backbone='vgg16'"),
+        ("deeplabv3", {"atrous_rates": (6, -1)}, "atrous_rates"),
+        ("fcn32s", {"head": "deep"}, "head.*'score', 'fcn'"),
+        ("fcn32s", {"fusion": "sum"}, "unknown argument.*fusion"),
+        ("smp", {"arch": "NotAnArch"}, "arch.*'unet'"),
+        ("smp", {"encoder": "resnet9000"}, "encoder.*'resnet18'"),
+        ("deeplabv3", {"pretrained": True, "backbone_width": 8}, "pretrained=True.*backbone_width"),
+    ],
+)
+def test_bad_knob_lists_valid_values(name: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_model(name, 3, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["unet", "fcn8s", "deeplabv3plus"])
+def test_wrong_channel_count_is_clear(name: str) -> None:
+    kwargs = {"base_width": 4, "depth": 3} if name == "unet" else {"backbone_width": 4}
+    if name == "deeplabv3plus":
+        kwargs["backbone"] = "resnet18"
+    model = build_model(name, 3, **kwargs)
+    with pytest.raises(ValueError, match="expected 3 input channels, got 4"):
+        model(torch.randn(1, 4, 32, 32))
+    with pytest.raises(ValueError, match="4-D input"):
+        model(torch.randn(3, 32, 32))
+
+
+def test_unet_too_small_input() -> None:
+    with pytest.raises(ValueError, match="too small.*>= 16"):
+        UNet(2, base_width=2, depth=5)(torch.randn(1, 3, 8, 40))
+
+
+# ----------------------------------------------------------------------- pretrained weights
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
+    return hub
+
+
+def test_pretrained_offline_error_says_how_to_get_weights(empty_hub) -> None:
+    with pytest.raises(
+        RuntimeError, match=r"(?s)resnet18-f37072fd\.pth.*not in the torch hub cache"
+    ):
+        build_model("deeplabv3", 3, backbone="resnet18", pretrained=True)
+    with pytest.raises(RuntimeError, match=r"(?s)vgg16-397923af\.pth.*weights='IMAGENET1K_V1'"):
+        build_model("fcn32s", 3, backbone="vgg16", pretrained=True)
+
+
+def test_pretrained_loads_from_hub_cache(empty_hub) -> None:
+    import torchvision
+
+    ckpt = empty_hub / "checkpoints"
+    ckpt.mkdir(parents=True)
+    reference = torchvision.models.resnet18().state_dict()
+    torch.save(reference, ckpt / "resnet18-f37072fd.pth")
+    model = build_model("fcn8s", 3, backbone="resnet18", pretrained=True)
+    torch.testing.assert_close(
+        model.backbone.layer4[1].conv2.weight, reference["layer4.1.conv2.weight"]
+    )
+
+
+# ---------------------------------------------------------------------- YAML / LightningCLI
+
+
+def test_class_path_with_init_args_validates() -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--net", type=torch.nn.Module)
+    cfg = yaml.safe_load(
+        """
+        net:
+          class_path: seglit.models.DeepLabV3Plus
+          init_args: {num_classes: 3, backbone: resnet18, backbone_width: 4,
+                      atrous_rates: [1, 2, 3], fusion: sum}
+        """
+    )
+    net = parser.instantiate(parser.parse_object(cfg)).net
+    assert isinstance(net, torch.nn.Module) and net.fusion == "sum"
+    cfg["net"]["init_args"]["fusion"] = "add"
+    with pytest.raises(Exception, match="fusion"):
+        parser.parse_object(cfg)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_class_has_a_cli_signature(name: str) -> None:
+    from jsonargparse import ArgumentParser
+
+    from seglit.models.registry import MODELS
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(MODELS[name], "net")
+    cfg = parser.parse_args(["--net.num_classes", "3"])
+    assert cfg.net.num_classes == 3
+
+
+# ----------------------------------------------------------------------------- model card
+
+
+def test_list_models() -> None:
+    assert list_models() == [
+        "fcn32s",
+        "fcn16s",
+        "fcn8s",
+        "unet",
+        "deeplabv1",
+        "deeplabv2",
+        "deeplabv3",
+        "deeplabv3plus",
+        "smp",
+    ]
+
+
+def test_describe_model_keys_and_values() -> None:
+    model = UNet(2, base_width=4, depth=3).train()
+    card = describe_model(model, (32, 32))
+    assert set(card) == {"params", "gflops", "output_stride", "receptive_field"}
+    assert card["params"] == _params(model) and isinstance(card["params"], int)
+    assert isinstance(card["gflops"], float) and card["gflops"] > 0
+    assert card["output_stride"] == 4
+    # encoder 2 convs @1 + pool + 2 @2 + pool + 2 @4, decoder 2 @2 + 2 @1
+    assert card["receptive_field"] == 1 + 4 + 1 + 8 + 2 + 16 + 8 + 4
+    assert model.training  # restored
+
+
+def test_receptive_field_of_known_stacks() -> None:
+    conv = torch.nn.Conv2d
+    assert (
+        receptive_field(torch.nn.Sequential(conv(3, 4, 3, padding=1), conv(4, 4, 3, padding=1)))
+        == 5
+    )
+    strided = torch.nn.Sequential(conv(3, 4, 3, 2, 1), conv(4, 4, 3, padding=2, dilation=2))
+    assert receptive_field(strided) == 1 + 2 + 2 * 2 * 2
+    v3 = DeepLabV3(3, backbone="resnet18", backbone_width=4)
+    assert describe_model(v3, (64, 64))["receptive_field"] is None  # image pooling: global
+    assert describe_model(v3, (64, 64))["output_stride"] == 16
+
+
+def test_cli_list_and_describe(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    listing = capsys.readouterr().out
+    for name in list_models():
+        assert name in listing
+    assert "atrous_rates" in listing and "fusion" in listing
+    argv = [
+        "describe",
+        "fcn8s",
+        "--backbone_width",
+        "4",
+        "--fusion",
+        "concat",
+        "--input-size",
+        "64",
+        "48",
+        "--json",
+    ]
+    assert main(argv) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["model"] == "fcn8s" and card["fusion"] == "concat"
+    assert card["output_stride"] == 32 and card["params"] > 0
+    assert main(["describe", "fcn8s", "--fusion", "add"]) == 2
+    assert "'sum', 'concat'" in capsys.readouterr().err

@@ -1,0 +1,55 @@
+"""from_torchvision: seglit reproduces torchvision's segmentation models, weights included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.models.segmentation as tvseg
+
+from seglit.models import DeepLabV3, FCN32s, from_torchvision
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Non-trivial BN statistics so that eval mode actually exercises them."""
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+
+
+@pytest.mark.parametrize(
+    ("factory", "aux", "cls"),
+    [(tvseg.fcn_resnet50, False, FCN32s), (tvseg.deeplabv3_resnet50, True, DeepLabV3)],
+)
+def test_from_torchvision_matches(factory, aux: bool, cls: type) -> None:
+    torch.manual_seed(0)
+    tv = factory(weights=None, weights_backbone=None, num_classes=4, aux_loss=aux).eval()
+    _randomise_batchnorm(tv)
+    model = from_torchvision(tv)
+    assert isinstance(model, cls) and not model.training
+    assert (model.aux_classifier is not None) == aux
+    x = torch.randn(1, 3, 65, 65)
+    with torch.no_grad():
+        ref = tv(x)
+        out = model(x)
+    assert out.shape == ref["out"].shape == (1, 4, 65, 65)
+    rel = (out - ref["out"]).abs().max() / ref["out"].abs().max()
+    assert rel < 1e-4
+    if aux:
+        model.train()
+        tv.train()
+        x2 = torch.randn(2, 3, 33, 35)  # batch 2: image-pooling BN needs > 1 value in training
+        torch.manual_seed(1)
+        a = tv(x2)["aux"]
+        torch.manual_seed(1)
+        b = model(x2)["aux"]
+        torch.testing.assert_close(a, b)
+
+
+def test_from_torchvision_rejects_other_models() -> None:
+    with pytest.raises(ValueError, match="fcn_resnet50"):
+        from_torchvision(torch.nn.Conv2d(3, 3, 1))
