@@ -60,7 +60,9 @@ class TrainSpeedMonitor(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         if self._seconds > 0:
             pl_module.log("train/images_per_sec", self._images / self._seconds, sync_dist=True)
-        pl_module.log("train/peak_mem_mb", peak_memory_mb(pl_module.device), reduce_fx="max", sync_dist=True)
+        pl_module.log(
+            "train/peak_mem_mb", peak_memory_mb(pl_module.device), reduce_fx="max", sync_dist=True
+        )
 
 
 class RunSummaryWriter(Callback):

@@ -42,6 +42,16 @@ CHECKPOINT_DEFAULTS = {
 }
 
 
+class LoggedSaveConfigCallback(SaveConfigCallback):
+    """Saves ``resolved_config.yaml`` and logs the full resolved config to the logger."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:  # noqa: D102
+        if trainer.logger is not None:
+            config = self.config.as_dict()
+            config.pop("config", None)
+            trainer.logger.log_hyperparams(config)
+
+
 class ConfigError(ValueError):
     """A config that the seglit CLI rejects (unknown key, wrong type, bad combination)."""
 
@@ -53,8 +63,10 @@ class SeglitCLI(LightningCLI):
         kwargs.setdefault(
             "save_config_kwargs", {"config_filename": "resolved_config.yaml", "overwrite": True}
         )
-        kwargs.setdefault("save_config_callback", SaveConfigCallback)
+        kwargs.setdefault("save_config_callback", LoggedSaveConfigCallback)
         trainer_defaults = {"use_distributed_sampler": False, **kwargs.pop("trainer_defaults", {})}
+        # No prefix matching: `--trainer.max_epoch` is a typo, not `--trainer.max_epochs`.
+        kwargs["parser_kwargs"] = {"allow_abbrev": False, **kwargs.get("parser_kwargs", {})}
         super().__init__(
             SegmentationModule,
             SegmentationDataModule,
@@ -79,9 +91,19 @@ class SeglitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Reject settings that cannot work on this machine before building anything."""
-        config = self.config.get(self.config.get("subcommand")) if "subcommand" in self.config else self.config
+        config = (
+            self.config.get(self.config.get("subcommand"))
+            if "subcommand" in self.config
+            else self.config
+        )
         if config is None:
             return
+        net_args = config.get("model.net.init_args") if config.get("model.net") else None
+        if net_args is not None and net_args.get("num_classes") is not None:
+            raise ConfigError(
+                "model.net.init_args.num_classes is set from data.num_classes; remove it "
+                "from the config (the dataset decides the number of classes)"
+            )
         trainer = config.get("trainer", {})
         if trainer.get("sync_batchnorm") and not _gpu_requested(trainer):
             raise ConfigError(
@@ -120,7 +142,9 @@ class _ParseOnlyCLI(SeglitCLI):
         raise _ParsedOnly(self.config)
 
 
-def validate_config(config: dict[str, Any], subcommand: str = "fit", source: str = "config") -> None:
+def validate_config(
+    config: dict[str, Any], subcommand: str = "fit", source: str = "config"
+) -> None:
     """Parse and type-check a config exactly as ``seglit SUBCOMMAND --config`` would.
 
     Nothing is instantiated: no model is built and no data is read.

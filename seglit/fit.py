@@ -33,6 +33,7 @@ from seglit.recipe import (
     set_dotted,
 )
 from seglit.report import build_rows, read_metrics, write_summary
+from seglit.tracking import find_offline_runs
 
 LOGGER_CLASS = "seglit.tracking.WandbLogger"
 
@@ -48,7 +49,9 @@ def parse_overrides(extra: list[str]) -> dict[str, Any]:
     while i < len(extra):
         arg = extra[i]
         if not arg.startswith("--") or len(arg) < 3:
-            raise RunnerError(f"unexpected argument {arg!r}; overrides look like --trainer.max_epochs=2")
+            raise RunnerError(
+                f"unexpected argument {arg!r}; overrides look like --trainer.max_epochs=2"
+            )
         key, sep, value = arg[2:].partition("=")
         if not sep:
             if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
@@ -60,7 +63,9 @@ def parse_overrides(extra: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def prepare_config(recipe: Recipe, variant: Variant, run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def prepare_config(
+    recipe: Recipe, variant: Variant, run_dir: Path, overrides: dict[str, Any]
+) -> dict[str, Any]:
     """The variant's config with CLI overrides and the run's output locations filled in."""
     config = variant.config
     for key, value in overrides.items():
@@ -81,8 +86,15 @@ def prepare_config(recipe: Recipe, variant: Variant, run_dir: Path, overrides: d
                 tags.append(f"seed={variant.seed}")
             logger = deep_merge(
                 logger,
-                {"init_args": {"name": variant.name, "group": recipe.name, "save_dir": str(run_dir),
-                               "tags": tags, "job_type": "train"}},
+                {
+                    "init_args": {
+                        "name": variant.name,
+                        "group": recipe.name,
+                        "save_dir": str(run_dir),
+                        "tags": tags,
+                        "job_type": "train",
+                    }
+                },
             )
         trainer["logger"] = logger
     return config
@@ -137,7 +149,9 @@ def run_variant(config_path: Path, run_dir: Path, verbose: bool = False) -> int:
     with open(run_dir / "train.log", "a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -163,13 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Any --dotted.key=value argument overrides that config key in every variant.",
     )
     parser.add_argument("recipe", type=Path, help="the recipe YAML file")
-    parser.add_argument("--smoke", action="store_true",
-                        help="apply the recipe's smoke block (synthetic data, tiny models, CPU)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list and validate the variants without training")
-    parser.add_argument("--variant", action="append", default=None, metavar="NAME",
-                        help="run only this variant (repeatable)")
-    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default runs/)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="apply the recipe's smoke block (synthetic data, tiny models, CPU)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list and validate the variants without training"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this variant (repeatable)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs"), help="output folder (default runs/)"
+    )
     parser.add_argument("--verbose", action="store_true", help="stream each run's output")
     return parser
 
@@ -225,24 +250,37 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
             continue
         config_path = write_variant_config(configs[v.name], run_dir)
         resumed = (run_dir / "checkpoints" / "last.ckpt").is_file()
-        print(f"{prefix}: {'resuming' if resumed else 'running'} (log: {run_dir / 'train.log'})", flush=True)
+        print(
+            f"{prefix}: {'resuming' if resumed else 'running'} (log: {run_dir / 'train.log'})",
+            flush=True,
+        )
         start = time.perf_counter()
         code = run_variant(config_path, run_dir, verbose=args.verbose)
         elapsed = time.perf_counter() - start
         metrics = read_metrics(run_dir)
         if code == 0 and metrics and metrics.get("status") == "finished":
             best = metrics.get("best") or {}
-            print(f"{prefix}: done in {elapsed:.0f}s, val mIoU {best.get('mIoU', float('nan')):.4f}")
+            print(
+                f"{prefix}: done in {elapsed:.0f}s, val mIoU {best.get('mIoU', float('nan')):.4f}"
+            )
         else:
             failures += 1
             _mark_failed(run_dir, code)
-            print(f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s; see {run_dir / 'train.log'}")
+            print(
+                f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s; see {run_dir / 'train.log'}"
+            )
 
     rows = build_rows(recipe_dir, variants, recipe.baseline_group())
     table = write_summary(recipe_dir, recipe.name, rows)
     print(f"\n{recipe.name}: summary of {recipe_dir}/\n")
     print(table)
     print(f"\nwritten: {recipe_dir / 'summary.md'}, summary.csv, summary.json")
+    if find_offline_runs(recipe_dir):
+        print(
+            "W&B ran offline (no credentials or no network); the runs are on disk.\n"
+            "Upload them with:\n"
+            f"  wandb sync {recipe_dir}/*/wandb/offline-run-*"
+        )
     return 1 if failures else 0
 
 

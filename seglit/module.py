@@ -88,7 +88,9 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
         self.net = net
         self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.class_names = (
+            list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        )
         if len(self.class_names) != num_classes:
             raise ValueError(
                 f"class_names has {len(self.class_names)} names but num_classes is {num_classes}"
@@ -154,14 +156,18 @@ class SegmentationModule(L.LightningModule):
                 + "); the last good checkpoint is kept"
             )
         batch_size = images.shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
+        )
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Build the optimizer (backbone and head parameter groups) and the LR schedule."""
         backbone = getattr(self.net, "backbone", None)
-        backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+        backbone_ids = (
+            {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+        )
         params = [p for p in self.net.parameters() if p.requires_grad]
         backbone_params = [p for p in params if id(p) in backbone_ids]
         head_params = [p for p in params if id(p) not in backbone_ids]
@@ -172,7 +178,10 @@ class SegmentationModule(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         if isinstance(scheduler, PolyLR) and scheduler.total_iters is None:
             scheduler.total_iters = max(1, int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # --------------------------------------------------------------- evaluation
     def _raw_images(self, images: Tensor) -> Tensor | None:
@@ -181,7 +190,9 @@ class SegmentationModule(L.LightningModule):
             return None
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is None or not hasattr(datamodule, "mean"):
-            raise RuntimeError("inference.crf needs a datamodule with `mean` and `std` to recover RGB")
+            raise RuntimeError(
+                "inference.crf needs a datamodule with `mean` and `std` to recover RGB"
+            )
         mean = images.new_tensor(datamodule.mean).view(1, 3, 1, 1)
         std = images.new_tensor(datamodule.std).view(1, 3, 1, 1)
         return ((images * std + mean) * 255.0).clamp(0, 255)
@@ -193,12 +204,19 @@ class SegmentationModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, Any], stage: str, metrics: SegmentationMetrics) -> None:
         images, masks = batch["image"], batch["mask"]
         logits = resize_logits(self.predict_logits(images), masks.shape[-2:])
-        loss = F.cross_entropy(logits, masks, weight=self.class_weights, ignore_index=self.ignore_index)
+        loss = F.cross_entropy(
+            logits, masks, weight=self.class_weights, ignore_index=self.ignore_index
+        )
         if torch.isfinite(loss):  # an all-void image has no loss; it still counts for metrics
-            self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=images.shape[0])
+            self.log(
+                f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=images.shape[0]
+            )
         preds = logits.argmax(1)
         metrics.update(preds, masks)
-        names = list(batch.get("name") or [f"{stage}-{len(self._image_confmats)}-{i}" for i in range(len(preds))])
+        names = list(
+            batch.get("name")
+            or [f"{stage}-{len(self._image_confmats)}-{i}" for i in range(len(preds))]
+        )
         confmats = per_image_confusion(preds, masks, self.num_classes, self.ignore_index)
         self._image_confmats.append((names, confmats.cpu()))
 
@@ -244,7 +262,9 @@ class SegmentationModule(L.LightningModule):
             "stage": stage,
             "epoch": self.current_epoch,
             "step": self.global_step,
-            "metrics": {k: float(v) for k, v in result.items() if k in ("mIoU", "acc", "mAcc", "fwIoU")},
+            "metrics": {
+                k: float(v) for k, v in result.items() if k in ("mIoU", "acc", "mAcc", "fwIoU")
+            },
             "IoU": dict(zip(self.class_names, result["IoU"].tolist())),
             "confmat": result["confmat"].cpu(),
             "image_names": names,

@@ -54,7 +54,9 @@ class PolyLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if total_iters is not None and total_iters <= 0:
-            raise ValueError(f"PolyLR: total_iters must be a positive int or None, got {total_iters}")
+            raise ValueError(
+                f"PolyLR: total_iters must be a positive int or None, got {total_iters}"
+            )
         if warmup_iters < 0:
             raise ValueError(f"PolyLR: warmup_iters must be >= 0, got {warmup_iters}")
         self.total_iters = total_iters

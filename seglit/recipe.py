@@ -34,7 +34,15 @@ from typing import Any
 import yaml
 
 RECIPE_KEYS = ("name", "ablation", "smoke")
-CONFIG_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "checkpoint", "run_summary")
+CONFIG_KEYS = (
+    "seed_everything",
+    "trainer",
+    "model",
+    "data",
+    "ckpt_path",
+    "checkpoint",
+    "run_summary",
+)
 ABLATION_OPTIONS = ("seeds", "mode", "baseline")
 MODES = ("grid", "zip")
 
@@ -84,7 +92,8 @@ class Recipe:
             lengths = {k: len(c) for k, c in zip(keys, choices)}
             if len(set(lengths.values())) > 1:
                 raise RecipeError(
-                    f"{self.path}: ablation.mode is zip but the axes have different lengths: {lengths}"
+                    f"{self.path}: ablation.mode is zip but the axes have different "
+                    f"lengths: {lengths}"
                 )
             combos = list(zip(*choices)) if keys else [()]
         else:
@@ -168,7 +177,11 @@ def deep_merge(base: Any, override: Any) -> Any:
     """
     if not isinstance(base, dict) or not isinstance(override, dict):
         return copy.deepcopy(override)
-    if "class_path" in base and "class_path" in override and base["class_path"] != override["class_path"]:
+    if (
+        "class_path" in base
+        and "class_path" in override
+        and base["class_path"] != override["class_path"]
+    ):
         return copy.deepcopy(override)
     merged = copy.deepcopy(base)
     for key, value in override.items():
@@ -224,7 +237,9 @@ def _parse_axes(path: Path, ablation: dict[str, Any]) -> dict[str, dict[str, Any
             for value in values:
                 label = value_label(key, value)
                 if label in axes[key]:
-                    raise RecipeError(f"{path}: ablation axis {key!r} has two values labelled {label!r}")
+                    raise RecipeError(
+                        f"{path}: ablation axis {key!r} has two values labelled {label!r}"
+                    )
                 axes[key][label] = value
         else:
             raise RecipeError(
@@ -256,7 +271,9 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
             )
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
-        raise RecipeError(f"{path}: `name` must be a short identifier (letters, digits, _.+-), got {name!r}")
+        raise RecipeError(
+            f"{path}: `name` must be a short identifier (letters, digits, _.+-), got {name!r}"
+        )
     recipe = copy.deepcopy(raw)
     smoke_block = recipe.pop("smoke", None) or {}
     if not isinstance(smoke_block, dict):
@@ -304,7 +321,9 @@ def _merge_ablation(path: Path, base: dict[str, Any], smoke: Any) -> dict[str, A
                     f"{path}: smoke.ablation.{key} names values {unknown} that the axis does "
                     f"not have; expected labels from {list(merged[key])}"
                 )
-            merged[key] = {label: deep_merge(v, value.get(label, {})) for label, v in merged[key].items()}
+            merged[key] = {
+                label: deep_merge(v, value.get(label, {})) for label, v in merged[key].items()
+            }
         else:
             merged[key] = copy.deepcopy(value)
     return merged

@@ -140,15 +140,23 @@ def build_rows(recipe_dir: Path, variants: list[Any], baseline_group: str) -> li
     for group, members in groups.items():
         metrics = [read_metrics(recipe_dir / v.name) for v in members]
         finished = [m for m in metrics if m and m.get("status") == "finished" and m.get("best")]
-        statuses = {m.get("status") for m in metrics if m} | ({"pending"} if None in metrics else set())
+        statuses = {m.get("status") for m in metrics if m} | (
+            {"pending"} if None in metrics else set()
+        )
         if len(finished) == len(members):
             status = "finished"
         elif "failed" in statuses:
             status = "failed"
         else:
             status = "partial" if finished else "pending"
-        row = Row(variant=group, status=status, runs=len(members), finished=len(finished),
-                  baseline=group == baseline_group, labels=dict(members[0].labels))
+        row = Row(
+            variant=group,
+            status=status,
+            runs=len(members),
+            finished=len(finished),
+            baseline=group == baseline_group,
+            labels=dict(members[0].labels),
+        )
         if finished:
             mious = [m["best"]["mIoU"] for m in finished]
             row.mIoU_mean = float(np.mean(mious))
@@ -164,7 +172,8 @@ def build_rows(recipe_dir: Path, variants: list[Any], baseline_group: str) -> li
                 c: _mean([m["best"]["IoU"].get(c) for m in finished]) for c in classes
             }
             confmats[group] = [
-                cm for v, m in zip(members, metrics)
+                cm
+                for v, m in zip(members, metrics)
                 if m in finished and (cm := _load_image_confmats(recipe_dir / v.name)) is not None
             ]
         rows.append(row)
@@ -175,14 +184,20 @@ def build_rows(recipe_dir: Path, variants: list[Any], baseline_group: str) -> li
         row.delta = row.mIoU_mean - base.mIoU_mean
         if row.baseline:
             continue
-        result = paired_bootstrap_delta(confmats.get(row.variant, []), confmats.get(base.variant, []))
+        result = paired_bootstrap_delta(
+            confmats.get(row.variant, []), confmats.get(base.variant, [])
+        )
         if result is not None:
             row.delta, row.delta_ci_low, row.delta_ci_high = result
     return rows
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.{digits}f}"
+    )
 
 
 def _fmt_params(value: int | None) -> str:
@@ -193,8 +208,18 @@ def _fmt_params(value: int | None) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     """The summary as a Markdown table (also what the runner prints)."""
-    header = ["variant", "status", "val mIoU", "Δ vs baseline (95% CI)", "pixel acc",
-              "params", "GFLOPs", "img/s", "peak MB", "wall s"]
+    header = [
+        "variant",
+        "status",
+        "val mIoU",
+        "Δ vs baseline (95% CI)",
+        "pixel acc",
+        "params",
+        "GFLOPs",
+        "img/s",
+        "peak MB",
+        "wall s",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         miou = "-" if r.mIoU_mean is None else f"{r.mIoU_mean:.4f} ± {r.mIoU_std:.4f}"
@@ -207,16 +232,40 @@ def markdown_table(rows: list[Row]) -> str:
         else:
             delta = f"{r.delta:+.4f} [{r.delta_ci_low:+.4f}, {r.delta_ci_high:+.4f}]"
         status = r.status if r.finished == r.runs else f"{r.status} ({r.finished}/{r.runs})"
-        cells = [r.variant, status, miou, delta, _fmt(r.acc), _fmt_params(r.params),
-                 _fmt(r.gflops, 2), _fmt(r.images_per_sec, 1), _fmt(r.peak_mem_mb, 0),
-                 _fmt(r.wall_time_s, 1)]
+        cells = [
+            r.variant,
+            status,
+            miou,
+            delta,
+            _fmt(r.acc),
+            _fmt_params(r.params),
+            _fmt(r.gflops, 2),
+            _fmt(r.images_per_sec, 1),
+            _fmt(r.peak_mem_mb, 0),
+            _fmt(r.wall_time_s, 1),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-CSV_FIELDS = ["variant", "status", "runs", "finished", "mIoU_mean", "mIoU_std", "delta",
-              "delta_ci_low", "delta_ci_high", "acc", "params", "gflops", "images_per_sec",
-              "peak_mem_mb", "wall_time_s", "baseline"]
+CSV_FIELDS = [
+    "variant",
+    "status",
+    "runs",
+    "finished",
+    "mIoU_mean",
+    "mIoU_std",
+    "delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "acc",
+    "params",
+    "gflops",
+    "images_per_sec",
+    "peak_mem_mb",
+    "wall_time_s",
+    "baseline",
+]
 
 
 def write_summary(recipe_dir: Path, recipe_name: str, rows: list[Row]) -> str:

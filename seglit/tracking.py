@@ -143,12 +143,20 @@ class WandbLogger(_LightningWandbLogger):
         self._guard("log_hyperparams", params)
 
     @rank_zero_only
-    def log_image(self, key: str, images: list[Any], step: int | None = None, **kwargs: Any) -> None:  # noqa: D102
+    def log_image(
+        self, key: str, images: list[Any], step: int | None = None, **kwargs: Any
+    ) -> None:  # noqa: D102
         self._guard("log_image", key, images, step, **kwargs)
 
     @rank_zero_only
-    def log_table(self, key: str, columns: list[str] | None = None, data: list[list[Any]] | None = None,
-                  dataframe: Any = None, step: int | None = None) -> None:  # noqa: D102
+    def log_table(
+        self,
+        key: str,
+        columns: list[str] | None = None,
+        data: list[list[Any]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+    ) -> None:  # noqa: D102
         self._guard("log_table", key, columns, data, dataframe, step)
 
     @rank_zero_only

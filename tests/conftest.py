@@ -1,0 +1,82 @@
+"""Shared test setup: no network, W&B offline, every cache inside pytest's temp dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.pop("WANDB_API_KEY", None)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep synthetic data, torch hub and W&B settings out of the user's home."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["SEGLIT_CACHE"] = str(cache / "seglit")
+    os.environ["TORCH_HOME"] = str(cache / "torch")
+    os.environ["WANDB_CONFIG_DIR"] = str(cache / "wandb_config")
+    os.environ["WANDB_CACHE_DIR"] = str(cache / "wandb_cache")
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic VOC tree (16 train images, an odd 5 val images)."""
+    from seglit.data import write_synthetic_voc
+
+    root = tmp_path_factory.mktemp("synthetic_voc")
+    write_synthetic_voc(root, num_train=16, num_val=5, seed=0)
+    return root
+
+
+@pytest.fixture
+def make_fit_config(synthetic_root: Path):
+    """Factory of tiny ``fit`` configs on :func:`synthetic_root` (see :func:`tiny_fit_config`)."""
+
+    def make(out_dir: Path, **trainer: object) -> dict:
+        return tiny_fit_config(synthetic_root, out_dir, **trainer)
+
+    return make
+
+
+def tiny_fit_config(data_root: Path, out_dir: Path, **trainer: object) -> dict:
+    """A seglit ``fit`` config that trains a tiny U-Net for one epoch on synthetic data."""
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(out_dir),
+            **trainer,
+        },
+        "model": {
+            "net": {"class_path": "seglit.models.UNet", "init_args": {"base_width": 4, "depth": 2}},
+            "optimizer": {
+                "class_path": "torch.optim.SGD",
+                "init_args": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0001},
+            },
+        },
+        "data": {
+            "class_path": "seglit.data.SyntheticVOCDataModule",
+            "init_args": {
+                "root": str(data_root),
+                "num_train": 16,
+                "num_val": 5,
+                "batch_size": 4,
+                "crop_size": 48,
+                "num_workers": 0,
+            },
+        },
+        "checkpoint": {"dirpath": str(out_dir / "checkpoints")},
+        "run_summary": {"dirpath": str(out_dir)},
+    }

@@ -1,0 +1,133 @@
+"""SegmentationModule: loss, parameter groups, non-finite loss handling."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from seglit.data import SyntheticVOCDataModule
+from seglit.models import UNet
+from seglit.module import NonFiniteLossError, SegmentationModule
+from seglit.optim import PolyLR
+
+
+class WithBackbone(nn.Module):
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3, padding=1)
+        self.classifier = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x):
+        return self.classifier(torch.relu(self.backbone(x)))
+
+
+class WithAux(WithBackbone):
+    def forward(self, x):
+        out = super().forward(x)
+        return {"out": out, "aux": out * 0.5} if self.training else out
+
+
+class TurnsNaN(WithBackbone):
+    """Produces NaN logits from its 4th training forward on."""
+
+    calls = 0
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.training:
+            TurnsNaN.calls += 1
+            if TurnsNaN.calls >= 4:
+                out = out * float("nan")
+        return out
+
+
+def _datamodule(root) -> SyntheticVOCDataModule:
+    return SyntheticVOCDataModule(
+        root=str(root), num_train=16, num_val=5, batch_size=4, crop_size=32, num_workers=0
+    )
+
+
+def test_head_lr_multiplier_builds_two_parameter_groups():
+    module = SegmentationModule(WithBackbone(), num_classes=5, head_lr_mult=10.0)
+    module.trainer = L.Trainer(max_steps=100, logger=False)  # for estimated_stepping_batches
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.1])
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {
+        id(p) for p in module.net.backbone.parameters()
+    }
+    assert opt.defaults["weight_decay"] == 1e-4 and opt.defaults["momentum"] == 0.9
+    assert isinstance(sched, PolyLR) and sched.total_iters == 100
+    assert config["lr_scheduler"]["interval"] == "step"
+
+
+def test_aux_loss_is_added_with_its_weight():
+    torch.manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 16, 16), "mask": torch.randint(0, 5, (2, 16, 16))}
+    batch["mask"][:, :4] = 255
+    plain = SegmentationModule(WithBackbone(), num_classes=5)
+    aux = SegmentationModule(WithAux(), num_classes=5, aux_weight=0.4)
+    aux.net.load_state_dict(plain.net.state_dict())
+    logits = plain.net(batch["image"])
+    main = plain.loss(logits, batch["mask"])
+    expected = main + 0.4 * plain.loss(logits * 0.5, batch["mask"])
+    aux.log = plain.log = lambda *a, **k: None  # no trainer attached
+    aux.optimizers = lambda: torch.optim.SGD(aux.parameters(), lr=0.1)
+    assert aux.training_step(batch, 0).item() == pytest.approx(expected.item())
+
+
+def test_loss_ignores_void_and_upsamples_logits():
+    module = SegmentationModule(WithBackbone(), num_classes=5)
+    logits = torch.randn(1, 5, 8, 8)
+    mask = torch.full((1, 16, 16), 255, dtype=torch.long)
+    mask[0, :8] = 1
+    up = torch.nn.functional.interpolate(
+        logits, size=(16, 16), mode="bilinear", align_corners=False
+    )
+    expected = torch.nn.functional.cross_entropy(up[..., :8, :], mask[:, :8])
+    assert module.loss(logits, mask) == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_nan_loss_stops_with_step_and_batch_and_keeps_last_good_checkpoint(
+    tmp_path, synthetic_root
+):
+    TurnsNaN.calls = 0
+    module = SegmentationModule(TurnsNaN(), num_classes=5)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=1, save_top_k=0)
+    trainer = L.Trainer(
+        max_epochs=5,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[ckpt],
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"global step 3 \(epoch 0, batch 3, images \["):
+        trainer.fit(module, datamodule=_datamodule(synthetic_root))
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 3
+    assert all(
+        torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point()
+    )
+
+
+def test_class_name_and_weight_lengths_are_checked():
+    with pytest.raises(ValueError, match="class_names has 2 names but num_classes is 5"):
+        SegmentationModule(WithBackbone(), num_classes=5, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="class_weights has 1 values"):
+        SegmentationModule(WithBackbone(), num_classes=5, class_weights=[1.0])
+
+
+def test_channels_last_and_forward_shape():
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5, channels_last=True)
+    out = module(torch.randn(1, 3, 33, 35))
+    assert out.shape == (1, 5, 33, 35)
+    conv_weights = [p for p in module.net.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert conv_weights and all(
+        p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights
+    )

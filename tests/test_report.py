@@ -1,0 +1,112 @@
+"""Summary statistics against hand computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from seglit.recipe import parse_recipe
+from seglit.report import build_rows, mean_iou, paired_bootstrap_delta, write_summary
+
+
+def test_mean_iou_skips_classes_with_empty_union():
+    cm = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
+    expected = np.mean([5 / (5 + 1 + 2), 3 / (3 + 2 + 1)])
+    assert mean_iou(cm) == pytest.approx(expected)
+
+
+def _random_confmats(rng, n, c=3):
+    return rng.integers(0, 20, size=(n, c, c))
+
+
+def test_paired_bootstrap_matches_a_plain_loop():
+    rng = np.random.default_rng(1)
+    names = [f"img{i}" for i in range(7)]
+    a, b = _random_confmats(rng, 7), _random_confmats(rng, 7)
+    delta, low, high = paired_bootstrap_delta([(names, a)], [(names, b)], samples=200, seed=3)
+    assert delta == pytest.approx(mean_iou(a.sum(0)) - mean_iou(b.sum(0)))
+    draw = np.random.default_rng(3)
+    diffs = []
+    for _ in range(200):
+        idx = draw.integers(0, 7, 7)
+        diffs.append(mean_iou(a[idx].sum(0)) - mean_iou(b[idx].sum(0)))
+    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_bootstrap_aligns_images_by_name_and_averages_seeds():
+    rng = np.random.default_rng(2)
+    names = ["a", "b", "c", "d"]
+    a1, a2, b = _random_confmats(rng, 4), _random_confmats(rng, 4), _random_confmats(rng, 4)
+    shuffled = [3, 1, 0, 2]
+    result = paired_bootstrap_delta(
+        [(names, a1), ([names[i] for i in shuffled], a2[shuffled])], [(names, b)], samples=50
+    )
+    expected = (mean_iou(a1.sum(0)) + mean_iou(a2.sum(0))) / 2 - mean_iou(b.sum(0))
+    assert result[0] == pytest.approx(expected)
+    assert paired_bootstrap_delta([(names, a1)], [(["x", "b", "c", "d"], b)]) is None
+
+
+def test_identical_variants_have_a_zero_interval_and_a_better_one_a_positive_one():
+    rng = np.random.default_rng(0)
+    names = [str(i) for i in range(20)]
+    base = _random_confmats(rng, 20)
+    assert paired_bootstrap_delta([(names, base)], [(names, base)]) == (0.0, 0.0, 0.0)
+    better = base.copy()
+    for c in range(3):
+        better[:, c, c] += 50  # more true positives on every image
+    delta, low, high = paired_bootstrap_delta([(names, better)], [(names, base)])
+    assert 0 < low <= delta <= high
+
+
+def _write_run(folder, miou, acc, confmats=None, status="finished"):
+    folder.mkdir(parents=True)
+    best = {"mIoU": miou, "acc": acc, "IoU": {"bg": miou, "fg": None}}
+    metrics = {
+        "status": status,
+        "best": best if status == "finished" else None,
+        "params": 1234,
+        "wall_time_s": 10.0,
+        "train_images_per_sec": 5.0,
+        "peak_mem_mb": 100.0,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if confmats is not None:
+        np.savez(
+            folder / "val_image_confmats.npz", names=np.array(["i0", "i1", "i2"]), confmats=confmats
+        )
+
+
+def test_rows_aggregate_seeds_against_the_baseline(tmp_path):
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "ablation": {
+                "model.net.init_args.fusion": ["sum", "concat", "none"],
+                "seeds": [0, 1],
+                "baseline": "sum",
+            },
+        }
+    )
+    rng = np.random.default_rng(0)
+    _write_run(tmp_path / "sum-s0", 0.50, 0.9, _random_confmats(rng, 3, 2))
+    _write_run(tmp_path / "sum-s1", 0.70, 0.8, _random_confmats(rng, 3, 2))
+    _write_run(tmp_path / "concat-s0", 0.80, 0.95, _random_confmats(rng, 3, 2))
+    _write_run(tmp_path / "concat-s1", 0.60, 0.85, _random_confmats(rng, 3, 2))
+    _write_run(tmp_path / "none-s0", 0.0, 0.0, status="failed")
+    rows = build_rows(tmp_path, recipe.variants(), recipe.baseline_group())
+    by = {r.variant: r for r in rows}
+    assert by["sum"].mIoU_mean == pytest.approx(0.6)
+    assert by["sum"].mIoU_std == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert by["sum"].baseline and by["sum"].delta == 0.0
+    assert by["concat"].acc == pytest.approx(0.9)
+    assert by["concat"].delta_ci_low is not None  # bootstrap from the per-image matrices
+    assert by["none"].status == "failed" and by["none"].mIoU_mean is None
+    table = write_summary(tmp_path, "r", rows)
+    assert "| sum | finished | 0.6000 ± 0.1414 | baseline |" in table
+    assert "| none | failed (0/2) |" in table
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["variant"] for r in saved["rows"]] == ["sum", "concat", "none"]
+    csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("variant,status,runs,finished,mIoU_mean") and len(csv_lines) == 4

@@ -1,0 +1,87 @@
+"""W&B tracking: mode resolution, failure tolerance, and reading offline runs back."""
+
+from __future__ import annotations
+
+import pytest
+import wandb
+
+from seglit.tracking import (
+    WandbLogger,
+    find_offline_runs,
+    iter_records,
+    read_offline_run,
+    resolve_mode,
+)
+
+
+def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    assert resolve_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto") == "disabled"
+    assert resolve_mode("offline") == "offline"
+
+
+def test_offline_run_is_read_back_from_disk(tmp_path):
+    logger = WandbLogger(
+        project="p",
+        name="v1",
+        group="g",
+        tags=["fusion=sum"],
+        save_dir=str(tmp_path),
+        mode="offline",
+    )
+    big = {f"key{i}": "x" * 100 for i in range(500)}  # > 32 KiB: records span blocks
+    logger.log_hyperparams({"model": {"fusion": "sum"}, "big": big})
+    for step, value in enumerate([0.1, 0.5, 0.7]):
+        logger.log_metrics({"val/mIoU": value}, step=step)
+    logger.finalize("success")
+    files = find_offline_runs(tmp_path)
+    assert len(files) == 1
+    run = read_offline_run(files[0].parent)
+    assert (run.group, run.name, run.project, run.tags) == ("g", "v1", "p", ["fusion=sum"])
+    assert run.config["model"] == {"fusion": "sum"} and run.config["big"] == big
+    assert run.metric("val/mIoU") == pytest.approx([0.1, 0.5, 0.7])
+    assert run.summary["val/mIoU"] == pytest.approx(0.7)
+
+
+def test_reader_rejects_non_wandb_files(tmp_path):
+    path = tmp_path / "run-x.wandb"
+    path.write_bytes(b"not a run")
+    with pytest.raises(ValueError, match="not a W&B run file"):
+        list(iter_records(path))
+
+
+def test_wandb_failing_at_start_falls_back_to_offline(monkeypatch, tmp_path):
+    real_init = wandb.init
+
+    def flaky_init(**kwargs):
+        if kwargs.get("mode") == "online":
+            raise ConnectionError("network unreachable")
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", flaky_init)
+    logger = WandbLogger(name="v", group="g", save_dir=str(tmp_path), mode="online")
+    with pytest.warns(UserWarning, match="continuing offline"):
+        logger.log_metrics({"a": 1.0}, step=0)
+    assert logger.mode == "offline"
+    logger.finalize("success")
+    assert read_offline_run(find_offline_runs(tmp_path)[0]).metric("a") == [1.0]
+
+
+def test_wandb_failing_mid_run_does_not_raise(tmp_path):
+    logger = WandbLogger(name="v", save_dir=str(tmp_path), mode="offline")
+    logger.log_metrics({"a": 1.0}, step=0)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    logger.experiment.log = broken
+    with pytest.warns(UserWarning, match="training continues without W&B"):
+        logger.log_metrics({"a": 2.0}, step=1)
+    logger.log_metrics({"a": 3.0}, step=2)  # silently skipped from now on
+    logger.finalize("success")
