@@ -2,7 +2,8 @@
 
 * :class:`TrainSpeedMonitor` logs training throughput (images/s) and peak memory.
 * :class:`RunSummaryWriter` keeps the validation history and writes ``metrics.json``
-  (and the best epoch's per-image confusion matrices) when ``fit`` finishes. Its state is
+  (and the best epoch's per-image confusion matrices) when ``fit`` finishes, and
+  ``validate_metrics.json`` / ``test_metrics.json`` after ``seglit validate`` / ``test``. Its state is
   saved in checkpoints, so a resumed run keeps its full history and wall time.
 """
 
@@ -19,6 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 
 METRICS_FILE = "metrics.json"
 IMAGE_CONFMATS_FILE = "val_image_confmats.npz"
@@ -101,6 +103,9 @@ class RunSummaryWriter(Callback):
         result = getattr(pl_module, "last_eval", None)
         if trainer.sanity_checking or not result or result.get("stage") != "val":
             return
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._write_eval(trainer, result, "validate")
+            return
         entry = {"epoch": result["epoch"], "step": result["step"], **result["metrics"]}
         entry["IoU"] = {k: _finite_or_none(v) for k, v in result["IoU"].items()}
         entry["confmat"] = result["confmat"].tolist()
@@ -109,8 +114,28 @@ class RunSummaryWriter(Callback):
             self.best = entry
             self.best_image_confmats = {
                 "names": list(result["image_names"]),
-                "confmats": result["image_confmats"].numpy(),
+                "confmats": result["image_confmats"].clone(),  # a tensor: checkpoint-safe
             }
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        result = getattr(pl_module, "last_eval", None)
+        if result and result.get("stage") == "test":
+            self._write_eval(trainer, result, "test")
+
+    def _write_eval(self, trainer: L.Trainer, result: dict[str, Any], name: str) -> None:
+        """Write ``validate_metrics.json`` / ``test_metrics.json`` for a standalone evaluation."""
+        if not trainer.is_global_zero:
+            return
+        payload = {
+            **result["metrics"],
+            "IoU": {k: _finite_or_none(v) for k, v in result["IoU"].items()},
+            "confmat": result["confmat"].tolist(),
+            "num_images": len(result["image_names"]),
+            "image_names": list(result["image_names"]),
+        }
+        out = self.output_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}_metrics.json").write_text(json.dumps(payload, indent=2))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         if not trainer.is_global_zero:
@@ -133,7 +158,7 @@ class RunSummaryWriter(Callback):
             np.savez_compressed(
                 out / IMAGE_CONFMATS_FILE,
                 names=np.array(self.best_image_confmats["names"]),
-                confmats=self.best_image_confmats["confmats"],
+                confmats=self.best_image_confmats["confmats"].numpy(),
             )
         tmp = out / (METRICS_FILE + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2))
