@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import secrets
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +137,22 @@ def write_variant_config(config: dict[str, Any], run_dir: Path) -> Path:
     return path
 
 
-def run_variant(config_path: Path, run_dir: Path, verbose: bool = False) -> int:
+def run_variant(
+    config_path: Path, run_dir: Path, verbose: bool = False, gpu: int | None = None
+) -> int:
     """Run one variant with ``python -m seglit fit`` in its own process.
 
     Resumes from ``checkpoints/last.ckpt`` when present. Output goes to ``train.log``
-    (and to the console with ``verbose``). Returns the process's exit code.
+    (and to the console with ``verbose``). ``gpu`` pins the process to one GPU through
+    ``CUDA_VISIBLE_DEVICES``. Returns the process's exit code.
     """
     cmd = [sys.executable, "-m", "seglit", "fit", "--config", str(config_path)]
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         cmd += ["--ckpt_path", str(last)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     with open(run_dir / "train.log", "a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
@@ -167,6 +174,29 @@ def _mark_failed(run_dir: Path, returncode: int) -> None:
     (run_dir / "metrics.json").write_text(
         json.dumps({"status": "failed", "returncode": returncode, "log_tail": tail}, indent=2)
     )
+
+
+def write_sweep(
+    path: Path, args: argparse.Namespace, recipe: Recipe, variants: list[Variant], extra: list[str]
+) -> None:
+    """Write a W&B sweep config (method grid) whose agents run exactly these variants.
+
+    The sweep has one parameter, ``variant``; each agent runs
+    ``python -m seglit.fit RECIPE [--smoke] --out OUT [overrides] --variant=NAME``.
+    """
+    command = ["${env}", "${interpreter}", "-m", "seglit.fit", str(args.recipe)]
+    if args.smoke:
+        command.append("--smoke")
+    command += ["--out", str(args.out), *extra, "${args}"]
+    sweep = {
+        "name": recipe.name,
+        "method": "grid",
+        "metric": {"name": "val/mIoU", "goal": "maximize"},
+        "parameters": {"variant": {"values": [v.name for v in variants]}},
+        "command": command,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("runs"), help="output folder (default runs/)"
     )
     parser.add_argument("--verbose", action="store_true", help="stream each run's output")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N variants side by side, variant i on GPU i %% N "
+        "(CUDA_VISIBLE_DEVICES); default 1",
+    )
+    parser.add_argument(
+        "--export-sweep",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write a W&B sweep config (method grid) over the variants and exit",
+    )
     return parser
 
 
@@ -232,6 +277,12 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"seglit.fit: error: {err}", file=sys.stderr)
             return 2
 
+    if args.export_sweep is not None:
+        write_sweep(args.export_sweep, args, recipe, selected, extra)
+        print(f"wrote W&B sweep config over {len(selected)} variant(s) to {args.export_sweep}")
+        print(f"  wandb sweep {args.export_sweep}   # then: wandb agent <sweep id>")
+        return 0
+
     if args.dry_run:
         for v in selected:
             shown = ", ".join(f"{k}={_short(val)}" for k, val in v.overrides.items())
@@ -240,35 +291,55 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{len(selected)} variant(s) valid; outputs would go to {recipe_dir}/")
         return 0
 
-    failures = 0
+    if args.parallel < 1:
+        raise RunnerError(f"--parallel must be >= 1, got {args.parallel}")
+    todo = []
     for i, v in enumerate(selected, 1):
-        run_dir = recipe_dir / v.name
-        metrics = read_metrics(run_dir)
-        prefix = f"[{i}/{len(selected)}] {v.name}"
+        metrics = read_metrics(recipe_dir / v.name)
         if metrics and metrics.get("status") == "finished":
-            print(f"{prefix}: finished earlier, skipped")
-            continue
-        config_path = write_variant_config(configs[v.name], run_dir)
+            print(f"[{i}/{len(selected)}] {v.name}: finished earlier, skipped")
+        else:
+            todo.append((i, v, write_variant_config(configs[v.name], recipe_dir / v.name)))
+
+    def launch(item: tuple[int, Variant, Path], gpu: int | None) -> bool:
+        i, v, config_path = item
+        run_dir = recipe_dir / v.name
+        prefix = f"[{i}/{len(selected)}] {v.name}"
         resumed = (run_dir / "checkpoints" / "last.ckpt").is_file()
-        print(
-            f"{prefix}: {'resuming' if resumed else 'running'} (log: {run_dir / 'train.log'})",
-            flush=True,
-        )
+        state = "resuming" if resumed else "running"
+        print(f"{prefix}: {state} (log: {run_dir / 'train.log'})", flush=True)
         start = time.perf_counter()
-        code = run_variant(config_path, run_dir, verbose=args.verbose)
+        code = run_variant(config_path, run_dir, verbose=args.verbose, gpu=gpu)
         elapsed = time.perf_counter() - start
         metrics = read_metrics(run_dir)
         if code == 0 and metrics and metrics.get("status") == "finished":
-            best = metrics.get("best") or {}
-            print(
-                f"{prefix}: done in {elapsed:.0f}s, val mIoU {best.get('mIoU', float('nan')):.4f}"
-            )
-        else:
-            failures += 1
-            _mark_failed(run_dir, code)
-            print(
-                f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s; see {run_dir / 'train.log'}"
-            )
+            miou = (metrics.get("best") or {}).get("mIoU", float("nan"))
+            print(f"{prefix}: done in {elapsed:.0f}s, val mIoU {miou:.4f}", flush=True)
+            return True
+        _mark_failed(run_dir, code)
+        print(
+            f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s; see {run_dir / 'train.log'}",
+            flush=True,
+        )
+        return False
+
+    if args.parallel == 1:
+        results = [launch(item, None) for item in todo]
+    else:
+        slots: queue.Queue[int] = queue.Queue()
+        for gpu in range(args.parallel):
+            slots.put(gpu)
+
+        def on_slot(item: tuple[int, Variant, Path]) -> bool:
+            gpu = slots.get()
+            try:
+                return launch(item, gpu)
+            finally:
+                slots.put(gpu)
+
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            results = list(pool.map(on_slot, todo))
+    failures = results.count(False)
 
     rows = build_rows(recipe_dir, variants, recipe.baseline_group())
     table = write_summary(recipe_dir, recipe.name, rows)

@@ -173,3 +173,85 @@ def test_changed_recipe_does_not_overwrite_existing_variant(tmp_path, synthetic_
     assert main([str(recipe), "--out", str(out), "--variant", "sum-s0"]) == 2
     assert "holds a different config" in capsys.readouterr().err
     assert yaml.safe_load((run / "config.yaml").read_text()) == {"trainer": {"max_epochs": 99}}
+
+
+def test_export_sweep_round_trips_to_the_same_variants(tmp_path, synthetic_root, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root)
+    sweep_file = tmp_path / "sweep.yaml"
+    argv = [str(recipe), "--out", str(tmp_path / "o"), "--trainer.max_epochs=1"]
+    assert main([*argv, "--export-sweep", str(sweep_file)]) == 0
+    sweep = yaml.safe_load(sweep_file.read_text())
+    assert sweep["method"] == "grid"
+    assert sweep["parameters"]["variant"]["values"] == ["sum-s0", "concat-s0"]
+    capsys.readouterr()
+    # What an agent runs: the command with ${args} -> --variant=NAME (W&B's substitution).
+    command = sweep["command"]
+    assert command[:4] == ["${env}", "${interpreter}", "-m", "seglit.fit"]
+    for name in sweep["parameters"]["variant"]["values"]:
+        agent_argv = [a for a in command[4:] if a != "${args}"] + [f"--variant={name}", "--dry-run"]
+        assert main(agent_argv) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith(f"{name}:") and "1 variant(s) valid" in lines[1]
+
+
+def test_a_failing_variant_is_recorded_and_the_others_run(tmp_path, synthetic_root, capsys):
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        synthetic_root,
+        ablation={"model.optimizer.init_args.lr": {"diverges": float("nan"), "ok": 0.05}},
+    )
+    out = tmp_path / "runs"
+    assert main([str(recipe), "--out", str(out), "--trainer.max_epochs=1"]) == 1
+    printed = capsys.readouterr().out
+    assert "diverges: FAILED" in printed and "ok: done" in printed
+    failed = json.loads((out / "tiny_skip" / "diverges" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and failed["returncode"] != 0
+    assert any("training loss is nan" in line for line in failed["log_tail"])
+    rows = {
+        r["variant"]: r
+        for r in json.loads((out / "tiny_skip" / "summary.json").read_text())["rows"]
+    }
+    assert rows["diverges"]["status"] == "failed" and rows["ok"]["status"] == "finished"
+
+
+def test_sigkill_mid_variant_then_rerun_resumes_and_keeps_finished_work(tmp_path, synthetic_root):
+    import os
+    import signal
+    import time
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        synthetic_root,
+        ablation={"trainer.max_epochs": {"short": 1, "long": 6}},
+    )
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "seglit.fit", str(recipe), "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    long_ckpt = out / "tiny_skip" / "long" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not long_ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its training process
+    proc.wait()
+    assert long_ckpt.exists(), "the long variant never checkpointed"
+    assert not (out / "tiny_skip" / "long" / "metrics.json").exists()
+    short_before = _tree_digest(out / "tiny_skip" / "short")
+    assert (
+        json.loads((out / "tiny_skip" / "short" / "metrics.json").read_text())["status"]
+        == "finished"
+    )
+
+    rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "short: finished earlier, skipped" in rerun.stdout
+    assert "long: resuming" in rerun.stdout
+    assert _tree_digest(out / "tiny_skip" / "short") == short_before
+    long_metrics = json.loads((out / "tiny_skip" / "long" / "metrics.json").read_text())
+    assert long_metrics["status"] == "finished" and long_metrics["epochs"] == 6
+    assert "--ckpt_path" in (out / "tiny_skip" / "long" / "train.log").read_text()
