@@ -8,7 +8,8 @@ is a real :class:`~lightning.pytorch.cli.LightningCLI`. On top of Lightning it:
 * links ``data.num_classes`` and ``data.class_names`` into the model and the net, so a
   config never states the number of classes twice;
 * always adds a ``checkpoint`` callback (best by ``val/mIoU`` plus ``last.ckpt``), a
-  ``run_summary`` callback (``metrics.json``) and a throughput monitor;
+  ``run_summary`` callback (``metrics.json``), a ``predict_writer`` (colourised masks and
+  overlays from ``seglit predict``) and a throughput monitor;
 * turns off Lightning's distributed sampler: seglit's datamodules shard data themselves
   so that validation scores every image exactly once under DDP.
 
@@ -32,6 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from seglit.callbacks import RunSummaryWriter, TrainSpeedMonitor
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
+from seglit.predict import PredictionWriter
 
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/mIoU",
@@ -88,6 +90,7 @@ class SeglitCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(RunSummaryWriter, "run_summary")
+        parser.add_lightning_class_args(PredictionWriter, "predict_writer")
 
     def before_instantiate_classes(self) -> None:
         """Reject settings that cannot work on this machine before building anything."""

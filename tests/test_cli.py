@@ -92,3 +92,31 @@ def test_sync_batchnorm_on_cpu_is_a_clear_error(tmp_path, make_fit_config):
     config = make_fit_config(tmp_path, sync_batchnorm=True)
     with pytest.raises(ConfigError, match="sync_batchnorm=true needs GPUs"):
         validate_config(config)
+
+
+def test_predict_writes_palette_masks_and_overlays(tmp_path, make_fit_config, synthetic_root):
+    import numpy as np
+    from PIL import Image
+
+    images = synthetic_root / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted(images.glob("*.jpg"))[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = make_fit_config(tmp_path)
+    config["data"]["init_args"]["predict_dir"] = str(folder)
+    config["data"]["init_args"]["val_batch_size"] = 2  # odd sizes: pad-collated, cut back
+    config["predict_writer"] = {"output_dir": str(tmp_path / "pred")}
+    for key in ("checkpoint", "run_summary"):
+        config.pop(key)
+    path = tmp_path / "predict.yaml"
+    path.write_text(yaml.safe_dump(config))
+    SeglitCLI(args=["predict", "--config", str(path)])
+    for image_path in sorted(folder.glob("*.jpg")):
+        mask = Image.open(tmp_path / "pred" / f"{image_path.stem}.png")
+        source = Image.open(image_path)
+        assert mask.mode == "P" and mask.size == source.size
+        assert np.array(mask).max() < 5
+        assert mask.getpalette()[3:6] == [128, 0, 0]  # VOC colour of class 1
+        overlay = Image.open(tmp_path / "pred" / f"{image_path.stem}_overlay.jpg")
+        assert overlay.size == source.size

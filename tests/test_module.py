@@ -131,3 +131,44 @@ def test_channels_last_and_forward_shape():
     assert conv_weights and all(
         p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights
     )
+
+
+@pytest.mark.parametrize(
+    ("module_kwargs", "trainer_kwargs"),
+    [
+        ({"channels_last": True}, {"precision": "bf16-mixed"}),
+        ({}, {"accumulate_grad_batches": 2, "gradient_clip_val": 1.0}),
+    ],
+    ids=["bf16-channels_last", "accumulate-clip"],
+)
+def test_training_options_run(tmp_path, synthetic_root, module_kwargs, trainer_kwargs):
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5, **module_kwargs)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **trainer_kwargs,
+    )
+    trainer.fit(module, datamodule=_datamodule(synthetic_root))
+    assert trainer.global_step > 0
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert 0.0 <= float(trainer.callback_metrics["val/mIoU"]) <= 1.0
+
+
+def test_sync_batchnorm_conversion_covers_every_batchnorm():
+    from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
+
+    from seglit.models import build_model
+
+    for name, kwargs in [
+        ("unet", {"base_width": 4, "depth": 2}),
+        ("deeplabv3plus", {"backbone": "resnet18", "backbone_width": 8}),
+    ]:
+        net = TorchSyncBatchNorm().apply(build_model(name, 5, **kwargs))
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)

@@ -1,0 +1,125 @@
+"""``python -m seglit.data prepare|check|synthetic``: get, convert, verify and check datasets.
+
+Examples::
+
+    python -m seglit.data prepare voc --root data/ --download
+    python -m seglit.data prepare sbd --root data/ --download    # + trainaug split
+    python -m seglit.data prepare cityscapes --root data/cityscapes
+    python -m seglit.data check voc --root data/
+    python -m seglit.data synthetic cityscapes --root /tmp/synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seglit.data import prepare
+from seglit.data.synthetic import write_synthetic_cityscapes, write_synthetic_voc
+from seglit.data.voc import SBD_DIR, voc_dir
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if args.dataset == "voc":
+        archive = root / "VOCtrainval_11-May-2012.tar"
+        if args.download:
+            prepare.download(prepare.VOC_URL, archive, prepare.VOC_MD5)
+        if archive.is_file() and not voc_dir(root).is_dir():
+            prepare.extract(archive, root)
+        problems = prepare.verify_voc(root)
+    elif args.dataset == "sbd":
+        archive = root / "benchmark.tgz"
+        if args.download:
+            prepare.download(prepare.SBD_URL, archive, prepare.SBD_MD5)
+        if archive.is_file() and not (root / SBD_DIR).is_dir():
+            prepare.extract(archive, root)
+        print(f"converted {prepare.convert_sbd(root)} SBD masks to PNG")
+        ids = prepare.make_trainaug(root)
+        print(f"wrote trainaug.txt with {len(ids)} ids")
+        problems = []
+        if len(ids) != prepare.TRAINAUG_SIZE:
+            problems.append(f"trainaug has {len(ids)} ids, expected {prepare.TRAINAUG_SIZE}")
+    else:
+        if args.download:
+            print(prepare.CITYSCAPES_HOWTO.replace("ROOT", str(root)), file=sys.stderr)
+            return 2
+        print(f"wrote {prepare.convert_cityscapes(root)} labelTrainIds files")
+        problems = prepare.verify_cityscapes(root)
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.dataset} at {root}: ok")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    counts, problems = prepare.check_dataset(args.dataset, args.root, args.num_classes)
+    for split, count in counts.items():
+        print(f"{split}: {count} samples read")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problems in {args.root}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    writer = write_synthetic_voc if args.dataset == "voc" else write_synthetic_cityscapes
+    root = writer(
+        args.root,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"synthetic {args.dataset} data in {root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m seglit.data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("prepare", help="download (where allowed), convert and verify")
+    p.add_argument("dataset", choices=["voc", "sbd", "cityscapes"])
+    p.add_argument("--root", required=True, help="dataset root")
+    p.add_argument("--download", action="store_true", help="download the archive first")
+    p.set_defaults(run=_prepare)
+
+    p = commands.add_parser("check", help="read every sample of every split")
+    p.add_argument("dataset", choices=["voc", "cityscapes"])
+    p.add_argument("--root", required=True, help="dataset root")
+    p.add_argument("--num-classes", type=int, default=None, help="VOC: classes (default 21)")
+    p.set_defaults(run=_check)
+
+    p = commands.add_parser("synthetic", help="write the synthetic dataset in a real layout")
+    p.add_argument("dataset", choices=["voc", "cityscapes"])
+    p.add_argument("--root", required=True, help="output root")
+    p.add_argument("--num-train", type=int, default=160)
+    p.add_argument("--num-val", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace different existing data")
+    p.set_defaults(run=_synthetic)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (errors print one line, no traceback)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (prepare.DownloadError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

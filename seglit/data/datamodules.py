@@ -1,0 +1,213 @@
+"""Concrete datamodules: Pascal VOC, Cityscapes and the built-in synthetic data in both layouts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from seglit.data.base import SegmentationDataModule, _world
+from seglit.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, CityscapesDataset
+from seglit.data.palette import voc_palette
+from seglit.data.synthetic import (
+    MARKER_NAME,
+    SYNTHETIC_CLASSES,
+    write_synthetic_cityscapes,
+    write_synthetic_voc,
+)
+from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset, voc_dir
+
+
+def cache_dir() -> Path:
+    """seglit's cache folder: ``$SEGLIT_CACHE`` or ``~/.cache/seglit``."""
+    return Path(os.environ.get("SEGLIT_CACHE") or Path.home() / ".cache" / "seglit")
+
+
+class VOCDataModule(SegmentationDataModule):
+    """Pascal VOC 2012 segmentation (21 classes, 255 void).
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2012`` (torchvision's ``VOCSegmentation`` root).
+        train_split: split trained on (``train`` or ``trainaug``).
+        val_split: split validated on.
+        test_split: split tested on (VOC test labels are not public, so ``val`` by default).
+        **kwargs: loader and augmentation settings of ``SegmentationDataModule``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.root = root
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(VOC_CLASSES)
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return voc_palette(len(VOC_CLASSES))
+
+    def build_dataset(self, stage: str, transform) -> Dataset:
+        if (voc_dir(self.root) / MARKER_NAME).is_file():
+            raise ValueError(
+                f"root {self.root!r} holds seglit's synthetic dataset ({MARKER_NAME}), not Pascal "
+                "VOC: use seglit.data.SyntheticVOCDataModule for it, or point root at real VOC"
+            )
+        return VOCSegmentationDataset(
+            self.root, self.splits[stage], transform=transform, num_classes=self.num_classes
+        )
+
+
+def _synthetic_root(kind: str, generator_args: dict) -> str:
+    key = json.dumps(generator_args, sort_keys=True).encode()
+    return str(cache_dir() / f"synthetic_{kind}-{hashlib.sha1(key).hexdigest()[:10]}")
+
+
+class SyntheticVOCDataModule(SegmentationDataModule):
+    """The built-in synthetic dataset (5 classes), generated into the VOC layout and read back
+    through ``VOCSegmentationDataset``: the same code path real VOC takes.
+
+    The data is generated in ``prepare_data`` (once; later runs reuse it). Splits are fixed:
+    ``train``, and ``val`` for validation and test.
+
+    Args:
+        root: where to write it; ``None`` uses ``<cache>/synthetic_voc-<hash of the settings>``
+            with ``<cache>`` = ``$SEGLIT_CACHE`` or ``~/.cache/seglit``.
+        num_train: number of training images.
+        num_val: number of validation images (also the test split).
+        seed: generator seed (independent of the training seed).
+        crop_size: training crop (images are 57..131 px a side).
+        scale_range: range of the random training scale factor.
+        num_workers: DataLoader worker processes.
+        **kwargs: other settings of ``SegmentationDataModule``.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_train: int = 160,
+        num_val: int = 40,
+        seed: int = 0,
+        crop_size: int | tuple[int, int] = 64,
+        scale_range: tuple[float, float] = (0.75, 1.5),
+        num_workers: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
+        )
+        self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
+        self.root = root if root is not None else _synthetic_root("voc", self.generator_args)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(SYNTHETIC_CLASSES)
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return voc_palette(len(SYNTHETIC_CLASSES))
+
+    def build_dataset(self, stage: str, transform) -> Dataset:
+        split = "train" if stage == "train" else "val"
+        return VOCSegmentationDataset(self.root, split, transform, num_classes=self.num_classes)
+
+    def prepare_data(self) -> None:
+        """Generate the dataset under ``root`` unless it is already there."""
+        write_synthetic_voc(self.root, **self.generator_args)
+
+    def setup(self, stage: str | None = None) -> None:
+        # prepare_data runs only when a Trainer drives the module; make direct use work too.
+        if _world()[1] == 1:
+            self.prepare_data()
+        super().setup(stage)
+
+
+class CityscapesDataModule(SegmentationDataModule):
+    """Cityscapes fine annotations: 19 evaluated classes (trainIds), everything else 255.
+
+    Args:
+        root: folder holding ``leftImg8bit/`` and ``gtFine/`` (torchvision's ``Cityscapes``
+            root).
+        train_split: split trained on.
+        val_split: split validated on.
+        test_split: split tested on (the public test labels are empty, so ``val`` by default).
+        crop_size: training crop (the common 512x1024 by default).
+        **kwargs: loader and augmentation settings of ``SegmentationDataModule``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        crop_size: int | tuple[int, int] = (512, 1024),
+        **kwargs,
+    ):
+        super().__init__(crop_size=crop_size, **kwargs)
+        self.root = root
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(CITYSCAPES_CLASSES)
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return list(CITYSCAPES_PALETTE)
+
+    def build_dataset(self, stage: str, transform) -> Dataset:
+        return CityscapesDataset(self.root, self.splits[stage], transform=transform)
+
+
+class SyntheticCityscapesDataModule(SegmentationDataModule):
+    """The synthetic dataset in the Cityscapes layout (labelIds mapped to the 19 trainIds on
+    the fly), read through ``CityscapesDataset``. Arguments as in ``SyntheticVOCDataModule``.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_train: int = 160,
+        num_val: int = 40,
+        seed: int = 0,
+        crop_size: int | tuple[int, int] = 64,
+        scale_range: tuple[float, float] = (0.75, 1.5),
+        num_workers: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
+        )
+        self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
+        self.root = root if root is not None else _synthetic_root("cityscapes", self.generator_args)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(CITYSCAPES_CLASSES)
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return list(CITYSCAPES_PALETTE)
+
+    def build_dataset(self, stage: str, transform) -> Dataset:
+        return CityscapesDataset(self.root, "train" if stage == "train" else "val", transform)
+
+    def prepare_data(self) -> None:
+        """Generate the dataset under ``root`` unless it is already there."""
+        write_synthetic_cityscapes(self.root, **self.generator_args)
+
+    def setup(self, stage: str | None = None) -> None:
+        if _world()[1] == 1:
+            self.prepare_data()
+        super().setup(stage)
