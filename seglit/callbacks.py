@@ -1,10 +1,12 @@
 """Lightning callbacks that seglit adds to every run.
 
+* :class:`Checkpoint` keeps the best checkpoints by ``val/mIoU`` and an always-current
+  ``last.ckpt`` to resume from.
 * :class:`TrainSpeedMonitor` logs training throughput (images/s) and peak memory.
 * :class:`RunSummaryWriter` keeps the validation history and writes ``metrics.json``
   (and the best epoch's per-image confusion matrices) when ``fit`` finishes, and
-  ``validate_metrics.json`` / ``test_metrics.json`` after ``seglit validate`` / ``test``. Its state is
-  saved in checkpoints, so a resumed run keeps its full history and wall time.
+  ``validate_metrics.json`` / ``test_metrics.json`` after ``seglit validate`` / ``test``.
+  Its state is saved in checkpoints, so a resumed run keeps its full history and wall time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 METRICS_FILE = "metrics.json"
@@ -31,6 +33,33 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Checkpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is refreshed after every validation.
+
+    Lightning 2.6 rewrites ``last.ckpt`` at the end of validation only when a top-k
+    checkpoint was written in the same step, so after an epoch without improvement
+    ``last.ckpt`` is stale and a resumed run would redo finished epochs. seglit's recipes
+    resume from ``last.ckpt``: it must always be the latest state.
+    """
+
+    _last_written_step: int = -1
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        super().on_validation_end(trainer, pl_module)
+        if (
+            self.save_last
+            and trainer.state.fn == TrainerFn.FITTING
+            and not trainer.sanity_checking
+            and not trainer.fast_dev_run
+            and self._last_written_step != trainer.global_step
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class TrainSpeedMonitor(Callback):

@@ -27,10 +27,9 @@ from typing import Any
 
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from seglit.callbacks import RunSummaryWriter, TrainSpeedMonitor
+from seglit.callbacks import Checkpoint, RunSummaryWriter, TrainSpeedMonitor
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
 from seglit.predict import PredictionWriter
@@ -87,7 +86,7 @@ class SeglitCLI(LightningCLI):
             "data.num_classes", "model.net.init_args.num_classes", apply_on="instantiate"
         )
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(RunSummaryWriter, "run_summary")
         parser.add_lightning_class_args(PredictionWriter, "predict_writer")

@@ -11,11 +11,11 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from seglit import IGNORE_INDEX
 from seglit.data.folder import ImageFolderDataset
-from seglit.data.samplers import UnpaddedDistributedSampler
+from seglit.data.samplers import SeededDataset, SeededSampler, UnpaddedDistributedSampler
 from seglit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,6 +45,12 @@ def _reseed(dataset: Dataset, seed_entropy: list[int], global_rngs: bool = True)
         transform.set_random_seed(int(state[0]))
 
 
+def _run_seed() -> int:
+    """The run's seed (``seed_everything`` sets ``PL_GLOBAL_SEED``), else one drawn from torch."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    return int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+
+
 def seed_worker(worker_id: int, rank: int = 0) -> None:
     """DataLoader ``worker_init_fn``: give each worker (and rank) its own augmentation stream.
 
@@ -66,8 +72,10 @@ class SegmentationDataModule(L.LightningDataModule):
     original resolution (``val_batch_size > 1`` pad-collates: image 0, mask 255).
 
     Under DDP (``Trainer(use_distributed_sampler=False)``, as the seglit CLI sets it), the
-    datamodule shards the data itself: training with a shuffling ``DistributedSampler``,
-    evaluation with ``UnpaddedDistributedSampler`` so every image is scored exactly once.
+    datamodule shards the data itself: training with :class:`SeededSampler` (order and
+    augmentations a pure function of the run's seed and the epoch, so an interrupted run
+    resumes exactly and results do not depend on ``num_workers``), evaluation with
+    ``UnpaddedDistributedSampler`` so every image is scored exactly once.
 
     Args:
         batch_size: training batch size (per process).
@@ -209,29 +217,21 @@ class SegmentationDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         rank, world_size = _world()
         sampler = None
-        if world_size > 1:
-            if train:
-                seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-                sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=seed)
-            else:
-                sampler = UnpaddedDistributedSampler(dataset, world_size, rank)
-        batch_size = self.batch_size if train else self.val_batch_size
-        drop_last = False
         if train:
-            per_rank = len(dataset) // world_size
-            if per_rank < 1:
+            if len(dataset) // world_size < 1:
                 raise ValueError(
                     f"the train dataset has {len(dataset)} samples for {world_size} processes"
                 )
-            # Drop a ragged last batch (a batch of one breaks BatchNorm) unless that is all.
-            drop_last = per_rank >= batch_size
-        if train and self.num_workers == 0:
-            # No worker processes: seed the in-process pipeline from the (seeded) torch RNG.
-            _reseed(dataset, [int(torch.randint(0, 2**62, ()).item()), rank], global_rngs=False)
+            sampler = SeededSampler(dataset, _run_seed(), world_size, rank)
+            dataset = SeededDataset(dataset)
+        elif world_size > 1:
+            sampler = UnpaddedDistributedSampler(dataset, world_size, rank)
+        batch_size = self.batch_size if train else self.val_batch_size
+        # Drop a ragged last batch (a batch of one breaks BatchNorm) unless that is all.
+        drop_last = train and len(sampler) >= batch_size
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from jsonargparse import ArgumentParser
 from lightning import LightningDataModule
 from PIL import Image
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 import seglit.data.base as base
 from seglit.data import (
@@ -20,6 +22,7 @@ from seglit.data import (
     VOCDataModule,
     voc_palette,
 )
+from seglit.data.samplers import SeededSampler
 from seglit.data.synthetic import MARKER_NAME
 
 
@@ -120,7 +123,7 @@ def test_ddp_samplers(synthetic_dm, monkeypatch):
     monkeypatch.setattr(base, "_world", lambda: (1, 2))
     monkeypatch.setenv("PL_GLOBAL_SEED", "7")
     train = dm.train_dataloader().sampler
-    assert isinstance(train, DistributedSampler) and train.shuffle
+    assert isinstance(train, SeededSampler)
     assert (train.rank, train.num_replicas, train.seed) == (1, 2, 7)
     val = dm.val_dataloader().sampler
     assert isinstance(val, UnpaddedDistributedSampler) and list(val) == [1, 3]
@@ -150,11 +153,20 @@ class _ConstantDataModule(SegmentationDataModule):
         return _SameImage(transform)
 
 
-def _train_images(num_workers: int, seed: int) -> torch.Tensor:
+def _train_images(num_workers: int, seed: int, epoch: int = 0) -> torch.Tensor:
     dm = _ConstantDataModule(batch_size=1, num_workers=num_workers, crop_size=24)
     dm.setup("fit")
-    torch.manual_seed(seed)
-    return torch.cat([b["image"] for b in dm.train_dataloader()])
+    previous = os.environ.get("PL_GLOBAL_SEED")
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    try:
+        loader = dm.train_dataloader()
+    finally:
+        if previous is None:
+            del os.environ["PL_GLOBAL_SEED"]
+        else:
+            os.environ["PL_GLOBAL_SEED"] = previous
+    loader.sampler.set_epoch(epoch)
+    return torch.cat([b["image"] for b in loader])
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -165,6 +177,11 @@ def test_augmentation_is_per_worker_and_reproducible(num_workers):
     assert len({tuple(img.flatten()[:50].tolist()) for img in images}) == len(images)
     assert torch.equal(images, _train_images(num_workers, seed=0))
     assert not torch.equal(images, _train_images(num_workers, seed=1))
+    assert not torch.equal(images, _train_images(num_workers, seed=0, epoch=1))
+
+
+def test_augmentations_do_not_depend_on_the_number_of_workers():
+    assert torch.equal(_train_images(0, seed=3), _train_images(2, seed=3))
 
 
 def test_configurable_from_yaml_style_config(synthetic_voc_root):
