@@ -80,3 +80,9 @@ def tiny_fit_config(data_root: Path, out_dir: Path, **trainer: object) -> dict:
         "checkpoint": {"dirpath": str(out_dir / "checkpoints")},
         "run_summary": {"dirpath": str(out_dir)},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """:func:`tiny_fit_config` itself, for session- or module-scoped fixtures."""
+    return tiny_fit_config
