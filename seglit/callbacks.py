@@ -177,6 +177,7 @@ class RunSummaryWriter(Callback):
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "params": sum(p.numel() for p in _net(pl_module).parameters()),
+            "gflops": _gflops(trainer, pl_module),
             "wall_time_s": round(self.elapsed(), 3),
             "train_images_per_sec": _metric(metrics, "train/images_per_sec"),
             "peak_mem_mb": _metric(metrics, "train/peak_mem_mb"),
@@ -211,6 +212,19 @@ class RunSummaryWriter(Callback):
 
 def _net(pl_module: L.LightningModule) -> torch.nn.Module:
     return getattr(pl_module, "net", pl_module)
+
+
+def _gflops(trainer: L.Trainer, pl_module: L.LightningModule) -> float | None:
+    """GFLOPs of one forward pass of the net at the training crop size (1 image)."""
+    from seglit.models import describe_model
+
+    crop = getattr(trainer.datamodule, "crop_size", None) if trainer.datamodule else None
+    if crop is None:
+        return None
+    try:
+        return round(describe_model(_net(pl_module), input_size=tuple(crop))["gflops"], 3)
+    except Exception:  # a custom net the FLOP counter cannot trace: leave it out
+        return None
 
 
 def _metric(metrics: dict[str, Any], key: str) -> float | None:
