@@ -1,0 +1,271 @@
+"""Test-time inference: whole image, sliding window, multi-scale and flip TTA, DenseCRF.
+
+Follows mmsegmentation's conventions:
+
+- Sliding window: windows of ``crop_size`` every ``stride`` pixels, the last window shifted
+  back to end at the image border; overlapping **logits** are summed and divided by the
+  number of windows covering each pixel. An image smaller than the crop (along a side) is
+  one window of the image's size along that side (no padding).
+- Test-time augmentation (scales x flips): each view's logits are resized (bilinear) to
+  the input size, turned into softmax **probabilities**, and the probabilities are averaged
+  (mmseg ``SegTTAModel.merge_preds``).
+
+:func:`predict_logits` always returns **log-probabilities** ``log_softmax`` (or the log of
+the averaged / CRF-refined probabilities). Their argmax is the prediction, and
+``F.cross_entropy(out, target)`` on them equals the cross-entropy of the raw logits when no
+TTA is used, because ``log_softmax`` is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seglit.crf import DenseCRF
+
+__all__ = ["InferenceConfig", "predict_logits", "slide_windows"]
+
+
+def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise ValueError(f"inference.{name} must be an int or [height, width], got {value!r}")
+    if isinstance(value, int):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"inference.{name} must be an int or [height, width], got {value!r}")
+    if min(value) < 1:
+        raise ValueError(f"inference.{name} must be positive, got {value!r}")
+    return value
+
+
+@dataclass
+class InferenceConfig:
+    """How validation/test/predict turn images into per-pixel class scores.
+
+    Set from YAML as ``model.inference.mode: slide`` etc.
+
+    Args:
+        mode: ``"whole"`` (one forward pass per image) or ``"slide"`` (sliding window).
+        crop_size: sliding-window size, an int or ``[height, width]`` (e.g. ``[512, 1024]``
+            for Cityscapes).
+        stride: sliding-window step, an int or ``[height, width]``; at most ``crop_size`` so
+            every pixel is covered.
+        scales: image scale factors for multi-scale TTA (mmseg's 0.5-1.75 sweep:
+            ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75]``).
+        flip: also predict the horizontally flipped image (flipped back before averaging).
+        slide_batch_size: windows stacked into one forward pass in slide mode (each holding
+            the whole image batch). 1, mmseg's choice, is fastest on CPU; larger values can
+            help a GPU with small crops.
+        crf: refine the averaged probabilities with :class:`seglit.crf.DenseCRF`
+            (needs the raw RGB images).
+        crf_iterations: mean-field iterations.
+        crf_gaussian_weight: weight of the appearance-free Gaussian kernel.
+        crf_gaussian_sxy: its spatial std (pixels).
+        crf_bilateral_weight: weight of the bilateral kernel.
+        crf_bilateral_sxy: its spatial std (pixels; truncated to the window).
+        crf_bilateral_srgb: its colour std (0-255 scale).
+        crf_window: bilateral window radius in neighbour steps.
+        crf_dilation: pixel spacing of bilateral neighbours.
+    """
+
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: int | tuple[int, int] = 512
+    stride: int | tuple[int, int] = 341
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    slide_batch_size: int = 1
+    crf: bool = False
+    crf_iterations: int = 10
+    crf_gaussian_weight: float = 3.0
+    crf_gaussian_sxy: float = 3.0
+    crf_bilateral_weight: float = 4.0
+    crf_bilateral_sxy: float = 67.0
+    crf_bilateral_srgb: float = 3.0
+    crf_window: int = 5
+    crf_dilation: int = 5
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ValueError(f"inference.mode must be 'whole' or 'slide', got {self.mode!r}")
+        self.crop_size = _pair("crop_size", self.crop_size)
+        self.stride = _pair("stride", self.stride)
+        if self.stride[0] > self.crop_size[0] or self.stride[1] > self.crop_size[1]:
+            raise ValueError(
+                f"inference.stride {list(self.stride)} must not exceed crop_size "
+                f"{list(self.crop_size)}: pixels between windows would get no prediction"
+            )
+        if isinstance(self.scales, (int, float)):
+            self.scales = [self.scales]
+        self.scales = list(self.scales)
+        if not self.scales or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in self.scales
+        ):
+            raise ValueError(
+                "inference.scales must be a non-empty list of positive numbers, "
+                f"got {self.scales!r}"
+            )
+        self.scales = [float(s) for s in self.scales]
+        if not isinstance(self.flip, bool) or not isinstance(self.crf, bool):
+            raise ValueError(
+                f"inference.flip and inference.crf must be true/false, got flip={self.flip!r}, "
+                f"crf={self.crf!r}"
+            )
+        if not isinstance(self.slide_batch_size, int) or self.slide_batch_size < 1:
+            raise ValueError(
+                f"inference.slide_batch_size must be a positive int, got {self.slide_batch_size!r}"
+            )
+        if self.crf:
+            self.build_crf()  # validates the crf_* values now rather than at the first batch
+
+    def build_crf(self) -> DenseCRF:
+        """The :class:`DenseCRF` described by the ``crf_*`` fields."""
+        try:
+            return DenseCRF(
+                iterations=self.crf_iterations,
+                gaussian_weight=self.crf_gaussian_weight,
+                gaussian_sxy=self.crf_gaussian_sxy,
+                bilateral_weight=self.crf_bilateral_weight,
+                bilateral_sxy=self.crf_bilateral_sxy,
+                bilateral_srgb=self.crf_bilateral_srgb,
+                window=self.crf_window,
+                dilation=self.crf_dilation,
+            )
+        except ValueError as err:
+            raise ValueError(f"inference.crf_*: {err}") from None
+
+
+def _forward(net: nn.Module, x: Tensor) -> Tensor:
+    """net(x) as logits at x's size (accepts a dict with "out", e.g. torchvision models)."""
+    out = net(x)
+    if isinstance(out, dict):
+        if "out" not in out:
+            raise ValueError(f"net returned a dict without an 'out' key (keys: {list(out)})")
+        out = out["out"]
+    if out.ndim != 4 or out.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"net must map (N, 3, H, W) to logits (N, C, H, W); got {tuple(out.shape)} for "
+            f"input {tuple(x.shape)}"
+        )
+    if out.shape[-2:] != x.shape[-2:]:
+        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out
+
+
+def slide_windows(
+    height: int, width: int, crop_size: tuple[int, int], stride: tuple[int, int]
+) -> list[tuple[int, int, int, int]]:
+    """Window boxes ``(y0, y1, x0, x1)`` covering an image, mmseg-style.
+
+    Windows start every ``stride`` pixels; the last one is shifted back to end at the border;
+    a side shorter than the crop gets one window of that side's length. All windows have
+    the same size ``(min(crop_h, height), min(crop_w, width))``.
+    """
+    boxes = []
+    ch, cw = min(crop_size[0], height), min(crop_size[1], width)
+    sh, sw = stride
+    rows = max(height - ch + sh - 1, 0) // sh + 1
+    cols = max(width - cw + sw - 1, 0) // sw + 1
+    for r in range(rows):
+        y1 = min(r * sh + ch, height)
+        for c in range(cols):
+            x1 = min(c * sw + cw, width)
+            boxes.append((y1 - ch, y1, x1 - cw, x1))
+    return boxes
+
+
+def _slide_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Tensor:
+    """Overlap-averaged logits of all windows."""
+    n, _, h, w = images.shape
+    boxes = slide_windows(h, w, config.crop_size, config.stride)
+    logits: Tensor | None = None
+    count = images.new_zeros(1, 1, h, w)
+    for start in range(0, len(boxes), config.slide_batch_size):
+        chunk = boxes[start : start + config.slide_batch_size]
+        crops = [images[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in chunk]
+        crops = crops[0] if len(crops) == 1 else torch.cat(crops)
+        out = _forward(net, crops)
+        if logits is None:
+            logits = out.new_zeros(n, out.shape[1], h, w)
+        for k, (y0, y1, x0, x1) in enumerate(chunk):
+            logits[:, :, y0:y1, x0:x1] += out[k * n : (k + 1) * n]
+            count[:, :, y0:y1, x0:x1] += 1
+    assert logits is not None
+    return logits / count
+
+
+def _view_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Tensor:
+    if config.mode == "slide":
+        return _slide_logits(net, images, config)
+    return _forward(net, images)
+
+
+@torch.no_grad()
+def predict_logits(
+    net: nn.Module,
+    images: Tensor,
+    config: InferenceConfig,
+    raw_images: Tensor | None = None,
+) -> Tensor:
+    """Per-pixel class log-probabilities at the images' resolution.
+
+    Args:
+        net: maps ``(N, 3, H, W)`` to logits ``(N, C, h, w)`` (or a dict with ``"out"``);
+            logits at another size are resized bilinearly to the input size.
+        images: normalised network input ``(N, 3, H, W)``.
+        config: inference mode, TTA and CRF settings.
+        raw_images: ``(N, 3, H, W)`` RGB on the 0-255 scale (float), needed when
+            ``config.crf`` is on (the bilateral kernel compares colours).
+
+    Returns:
+        ``(N, C, H, W)`` log-probabilities (see the module docstring); use ``argmax(1)`` for
+        labels and upsample to the label's original size before scoring.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+    if config.crf and raw_images is None:
+        raise ValueError(
+            "inference.crf is on but no raw_images were given: DenseCRF needs the "
+            "unnormalised RGB images (0-255) at the same size as images"
+        )
+    h, w = images.shape[-2:]
+    single_view = config.scales == [1.0] and not config.flip
+    if single_view:
+        log_probs = torch.log_softmax(_view_logits(net, images, config).float(), dim=1)
+    else:
+        probs: Tensor | None = None
+        n_views = 0
+        for scale in config.scales:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            scaled = images
+            if size != (h, w):
+                scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            for flip in (False, True) if config.flip else (False,):
+                view = scaled.flip(-1) if flip else scaled
+                logits = _view_logits(net, view, config)
+                if flip:
+                    logits = logits.flip(-1)
+                if logits.shape[-2:] != (h, w):
+                    logits = F.interpolate(
+                        logits, size=(h, w), mode="bilinear", align_corners=False
+                    )
+                p = torch.softmax(logits.float(), dim=1)
+                probs = p if probs is None else probs + p
+                n_views += 1
+        assert probs is not None
+        log_probs = (probs / n_views).clamp(min=1e-12).log()
+    if config.crf:
+        assert raw_images is not None
+        if raw_images.shape[0] != images.shape[0] or raw_images.shape[-2:] != (h, w):
+            raise ValueError(
+                f"raw_images {tuple(raw_images.shape)} must match images "
+                f"{tuple(images.shape)} in batch and spatial size"
+            )
+        refined = config.build_crf().to(images.device)(log_probs.exp(), raw_images)
+        log_probs = refined.clamp(min=1e-12).log()
+    return log_probs
