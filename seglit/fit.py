@@ -153,7 +153,7 @@ def run_variant(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    with open(run_dir / "train.log", "a") as log:
+    with open(run_dir / "train.log", "a", buffering=1) as log:  # line-buffered: tail -f works
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(

@@ -187,3 +187,11 @@ def test_logits_at_wrong_resolution_rejected():
 def test_float_target_rejected():
     with pytest.raises(ValueError, match="integer label map"):
         confusion_matrix(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2), 3)
+
+
+def test_all_ignored_and_empty_batches_count_nothing():
+    metric = SegmentationMetrics(num_classes=3)
+    metric.update(torch.randn(2, 3, 4, 4), torch.full((2, 4, 4), 255))
+    metric.update(torch.randn(0, 3, 4, 4), torch.zeros(0, 4, 4, dtype=torch.long))
+    out = metric.compute()
+    assert out["confmat"].sum() == 0 and torch.isnan(out["mIoU"])

@@ -1,0 +1,140 @@
+"""Benchmark: seglit sliding-window inference and the cost of flip / multi-scale TTA.
+
+A tiny conv net (so the bookkeeping, not the network, is what is measured) on one
+1024x2048 Cityscapes-sized image (crop 512x1024, stride 341x682; ``--quick`` halves all
+three). ``seglit`` is :func:`seglit.inference.predict_logits`;
+``peer`` is the plain loop a researcher would write: one window at a time, logits summed
+into a buffer and divided by a count map. Their outputs are asserted equal. TTA rows are
+compared with seglit's single-view slide inference. A last table times
+:class:`seglit.crf.DenseCRF` on a VOC-sized 21-class input for two bilateral windows.
+
+    python benchmarks/inference.py          # 1024x2048, 3 timed rounds, mmseg's 6 scales
+    python benchmarks/inference.py --quick  # 512x1024, 1 round, 3 scales (< 1 min, 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from seglit.crf import DenseCRF
+from seglit.inference import InferenceConfig, predict_logits, slide_windows
+
+NUM_CLASSES = 19
+
+
+def tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, NUM_CLASSES, 1)
+    ).eval()
+
+
+@torch.no_grad()
+def per_window_loop(net: nn.Module, image: torch.Tensor, crop, stride) -> torch.Tensor:
+    """The reference: one forward per window, overlap-averaged, then log_softmax."""
+    n, _, h, w = image.shape
+    logits = image.new_zeros(n, NUM_CLASSES, h, w)
+    count = image.new_zeros(1, 1, h, w)
+    for y0, y1, x0, x1 in slide_windows(h, w, crop, stride):
+        logits[:, :, y0:y1, x0:x1] += net(image[:, :, y0:y1, x0:x1])
+        count[:, :, y0:y1, x0:x1] += 1
+    return torch.log_softmax(logits / count, dim=1)
+
+
+def median_time(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="512x1024, 1 round, 3 scales")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rounds = 1 if args.quick else 3  # TTA rows
+    compare_rounds = 4 if args.quick else 6  # seglit vs peer, interleaved
+    scales = [0.5, 1.0, 1.5] if args.quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    h, w = (512, 1024) if args.quick else (1024, 2048)
+    crop, stride = (h // 2, w // 2), (h // 3, w // 3)
+
+    net = tiny_net()
+    image = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    slide = InferenceConfig(mode="slide", crop_size=crop, stride=stride)
+    n_windows = len(slide_windows(h, w, crop, stride))
+
+    # Warm-up and correctness.
+    ours = predict_logits(net, image, slide)
+    torch.testing.assert_close(ours, per_window_loop(net, image, crop, stride), atol=1e-5, rtol=0)
+
+    # Interleave seglit and the loop (alternating order) so load changes hit both.
+    t_ours, t_peer = [], []
+    for i in range(compare_rounds):
+        first_ours = i % 2 == 0  # alternate who goes first
+        for is_ours in (first_ours, not first_ours):
+            if is_ours:
+                t_ours.append(median_time(lambda: predict_logits(net, image, slide), 1))
+            else:
+                t_peer.append(median_time(lambda: per_window_loop(net, image, crop, stride), 1))
+    base, peer = statistics.median(t_ours), statistics.median(t_peer)
+
+    print(
+        f"1x3x{h}x{w} image, tiny conv net, crop {crop} stride {stride} ({n_windows} "
+        f"windows), {args.threads} threads, median of {compare_rounds} "
+        f"rounds (TTA rows: {rounds})"
+    )
+    print(f"{'variant':<34}{'seglit (s)':>11}{'peer (s)':>10}{'seglit/peer':>13}{'x slide':>9}")
+    print(f"{'slide':<34}{base:>11.3f}{peer:>10.3f}{base / peer:>13.3f}{1.0:>9.2f}")
+    print(f"{'whole':<34}", end="")
+    t = median_time(lambda: predict_logits(net, image, InferenceConfig()), rounds)
+    print(f"{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
+    variants = {
+        "slide + flip": InferenceConfig(mode="slide", crop_size=crop, stride=stride, flip=True),
+        f"slide + {len(scales)} scales": InferenceConfig(
+            mode="slide", crop_size=crop, stride=stride, scales=scales
+        ),
+        f"slide + {len(scales)} scales + flip": InferenceConfig(
+            mode="slide", crop_size=crop, stride=stride, scales=scales, flip=True
+        ),
+    }
+    for name, config in variants.items():
+        t = median_time(lambda config=config: predict_logits(net, image, config), rounds)
+        print(f"{name:<34}{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
+    print(f"scales: {scales}")
+    crf_table(rounds=1 if args.quick else 2)
+
+
+def crf_table(rounds: int) -> None:
+    """DenseCRF cost on a VOC-sized input: 1x21x375x500 probabilities."""
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(1, 21, 375, 500, generator=g), dim=1)
+    # Piecewise-constant colours with noise, closer to a photo than uniform noise.
+    blocks = torch.rand(1, 3, 375 // 25 + 1, 500 // 25, generator=g) * 255
+    image = blocks.repeat_interleave(25, 2)[:, :, :375].repeat_interleave(25, 3)
+    image = (image + 4 * torch.randn(image.shape, generator=g)).clamp(0, 255)
+    print("\nDenseCRF on 1x21x375x500 (VOC-sized), median of", rounds, "round(s)")
+    print(
+        f"{'window x dilation (neighbours)':<34}{'setup (s)':>11}{'per iter (s)':>14}"
+        f"{'10 iter (s)':>13}"
+    )
+    for window, dilation in ((5, 5), (3, 8)):
+        one = DenseCRF(iterations=1, window=window, dilation=dilation)
+        ten = DenseCRF(iterations=10, window=window, dilation=dilation)
+        t1 = median_time(lambda one=one: one(probs, image), rounds)
+        t10 = median_time(lambda ten=ten: ten(probs, image), rounds)
+        per_iter = max(t10 - t1, 0.0) / 9
+        name = f"{window} x {dilation} ({(2 * window + 1) ** 2 - 1})"
+        print(f"{name:<34}{max(t1 - per_iter, 0.0):>11.3f}{per_iter:>14.3f}{t10:>13.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Benchmark: SegmentationMetrics.update vs torchmetrics MulticlassJaccardIndex.update.
+
+Both get the same (N, 21, 512, 512) logits with void (255) pixels; the accumulated confusion
+matrices and the mIoU are asserted identical, then median update times are measured with
+the two metrics interleaved (after a warm-up), with and without
+``torch.use_deterministic_algorithms(True)`` (what ``Trainer(deterministic=True)`` sets).
+
+    python benchmarks/metric_update.py          # N=8, 6 timed rounds
+    python benchmarks/metric_update.py --quick  # N=2, 4 timed rounds (< 1 min on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from seglit.metrics import SegmentationMetrics
+
+NUM_CLASSES = 21
+
+
+def make_batch(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, NUM_CLASSES, (n, size, size), generator=g)
+    target[torch.rand(n, size, size, generator=g) < 0.05] = 255
+    logits = torch.randn(n, NUM_CLASSES, size, size, generator=g)
+    return logits, target
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(n: int, size: int, rounds: int, deterministic: bool) -> tuple[float, float]:
+    logits, target = make_batch(n, size)
+    ours = SegmentationMetrics(num_classes=NUM_CLASSES)
+    peer = MulticlassJaccardIndex(num_classes=NUM_CLASSES, ignore_index=255)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        # Warm-up and correctness: one update each, then compare.
+        ours.update(logits, target)
+        peer.update(logits, target)
+        torch.testing.assert_close(ours.confmat, peer.confmat.long(), rtol=0, atol=0)
+        ours_miou, peer_miou = ours.compute()["mIoU"].item(), peer.compute().item()
+        assert abs(ours_miou - peer_miou) < 1e-6, (ours_miou, peer_miou)
+        t_ours, t_peer = [], []
+        for i in range(rounds):
+            first_ours = i % 2 == 0  # alternate who goes first
+            for is_ours in (first_ours, not first_ours):
+                if is_ours:
+                    t_ours.append(timed(lambda: ours.update(logits, target)))
+                else:
+                    t_peer.append(timed(lambda: peer.update(logits, target)))
+        torch.testing.assert_close(ours.confmat, peer.confmat.long(), rtol=0, atol=0)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    return statistics.median(t_ours), statistics.median(t_peer)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N=2 and 4 rounds")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    n, rounds = (2, 4) if args.quick else (8, 6)
+    size = 512
+    print(
+        f"update() on {n}x{NUM_CLASSES}x{size}x{size} float32 logits, {args.threads} threads, "
+        f"median of {rounds} interleaved rounds after warm-up"
+    )
+    print(f"{'deterministic':<14}{'seglit (ms)':>13}{'torchmetrics (ms)':>19}{'seglit/peer':>13}")
+    for deterministic in (False, True):
+        ours, peer = run(n, size, rounds, deterministic)
+        print(f"{str(deterministic):<14}{ours * 1e3:>13.1f}{peer * 1e3:>19.1f}{ours / peer:>13.3f}")
+
+
+if __name__ == "__main__":
+    main()
