@@ -172,3 +172,21 @@ def test_sync_batchnorm_conversion_covers_every_batchnorm():
         net = TorchSyncBatchNorm().apply(build_model(name, 5, **kwargs))
         norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)
+
+
+def test_compile_wraps_forward_and_keeps_state_dict_keys(monkeypatch):
+    calls = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):  # inductor takes minutes on a small CPU; dynamo is real
+        calls.append(model)
+        return real_compile(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    net = UNet(5, base_width=4, depth=2)
+    plain = SegmentationModule(net, num_classes=5)
+    compiled = SegmentationModule(net, num_classes=5, compile=True)
+    assert calls == [net]
+    assert compiled.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(1, 3, 33, 35)
+    assert torch.allclose(compiled(x), plain(x), atol=1e-6)
