@@ -1,0 +1,220 @@
+"""Shared helpers of the benchmark scripts: interleaved timing, medians and peak memory.
+
+Timing: every candidate runs ``warmup`` untimed calls, then ``rounds`` timed calls
+interleaved with the other candidates (A, B, then B, A, ... so neither always goes first);
+the median is reported. On CUDA the device is synchronised around every timed call.
+
+Peak memory of one call is measured as *the most memory held during the call above what
+was held just before it*:
+
+* CUDA: ``torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()`` after
+  ``torch.cuda.reset_peak_memory_stats()`` (tensor memory only, no allocator cache).
+* CPU (Linux): the process's resident set size. Before the call, freed heap memory is
+  handed back to the OS (``gc.collect()`` + glibc ``malloc_trim(0)``), ``VmRSS`` is read
+  and the kernel's high-water mark is reset (``echo 5 > /proc/self/clear_refs``); after
+  the call the peak is ``VmHWM - VmRSS(before)``. This counts everything the call touched
+  (PyTorch tensors, oneDNN scratch buffers, allocator slack) at page granularity.
+  ``tracemalloc`` is not used: it does not see PyTorch's C++ allocations.
+* Anywhere else the peak is reported as unknown (``None``).
+
+Memory that persists between calls (weights, buffers, optimizer state) is not part of a
+call's peak; scripts add it back from the tensors' sizes (:func:`state_bytes`) so that
+"peak" means weights + optimizer state + the step's transient memory on every device.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+_PROC_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's and torch's generators (all devices)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _status_bytes(key: str) -> int:
+    for line in _PROC_STATUS.read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise KeyError(key)
+
+
+def _trim_heap() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS may include freed heap; still an upper bound
+        pass
+
+
+def rss_peak_supported() -> bool:
+    """True when the CPU peak can be measured (Linux with a resettable ``VmHWM``)."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        _status_bytes("VmHWM:")
+    except (OSError, KeyError):
+        return False
+    return True
+
+
+class PeakMemory:
+    """Context manager measuring the peak memory of its block above the memory held before.
+
+    After the block, ``peak_bytes`` is the peak in bytes, or ``None`` where it cannot be
+    measured (see the module docstring for the method on each device).
+
+    Args:
+        device: The device the block computes on.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes: int | None = None
+        self._before = 0
+        self._cpu_ok = device.type == "cpu" and rss_peak_supported()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._before = torch.cuda.memory_allocated(self.device)
+        elif self._cpu_ok:
+            _trim_heap()
+            self._before = _status_bytes("VmRSS:")
+            _CLEAR_REFS.write_text("5")  # reset VmHWM to the current RSS
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._before
+        elif self._cpu_ok:
+            self.peak_bytes = max(0, _status_bytes("VmHWM:") - self._before)
+
+
+def state_bytes(*objects: torch.nn.Module | torch.optim.Optimizer) -> int:
+    """Bytes of the tensors that persist between steps: parameters, buffers, optimizer state."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(tensors: Iterable[object]) -> None:
+        nonlocal total
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+                seen.add(t.untyped_storage().data_ptr())
+                total += t.untyped_storage().nbytes()
+
+    for obj in objects:
+        if isinstance(obj, torch.nn.Module):
+            add(obj.parameters())
+            add(obj.buffers())
+        else:
+            for state in obj.state.values():
+                add(state.values())
+    return total
+
+
+@dataclass
+class Samples:
+    """One candidate's results: seconds per timed call and the peak bytes of a memory call."""
+
+    seconds: list[float] = field(default_factory=list)
+    peak_bytes: int | None = None
+
+    @property
+    def median_s(self) -> float:
+        """Median time of a call in seconds."""
+        return statistics.median(self.seconds)
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]],
+    device: torch.device,
+    warmup: int,
+    rounds: int,
+    measure_memory: bool = True,
+) -> dict[str, Samples]:
+    """Time ``candidates`` interleaved after ``warmup`` untimed calls of each.
+
+    Round ``i`` runs the candidates in order when ``i`` is even and in reverse when odd.
+    Memory is measured on one extra, untimed call of each candidate after the timed rounds,
+    so the heap trimming it needs cannot slow the timed calls down.
+
+    Args:
+        candidates: Name -> zero-argument callable doing one unit of work.
+        device: Device to synchronise and to measure memory on.
+        warmup: Untimed calls of each candidate before timing.
+        rounds: Timed calls of each candidate.
+        measure_memory: Run the extra call measuring the peak memory (:class:`PeakMemory`).
+
+    Returns:
+        Name -> :class:`Samples`.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    results = {name: Samples() for name in names}
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else reversed(names):
+            synchronize(device)
+            start = time.perf_counter()
+            candidates[name]()
+            synchronize(device)
+            results[name].seconds.append(time.perf_counter() - start)
+    if measure_memory:
+        for name in names:
+            with PeakMemory(device) as meter:
+                candidates[name]()
+            results[name].peak_bytes = meter.peak_bytes
+    return results
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b``, or ``None`` when either is unknown or ``b`` is zero."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(value: float | None, spec: str = ".3f") -> str:
+    """Format a number, or ``n/a`` for ``None``."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print a plain left/right-aligned text table (first column left-aligned)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = str(cells[0]).ljust(widths[0])
+        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest])
+
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))

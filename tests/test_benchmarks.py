@@ -1,0 +1,64 @@
+"""Smoke test: every benchmark script runs to the end and prints a seglit/peer ratio.
+
+Parametrized over the files present in ``benchmarks/`` (``common.py`` is a helper, not a
+benchmark), so a new script is covered without touching this file. A script that offers a
+``--smoke`` tier (seconds instead of minutes) is run with it, otherwise with ``--quick``.
+This checks that the scripts work, not how fast seglit is: speed is measured by running
+the scripts (docs/performance.md), never by timed tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+HELPERS = {"common.py"}
+SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if p.name not in HELPERS)
+TIMEOUT_S = 240
+# A line naming the ratio ("ratio", "seglit/peer", "seglit / reference", ...) ...
+RATIO_NAME = re.compile(r"ratio|seglit\s*/\s*\w+", re.IGNORECASE)
+NUMBER = re.compile(r"\d+\.\d+")
+
+
+def tier(script: Path) -> str:
+    """``--smoke`` where the script defines it, else ``--quick``."""
+    return "--smoke" if '"--smoke"' in script.read_text() else "--quick"
+
+
+def test_benchmarks_found() -> None:
+    assert SCRIPTS, f"no benchmark scripts in {BENCHMARKS}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "SEGLIT_CACHE": str(tmp_path / "cache"),
+        "PYTHONWARNINGS": "ignore",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script), tier(script)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        cwd=tmp_path,
+        env=env,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, (
+        f"{script.name} {tier(script)} exited {proc.returncode}:\n{output[-3000:]}"
+    )
+    # The ratio's name may sit in a table header with the numbers on the rows below it.
+    lines = proc.stdout.splitlines()
+    named = [i for i, line in enumerate(lines) if RATIO_NAME.search(line)]
+    assert named, f"{script.name} printed no ratio:\n{proc.stdout[-3000:]}"
+    assert any(NUMBER.search(line) for line in lines[named[0] :]), (
+        f"{script.name} names a ratio but prints no number after it:\n{proc.stdout[-3000:]}"
+    )
