@@ -159,7 +159,10 @@ class SegmentationModule(L.LightningModule):
         self.log(
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
         )
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:  # self.log costs ms
+            self.log(
+                "lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size
+            )
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -76,6 +76,7 @@ def test_aux_loss_is_added_with_its_weight():
     expected = main + 0.4 * plain.loss(logits * 0.5, batch["mask"])
     aux.log = plain.log = lambda *a, **k: None  # no trainer attached
     aux.optimizers = lambda: torch.optim.SGD(aux.parameters(), lr=0.1)
+    aux.trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     assert aux.training_step(batch, 0).item() == pytest.approx(expected.item())
 
 
