@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -41,13 +43,36 @@ class Checkpoint(ModelCheckpoint):
     Lightning 2.6 rewrites ``last.ckpt`` at the end of validation only when a top-k
     checkpoint was written in the same step, so after an epoch without improvement
     ``last.ckpt`` is stale and a resumed run would redo finished epochs. seglit's recipes
-    resume from ``last.ckpt``: it must always be the latest state.
+    resume from ``last.ckpt``: it must always be the latest state. When a best checkpoint
+    of the same step was just written, ``last.ckpt`` is a hard link to it rather than a
+    second serialisation of the same state.
     """
 
     _last_written_step: int = -1
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if not self.save_last:
+            return
+        filepath = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        just_saved = self._last_checkpoint_saved
+        local = "://" not in filepath
+        if local and trainer.is_global_zero and os.path.lexists(filepath):
+            os.remove(filepath)  # never write through a hard link into a best-*.ckpt
+        if (
+            local
+            and self.save_last is True
+            and self._last_global_step_saved == trainer.global_step
+            and just_saved
+            and just_saved != filepath
+        ):
+            # A checkpoint of this very step was just written: link to it instead of
+            # serialising the same state twice (a hard link survives top-k rotation).
+            if trainer.is_global_zero:
+                _link_or_copy(just_saved, filepath)
+            trainer.strategy.barrier()
+            self.last_model_path = filepath
+        else:
+            super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_written_step = trainer.global_step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
@@ -70,6 +95,13 @@ class Checkpoint(ModelCheckpoint):
             and self._last_written_step != trainer.global_step
         ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 class TrainSpeedMonitor(Callback):

@@ -9,7 +9,8 @@ is a real :class:`~lightning.pytorch.cli.LightningCLI`. On top of Lightning it:
   config never states the number of classes twice;
 * always adds a ``checkpoint`` callback (best by ``val/mIoU`` plus ``last.ckpt``), a
   ``run_summary`` callback (``metrics.json``), a ``predict_writer`` (colourised masks and
-  overlays from ``seglit predict``) and a throughput monitor;
+  overlays from ``seglit predict``), ``wandb_media`` (per-class IoU table, confusion
+  matrix and sample masks when the logger is W&B) and a throughput monitor;
 * turns off Lightning's distributed sampler: seglit's datamodules shard data themselves
   so that validation scores every image exactly once under DDP.
 
@@ -33,6 +34,7 @@ from seglit.callbacks import Checkpoint, RunSummaryWriter, TrainSpeedMonitor
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
 from seglit.predict import PredictionWriter
+from seglit.wandb_media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/mIoU",
@@ -90,6 +92,7 @@ class SeglitCLI(LightningCLI):
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(RunSummaryWriter, "run_summary")
         parser.add_lightning_class_args(PredictionWriter, "predict_writer")
+        parser.add_lightning_class_args(WandbMedia, "wandb_media")
 
     def before_instantiate_classes(self) -> None:
         """Reject settings that cannot work on this machine before building anything."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from seglit.plots import write_plots
 from seglit.recipe import (
     Recipe,
     RecipeError,
@@ -36,6 +37,7 @@ from seglit.recipe import (
 )
 from seglit.report import build_rows, read_metrics, write_summary
 from seglit.tracking import find_offline_runs
+from seglit.wandb_media import log_summary_run
 
 LOGGER_CLASS = "seglit.tracking.WandbLogger"
 
@@ -343,9 +345,16 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
 
     rows = build_rows(recipe_dir, variants, recipe.baseline_group())
     table = write_summary(recipe_dir, recipe.name, rows)
+    plots = write_plots(rows, recipe_dir)
+    logger = get_dotted(configs[variants[0].name], "trainer.logger")
+    if isinstance(logger, dict) and logger.get("class_path") == LOGGER_CLASS:
+        init = logger.get("init_args", {})
+        log_summary_run(recipe.name, rows, recipe_dir, project=init.get("project", "seglit"),
+                        mode=init.get("mode", "auto"), plots=plots, entity=init.get("entity"))
     print(f"\n{recipe.name}: summary of {recipe_dir}/\n")
     print(table)
-    print(f"\nwritten: {recipe_dir / 'summary.md'}, summary.csv, summary.json")
+    print(f"\nwritten: {recipe_dir / 'summary.md'}, summary.csv, summary.json, "
+          f"{', '.join(p.name for p in plots)}")
     if find_offline_runs(recipe_dir):
         print(
             "W&B ran offline (no credentials or no network); the runs are on disk.\n"

@@ -101,6 +101,7 @@ class WandbLogger(_LightningWandbLogger):
         )
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb; Lightning always sets it
         self._broken = False
+        self._finished = False
 
     @property
     def experiment(self):  # noqa: D102
@@ -162,6 +163,9 @@ class WandbLogger(_LightningWandbLogger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """Finish the W&B run; for an offline run, print how to upload it."""
+        if self._finished:
+            return
+        self._finished = True
         self._guard("finalize", status)
         run = self._experiment
         if run is None or self.mode == "disabled":

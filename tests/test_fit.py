@@ -149,12 +149,26 @@ def test_end_to_end_ablation_then_rerun_skips_finished(tmp_path, synthetic_root)
             [h["mIoU"] for h in metrics["history"]]
         )
         assert wandb_run.config["model"]["net"]["init_args"]["fusion"] == name.split("-")[0]
+        # Media: sample images with prediction/ground-truth masks, IoU table, confusion matrix.
+        logged = {key for row in wandb_run.history for key in row}
+        assert {"val/samples/_type", "val/per_class_iou/_type"} <= logged
+        assert any(k.startswith("val/confusion_matrix") for k in logged)
+        masks = next(
+            r["val/samples/all_masks"] for r in wandb_run.history if "val/samples/all_masks" in r
+        )
+        assert {"prediction", "ground_truth"} <= set(masks[0])
+        files_dir = find_offline_runs(run)[0].parent / "files"
+        assert any(files_dir.rglob("*.mask.png")) and any(files_dir.rglob("*.table.json"))
     summary = json.loads((recipe_dir / "summary.json").read_text())
     assert [r["variant"] for r in summary["rows"]] == ["sum", "concat"]
     assert all(r["status"] == "finished" for r in summary["rows"])
     assert (recipe_dir / "summary.md").read_text().count("\n| ") >= 3
     assert (recipe_dir / "summary.csv").read_text().startswith("variant,status")
     assert "| sum | finished |" in first.stdout
+    assert (recipe_dir / "summary_miou.png").stat().st_size > 1000
+    summary_run = read_offline_run(find_offline_runs(recipe_dir / "_summary")[0])
+    assert (summary_run.group, summary_run.job_type) == ("tiny_skip", "summary")
+    assert any("summary/table/_type" in row for row in summary_run.history)
     assert "wandb sync" in first.stdout
 
     before = {n: _tree_digest(recipe_dir / n) for n in ("sum-s0", "concat-s0")}

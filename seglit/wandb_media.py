@@ -1,0 +1,390 @@
+"""W&B media: per-class IoU tables, confusion matrices, sample masks and the summary run.
+
+* :class:`WandbMedia` is a Lightning callback. After every ``log_every_n_epochs``-th
+  validation epoch it logs, to the trainer's W&B logger:
+
+  - ``val/per_class_iou``: a table ``(class, IoU)``;
+  - ``val/confusion_matrix``: W&B's confusion-matrix chart, built from the accumulated
+    dataset-level matrix (``SegmentationModule.last_eval["confmat"]``), not from pixels;
+  - ``val/samples``: the first ``num_samples`` validation images as ``wandb.Image`` with
+    interactive ``prediction`` and ``ground_truth`` masks (void pixels labelled ``void``).
+
+* :func:`log_summary_run` creates one extra W&B run per recipe (``job_type="summary"``)
+  holding the summary table (one row per variant) and the summary plots.
+
+A W&B failure never stops training: it becomes one warning and the media logging stops.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from torch import Tensor
+
+from seglit import IGNORE_INDEX
+from seglit.report import CSV_FIELDS
+
+VOID_LABEL = "void"
+CONFUSION_SPEC = "wandb/confusion_matrix/v1"
+SUMMARY_FIELDS = CSV_FIELDS  # the columns of summary.csv
+
+
+# --------------------------------------------------------------------------- building blocks
+def denormalize(
+    images: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> np.ndarray:
+    """Turn normalized ``(N, 3, H, W)`` images back into uint8 RGB ``(N, H, W, 3)``.
+
+    Args:
+        images: Normalized images.
+        mean: Per-channel normalization mean (0..1 scale). Without ``mean``/``std`` each
+            image is min-max scaled instead.
+        std: Per-channel normalization std (0..1 scale).
+    """
+    x = images.detach().float().cpu()
+    if mean is not None and std is not None:
+        x = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+    else:
+        low = x.amin(dim=(1, 2, 3), keepdim=True)
+        high = x.amax(dim=(1, 2, 3), keepdim=True)
+        x = (x - low) / (high - low).clamp_min(1e-8)
+    x = (x * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def class_labels(class_names: Sequence[str], ignore_index: int = IGNORE_INDEX) -> dict[int, str]:
+    """``{class index: name}`` plus the void label, as W&B masks want them."""
+    labels = {i: str(name) for i, name in enumerate(class_names)}
+    labels[int(ignore_index)] = VOID_LABEL
+    return labels
+
+
+def iou_table(iou: Mapping[str, float]):
+    """A ``wandb.Table`` with one row ``(class, IoU)`` per class (``None`` if undefined)."""
+    import wandb
+
+    rows = [[name, _finite_or_none(value)] for name, value in iou.items()]
+    return wandb.Table(columns=["class", "IoU"], data=rows)
+
+
+def confusion_matrix_chart(confmat: Tensor | np.ndarray, class_names: Sequence[str], title: str):
+    """W&B's confusion-matrix chart from an accumulated ``(C, C)`` matrix (rows = actual).
+
+    ``wandb.plot.confusion_matrix`` only takes per-sample labels, which for segmentation
+    would mean one entry per pixel; this builds the same table (``Actual``, ``Predicted``,
+    ``nPredictions``) from the matrix and renders it with the same Vega spec.
+    """
+    import wandb
+
+    matrix = np.asarray(confmat.cpu() if isinstance(confmat, Tensor) else confmat)
+    c = len(class_names)
+    if matrix.shape != (c, c):
+        raise ValueError(f"confusion matrix has shape {matrix.shape}, expected ({c}, {c})")
+    data = [
+        [str(class_names[i]), str(class_names[j]), int(matrix[i, j])]
+        for i in range(c)
+        for j in range(c)
+    ]
+    table = wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=data)
+    fields = {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"}
+    return wandb.plot_table(CONFUSION_SPEC, table, fields, {"title": title})
+
+
+def mask_image(
+    image: np.ndarray,
+    prediction: np.ndarray,
+    target: np.ndarray | None,
+    labels: Mapping[int, str],
+    caption: str | None = None,
+):
+    """A ``wandb.Image`` of an RGB image with ``prediction`` and ``ground_truth`` masks."""
+    import wandb
+
+    masks = {"prediction": {"mask_data": prediction.astype(np.uint8), "class_labels": dict(labels)}}
+    if target is not None:
+        masks["ground_truth"] = {"mask_data": target.astype(np.uint8), "class_labels": dict(labels)}
+    return wandb.Image(image, masks=masks, caption=caption)
+
+
+def find_wandb_logger(trainer: L.Trainer) -> LightningWandbLogger | None:
+    """The trainer's W&B logger (seglit's or Lightning's), or ``None``.
+
+    A seglit logger that is disabled or already broken counts as none.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, LightningWandbLogger):
+            if getattr(logger, "mode", None) == "disabled" or getattr(logger, "_broken", False):
+                return None
+            return logger
+    return None
+
+
+# --------------------------------------------------------------------------------- callback
+class WandbMedia(Callback):
+    """Logs per-class IoU, the confusion matrix and sample masks to W&B.
+
+    Runs on global rank zero only, after validation epochs where
+    ``(epoch + 1) % log_every_n_epochs == 0`` (never during the sanity check), and only
+    when the trainer has a W&B logger. It reads the metrics the
+    :class:`~seglit.module.SegmentationModule` stores in ``last_eval``; the sample
+    predictions are recomputed with ``pl_module.predict_logits`` for those few images only.
+
+    Args:
+        log_every_n_epochs: Log after every n-th epoch's validation.
+        num_samples: Number of validation images (the first ones of the val loader, so the
+            same images every time) logged with their masks; 0 logs none.
+    """
+
+    def __init__(self, log_every_n_epochs: int = 1, num_samples: int = 4) -> None:
+        if log_every_n_epochs < 1:
+            raise ValueError(f"log_every_n_epochs must be >= 1, got {log_every_n_epochs}")
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        self.log_every_n_epochs = log_every_n_epochs
+        self.num_samples = num_samples
+        self._samples: list[dict[str, Any]] = []
+        self._failed = False
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        return (
+            not self._failed
+            and not trainer.sanity_checking
+            and trainer.is_global_zero
+            and (trainer.current_epoch + 1) % self.log_every_n_epochs == 0
+            and find_wandb_logger(trainer) is not None
+        )
+
+    def _fail(self, err: Exception) -> None:
+        self._failed = True
+        self._samples = []
+        warnings.warn(
+            f"W&B media logging failed ({type(err).__name__}: {err}); training continues "
+            "without per-class tables, confusion matrices and sample masks.",
+            stacklevel=2,
+        )
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        self._samples = []
+
+    def on_validation_batch_end(  # noqa: D102
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if len(self._samples) >= self.num_samples or not self._active(trainer):
+            return
+        try:
+            self._collect(trainer, pl_module, batch)
+        except Exception as err:
+            self._fail(err)
+
+    def _collect(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict[str, Any]
+    ) -> None:
+        from seglit.module import resize_logits, split_output
+
+        k = self.num_samples - len(self._samples)
+        images = batch["image"][:k]
+        masks = batch.get("mask")
+        masks = masks[:k] if masks is not None else None
+        with torch.no_grad():
+            if hasattr(pl_module, "predict_logits"):
+                logits = pl_module.predict_logits(images)
+            else:
+                logits = split_output(pl_module(images))[0]
+            if masks is not None:
+                logits = resize_logits(logits, masks.shape[-2:])
+            preds = logits.argmax(1).cpu().numpy()
+        datamodule = getattr(trainer, "datamodule", None)
+        rgb = denormalize(
+            images, getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
+        )
+        names = list(batch.get("name") or [])
+        for i in range(len(preds)):
+            self._samples.append(
+                {
+                    "image": rgb[i],
+                    "pred": preds[i],
+                    "mask": masks[i].cpu().numpy() if masks is not None else None,
+                    "name": str(names[i]) if i < len(names) else f"sample {len(self._samples)}",
+                }
+            )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        result = getattr(pl_module, "last_eval", None)
+        fresh = bool(result) and result.get("stage") == "val"
+        fresh = fresh and result.get("step", trainer.global_step) == trainer.global_step
+        if not fresh or not self._active(trainer):  # no new validation result to log
+            self._samples = []
+            return
+        try:
+            logger = find_wandb_logger(trainer)
+            payload = self.build_payload(pl_module, result)
+            payload["trainer/global_step"] = result.get("step", trainer.global_step)
+            logger.experiment.log(payload)
+        except Exception as err:
+            self._fail(err)
+        self._samples = []
+
+    def build_payload(
+        self, pl_module: L.LightningModule, result: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The W&B log dict for one validation epoch (tables, chart and sample images)."""
+        stage = result.get("stage", "val")
+        names = list(getattr(pl_module, "class_names", None) or result["IoU"].keys())
+        payload: dict[str, Any] = {
+            f"{stage}/per_class_iou": iou_table(result["IoU"]),
+            f"{stage}/confusion_matrix": confusion_matrix_chart(
+                result["confmat"], names, f"{stage} confusion matrix (epoch {result['epoch']})"
+            ),
+        }
+        if self._samples:
+            ignore = int(getattr(pl_module, "ignore_index", IGNORE_INDEX))
+            labels = class_labels(names, ignore)
+            payload[f"{stage}/samples"] = [
+                mask_image(s["image"], s["pred"], s["mask"], labels, caption=s["name"])
+                for s in pad_samples(self._samples, ignore)
+            ]
+        return payload
+
+
+def pad_samples(
+    samples: list[dict[str, Any]], ignore_index: int = IGNORE_INDEX
+) -> list[dict[str, Any]]:
+    """Pad sample images (black) and masks (void) at the bottom/right to one common size.
+
+    W&B shows the images of one key as a gallery and expects them to have the same size.
+    """
+    height = max(s["image"].shape[0] for s in samples)
+    width = max(s["image"].shape[1] for s in samples)
+    out = []
+    for s in samples:
+        h, w = s["image"].shape[:2]
+        pad = ((0, height - h), (0, width - w))
+        padded = dict(s)
+        padded["image"] = np.pad(s["image"], pad + ((0, 0),))
+        padded["pred"] = np.pad(s["pred"], pad, constant_values=ignore_index)
+        if s["mask"] is not None:
+            padded["mask"] = np.pad(s["mask"], pad, constant_values=ignore_index)
+        out.append(padded)
+    return out
+
+
+# ------------------------------------------------------------------------------ summary run
+def summary_table_rows(rows: Sequence[Any]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and data of the summary table: summary fields, axis labels, per-class IoU.
+
+    Args:
+        rows: :class:`seglit.report.Row` objects or their dicts (``summary.json`` rows).
+    """
+    dicts = [_row_dict(r) for r in rows]
+    axes = list(dict.fromkeys(k for d in dicts for k in (d.get("labels") or {})))
+    classes = list(dict.fromkeys(k for d in dicts for k in (d.get("per_class_iou") or {})))
+    columns = SUMMARY_FIELDS + axes + [f"IoU/{c}" for c in classes]
+    data = []
+    for d in dicts:
+        labels = d.get("labels") or {}
+        ious = d.get("per_class_iou") or {}
+        line = [_finite_or_none(d.get(f)) for f in SUMMARY_FIELDS]
+        line += [labels.get(a) for a in axes]
+        line += [_finite_or_none(ious.get(c)) for c in classes]
+        data.append(line)
+    return columns, data
+
+
+def log_summary_run(
+    recipe_name: str,
+    rows: Sequence[Any],
+    recipe_dir: str | Path,
+    project: str = "seglit",
+    mode: str = "auto",
+    plots: Sequence[str | Path] = (),
+    entity: str | None = None,
+) -> Path | None:
+    """Create one W&B run per recipe holding the summary table and plots.
+
+    The run has ``group=recipe_name``, ``job_type="summary"`` and
+    ``name=f"{recipe_name}-summary"``; it logs ``summary/table`` (one row per variant: the
+    summary's fields, the axis labels and per-class IoU), each plot as
+    ``summary/<plot file stem>`` and, in the run summary, ``mIoU/<variant>`` for every
+    finished variant. Offline without credentials (see :mod:`seglit.tracking`); its files
+    go to ``<recipe_dir>/_summary/wandb/``.
+
+    Args:
+        recipe_name: The recipe's name (the W&B group of its runs).
+        rows: The summary rows (:class:`seglit.report.Row` or dicts).
+        recipe_dir: ``<out>/<recipe name>``.
+        project: W&B project.
+        mode: ``"auto"``, ``"online"``, ``"offline"`` or ``"disabled"``.
+        plots: PNG files to attach (missing files are skipped).
+        entity: W&B entity.
+
+    Returns:
+        The W&B run folder, or ``None`` when W&B is disabled or failed (a warning says why).
+    """
+    from seglit.tracking import WandbLogger
+
+    save_dir = Path(recipe_dir) / "_summary"
+    try:
+        import wandb
+
+        logger = WandbLogger(
+            project=project,
+            name=f"{recipe_name}-summary",
+            group=recipe_name,
+            job_type="summary",
+            save_dir=str(save_dir),
+            mode=mode,
+            entity=entity,
+            tags=["summary"],
+        )
+        if logger.mode == "disabled":
+            return None
+        run = logger.experiment
+        if logger.mode == "disabled":  # the fallback after a failed start
+            return None
+        columns, data = summary_table_rows(rows)
+        payload: dict[str, Any] = {"summary/table": wandb.Table(columns=columns, data=data)}
+        for plot in plots:
+            path = Path(plot)
+            if path.is_file():
+                payload[f"summary/{path.stem}"] = wandb.Image(str(path), caption=path.name)
+        run.config.update({"recipe": recipe_name, "variants": len(data)}, allow_val_change=True)
+        run.log(payload)
+        for d in map(_row_dict, rows):
+            if d.get("mIoU_mean") is not None:
+                run.summary[f"mIoU/{d['variant']}"] = d["mIoU_mean"]
+        run_dir = Path(run.dir).parent
+        logger.finalize("success")
+        return run_dir
+    except Exception as err:
+        warnings.warn(f"W&B summary run for {recipe_name!r} failed ({err}); skipped.", stacklevel=2)
+        return None
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    if is_dataclass(row) and not isinstance(row, type):
+        return asdict(row)
+    if isinstance(row, Mapping):
+        return dict(row)
+    raise TypeError(f"summary rows must be seglit.report.Row or dicts, got {type(row).__name__}")
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,225 @@
+"""W&B media: a real tiny fit logs tables, the confusion matrix and masks to an offline run."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seglit.data import SyntheticVOCDataModule
+from seglit.models import UNet
+from seglit.module import SegmentationModule
+from seglit.report import Row
+from seglit.tracking import WandbLogger, find_offline_runs, read_offline_run
+from seglit.wandb_media import (
+    WandbMedia,
+    class_labels,
+    confusion_matrix_chart,
+    denormalize,
+    log_summary_run,
+    pad_samples,
+    summary_table_rows,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory):
+    """One tiny fit (2 epochs, media every epoch) with an offline W&B run; its run folder."""
+    tmp = tmp_path_factory.mktemp("media")
+    torch.manual_seed(0)
+    data = SyntheticVOCDataModule(
+        root=str(tmp / "data"), num_train=8, num_val=3, crop_size=32, batch_size=4, num_workers=0
+    )
+    module = SegmentationModule(
+        UNet(num_classes=data.num_classes, base_width=4, depth=2),
+        num_classes=data.num_classes,
+        class_names=data.class_names,
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=WandbLogger(mode="offline", save_dir=str(tmp)),
+        callbacks=[WandbMedia(num_samples=2)],
+        use_distributed_sampler=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
+    )
+    trainer.fit(module, datamodule=data)  # finishes the W&B run
+    (path,) = find_offline_runs(tmp)
+    return path.parent, module
+
+
+def test_fit_logs_tables_confusion_matrix_and_masks(fitted_run):
+    run_dir, module = fitted_run
+    run = read_offline_run(run_dir)
+    rows = [row for row in run.history if "val/per_class_iou/_type" in row]
+    assert len(rows) == 2, [sorted(r) for r in run.history]  # one per epoch, no sanity check
+    for row in rows:
+        assert row["val/per_class_iou/_type"] == "table-file"
+        assert row["val/per_class_iou/nrows"] == module.num_classes
+        assert row["val/confusion_matrix_table/_type"] == "table-file"
+        assert row["val/confusion_matrix_table/nrows"] == module.num_classes**2
+        assert row["val/samples/_type"] == "images/separated"
+        assert row["val/samples/count"] == 2
+        assert set(row["val/samples/all_masks"][0]) == {"prediction", "ground_truth"}
+    assert [r["trainer/global_step"] for r in rows] == [2, 4]  # 8 images / batch 4 per epoch
+    chart = run.config["_wandb/visualize/val/confusion_matrix"]
+    assert chart["panel_config"]["panelDefId"] == "wandb/confusion_matrix/v1"
+
+    files = run_dir / "files"
+    last = rows[-1]
+    # The confusion-matrix table holds the module's accumulated matrix, cell by cell.
+    table = json.loads((files / last["val/confusion_matrix_table/path"]).read_text())
+    names = module.class_names
+    counts = {(a, p): n for a, p, n in table["data"]}
+    confmat = module.last_eval["confmat"]
+    assert confmat.sum() > 0
+    for i, a in enumerate(names):
+        for j, p in enumerate(names):
+            assert counts[(a, p)] == int(confmat[i, j])
+    iou = json.loads((files / last["val/per_class_iou/path"]).read_text())
+    assert iou["columns"] == ["class", "IoU"] and [r[0] for r in iou["data"]] == names
+
+    # Images and masks are on disk; the ground truth keeps its void (255) border.
+    for name in last["val/samples/filenames"]:
+        assert Image.open(files / name).mode == "RGB"
+    gt = np.array(Image.open(files / last["val/samples/all_masks"][0]["ground_truth"]["path"]))
+    pred = np.array(Image.open(files / last["val/samples/all_masks"][0]["prediction"]["path"]))
+    assert 255 in gt and set(np.unique(pred)) <= set(range(module.num_classes))
+    assert gt.shape == pred.shape
+
+
+def test_mask_class_labels_include_void():
+    assert class_labels(["bg", "cat"]) == {0: "bg", 1: "cat", 255: "void"}
+
+
+def test_samples_of_different_sizes_are_padded_with_void():
+    samples = [
+        {
+            "image": np.full((3, 5, 3), 7, np.uint8),
+            "pred": np.ones((3, 5), np.int64),
+            "mask": np.zeros((3, 5), np.int64),
+            "name": "a",
+        },
+        {
+            "image": np.full((4, 2, 3), 9, np.uint8),
+            "pred": np.ones((4, 2), np.int64),
+            "mask": None,
+            "name": "b",
+        },
+    ]
+    a, b = pad_samples(samples)
+    assert a["image"].shape == b["image"].shape == (4, 5, 3)
+    assert a["pred"].shape == a["mask"].shape == b["pred"].shape == (4, 5)
+    assert (a["image"][3] == 0).all() and (a["image"][:3] == 7).all()
+    assert (a["mask"][3] == 255).all() and (a["mask"][:3] == 0).all()
+    assert (b["pred"][:, 2:] == 255).all() and (b["pred"][:, :2] == 1).all() and b["mask"] is None
+
+
+def test_denormalize_inverts_the_normalization():
+    rgb = torch.randint(0, 256, (2, 3, 5, 7)).float()
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    normed = (rgb / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    out = denormalize(normed, mean, std)
+    assert out.dtype == np.uint8 and out.shape == (2, 5, 7, 3)
+    assert np.array_equal(out, rgb.permute(0, 2, 3, 1).numpy().astype(np.uint8))
+
+
+def test_confusion_chart_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
+        confusion_matrix_chart(np.zeros((2, 2)), ["a", "b", "c"], "t")
+
+
+def test_media_failure_warns_once_and_training_goes_on(tmp_path, monkeypatch):
+    data = SyntheticVOCDataModule(
+        root=str(tmp_path / "data"), num_train=2, num_val=1, crop_size=32, batch_size=2
+    )
+    module = SegmentationModule(
+        UNet(num_classes=data.num_classes, base_width=4, depth=2),
+        num_classes=data.num_classes,
+        class_names=data.class_names,
+    )
+    media = WandbMedia()
+    monkeypatch.setattr(
+        media, "build_payload", lambda *a: (_ for _ in ()).throw(OSError("disk full"))
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=WandbLogger(mode="offline", save_dir=str(tmp_path)),
+        callbacks=[media],
+        use_distributed_sampler=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    with pytest.warns(UserWarning, match="W&B media logging failed") as record:
+        trainer.fit(module, datamodule=data)
+    assert sum("W&B media logging failed" in str(w.message) for w in record) == 1
+    assert trainer.current_epoch == 2 and module.last_eval["epoch"] == 1
+    run = read_offline_run(find_offline_runs(tmp_path)[0])
+    assert len(run.metric("val/mIoU")) == 2  # the metric curves are unaffected
+
+
+def _rows() -> list[Row]:
+    return [
+        Row(
+            variant="unet-sum",
+            status="finished",
+            runs=2,
+            finished=2,
+            mIoU_mean=0.5,
+            mIoU_std=0.01,
+            delta=0.0,
+            baseline=True,
+            labels={"model.net.init_args.fusion": "sum"},
+            per_class_iou={"bg": 0.9, "cat": 0.1},
+        ),
+        Row(
+            variant="unet-concat",
+            status="failed",
+            runs=2,
+            finished=0,
+            labels={"model.net.init_args.fusion": "concat"},
+        ),
+    ]
+
+
+def test_summary_table_has_fields_axes_and_classes():
+    columns, data = summary_table_rows(_rows())
+    assert columns[0] == "variant" and "model.net.init_args.fusion" in columns
+    assert columns[-2:] == ["IoU/bg", "IoU/cat"]
+    assert data[0][columns.index("mIoU_mean")] == 0.5
+    assert data[1][columns.index("mIoU_mean")] is None and data[1][-1] is None
+
+
+def test_summary_run_is_read_back_from_disk(tmp_path):
+    from seglit.plots import plot_class_heatmap, plot_miou
+
+    rows = _rows()
+    plots = [plot_miou(rows, tmp_path / "miou.png"), plot_class_heatmap(rows, tmp_path / "iou.png")]
+    run_dir = log_summary_run(
+        "ablation_x", rows, tmp_path / "ablation_x", mode="offline", plots=plots
+    )
+    assert run_dir is not None and run_dir.parent == tmp_path / "ablation_x" / "_summary" / "wandb"
+    run = read_offline_run(run_dir)
+    assert (run.group, run.name, run.job_type) == ("ablation_x", "ablation_x-summary", "summary")
+    (row,) = run.history
+    assert row["summary/table/_type"] == "table-file" and row["summary/table/nrows"] == 2
+    assert row["summary/miou/_type"] == "image-file" and row["summary/iou/_type"] == "image-file"
+    assert run.summary["mIoU/unet-sum"] == 0.5 and "mIoU/unet-concat" not in run.summary
+    table = json.loads((run_dir / "files" / row["summary/table/path"]).read_text())
+    assert [r[0] for r in table["data"]] == ["unet-sum", "unet-concat"]
+    for key in ("summary/miou/path", "summary/iou/path"):
+        assert (run_dir / "files" / row[key]).stat().st_size > 1000
+
+
+def test_summary_run_disabled_returns_none(tmp_path):
+    assert log_summary_run("r", _rows(), tmp_path, mode="disabled") is None
