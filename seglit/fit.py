@@ -349,12 +349,21 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
     logger = get_dotted(configs[variants[0].name], "trainer.logger")
     if isinstance(logger, dict) and logger.get("class_path") == LOGGER_CLASS:
         init = logger.get("init_args", {})
-        log_summary_run(recipe.name, rows, recipe_dir, project=init.get("project", "seglit"),
-                        mode=init.get("mode", "auto"), plots=plots, entity=init.get("entity"))
+        log_summary_run(
+            recipe.name,
+            rows,
+            recipe_dir,
+            project=init.get("project", "seglit"),
+            mode=init.get("mode", "auto"),
+            plots=plots,
+            entity=init.get("entity"),
+        )
     print(f"\n{recipe.name}: summary of {recipe_dir}/\n")
     print(table)
-    print(f"\nwritten: {recipe_dir / 'summary.md'}, summary.csv, summary.json, "
-          f"{', '.join(p.name for p in plots)}")
+    print(
+        f"\nwritten: {recipe_dir / 'summary.md'}, summary.csv, summary.json, "
+        f"{', '.join(p.name for p in plots)}"
+    )
     if find_offline_runs(recipe_dir):
         print(
             "W&B ran offline (no credentials or no network); the runs are on disk.\n"
