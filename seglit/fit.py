@@ -156,7 +156,8 @@ def run_variant(
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     with open(run_dir / "train.log", "a", buffering=1) as log:  # line-buffered: tail -f works
-        log.write(f"\n$ {' '.join(cmd)}\n")
+        device = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu is not None else ""
+        log.write(f"\n$ {device}{' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True

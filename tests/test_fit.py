@@ -210,14 +210,17 @@ def test_export_sweep_round_trips_to_the_same_variants(tmp_path, synthetic_root,
         assert lines[0].startswith(f"{name}:") and "1 variant(s) valid" in lines[1]
 
 
-def test_a_failing_variant_is_recorded_and_the_others_run(tmp_path, synthetic_root, capsys):
+def test_a_failing_variant_is_recorded_and_the_others_run_in_parallel(
+    tmp_path, synthetic_root, capsys
+):
     recipe = write_recipe(
         tmp_path / "r.yaml",
         synthetic_root,
         ablation={"model.optimizer.init_args.lr": {"diverges": float("nan"), "ok": 0.05}},
     )
     out = tmp_path / "runs"
-    assert main([str(recipe), "--out", str(out), "--trainer.max_epochs=1"]) == 1
+    # --parallel 2: both variants run side by side (on GPUs, one device each).
+    assert main([str(recipe), "--out", str(out), "--parallel", "2", "--trainer.max_epochs=1"]) == 1
     printed = capsys.readouterr().out
     assert "diverges: FAILED" in printed and "ok: done" in printed
     failed = json.loads((out / "tiny_skip" / "diverges" / "metrics.json").read_text())
@@ -228,6 +231,13 @@ def test_a_failing_variant_is_recorded_and_the_others_run(tmp_path, synthetic_ro
         for r in json.loads((out / "tiny_skip" / "summary.json").read_text())["rows"]
     }
     assert rows["diverges"]["status"] == "failed" and rows["ok"]["status"] == "finished"
+    devices = {
+        line.split()[1]
+        for name in ("diverges", "ok")
+        for line in (out / "tiny_skip" / name / "train.log").read_text().splitlines()
+        if line.startswith("$ CUDA_VISIBLE_DEVICES=")
+    }
+    assert devices == {"CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"}
 
 
 def test_sigkill_mid_variant_then_rerun_resumes_and_keeps_finished_work(tmp_path, synthetic_root):
