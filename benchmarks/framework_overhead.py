@@ -7,7 +7,8 @@ plain PyTorch loop over the same network (a small ``seglit.models.UNet``), the s
 optimizer (``seglit.optim.default_sgd``) and poly schedule, and the *same* DataLoaders
 (``SyntheticVOCDataModule.train_dataloader()`` / ``val_dataloader()``), with the same seed.
 Both run validation after every epoch (forward, loss, argmax, ``SegmentationMetrics``
-update and compute), so the only difference is the framework.
+update and compute) and both write one checkpoint per epoch (model, optimizer and
+schedule state), so the only difference is the framework.
 
 An epoch is timed from the start of its training batches to the start of the next epoch
 (the last one: to the end of training), so it includes validation, logging and
@@ -131,7 +132,7 @@ def run_raw(args: argparse.Namespace, root: Path) -> list[float]:
     scheduler = PolyLR(optimizer, power=0.9, total_iters=args.epochs * len(train_loader))
     metrics = SegmentationMetrics(data.num_classes, ignore_index=255)
     times = []
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         start = time.perf_counter()
         net.train()
         for batch in train_loader:
@@ -151,6 +152,14 @@ def run_raw(args: argparse.Namespace, root: Path) -> list[float]:
                 F.cross_entropy(logits, masks, ignore_index=255)
                 metrics.update(logits.argmax(1), masks)
         metrics.compute()
+        # A real loop checkpoints every epoch too (seglit writes last.ckpt each epoch).
+        checkpoint = {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+        }
+        torch.save(checkpoint, root / "raw_last.pt")
         times.append(time.perf_counter() - start)
     return times
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from abc import abstractmethod
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -73,7 +74,44 @@ def _synthetic_root(kind: str, generator_args: dict) -> str:
     return str(cache_dir() / f"synthetic_{kind}-{hashlib.sha1(key).hexdigest()[:10]}")
 
 
-class SyntheticVOCDataModule(SegmentationDataModule):
+class _SyntheticDataModule(SegmentationDataModule):
+    """Shared part of the synthetic datamodules: generator arguments, cache root, generation."""
+
+    layout: str
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_train: int = 160,
+        num_val: int = 40,
+        seed: int = 0,
+        crop_size: int | tuple[int, int] = 64,
+        scale_range: tuple[float, float] = (0.75, 1.5),
+        num_workers: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
+        )
+        self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
+        self.root = root if root is not None else _synthetic_root(self.layout, self.generator_args)
+
+    @abstractmethod
+    def write(self) -> None:
+        """Write the dataset under ``root`` (a no-op when it is already there)."""
+
+    def prepare_data(self) -> None:
+        """Generate the dataset under ``root`` unless it is already there."""
+        self.write()
+
+    def setup(self, stage: str | None = None) -> None:
+        # prepare_data runs only when a Trainer drives the module; make direct use work too.
+        if _world()[1] == 1:
+            self.prepare_data()
+        super().setup(stage)
+
+
+class SyntheticVOCDataModule(_SyntheticDataModule):
     """The built-in synthetic dataset (5 classes), generated into the VOC layout and read back
     through ``VOCSegmentationDataset``: the same code path real VOC takes.
 
@@ -92,22 +130,7 @@ class SyntheticVOCDataModule(SegmentationDataModule):
         **kwargs: other settings of ``SegmentationDataModule``.
     """
 
-    def __init__(
-        self,
-        root: str | None = None,
-        num_train: int = 160,
-        num_val: int = 40,
-        seed: int = 0,
-        crop_size: int | tuple[int, int] = 64,
-        scale_range: tuple[float, float] = (0.75, 1.5),
-        num_workers: int = 0,
-        **kwargs,
-    ):
-        super().__init__(
-            crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
-        )
-        self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
-        self.root = root if root is not None else _synthetic_root("voc", self.generator_args)
+    layout = "voc"
 
     @property
     def class_names(self) -> list[str]:
@@ -121,15 +144,8 @@ class SyntheticVOCDataModule(SegmentationDataModule):
         split = "train" if stage == "train" else "val"
         return VOCSegmentationDataset(self.root, split, transform, num_classes=self.num_classes)
 
-    def prepare_data(self) -> None:
-        """Generate the dataset under ``root`` unless it is already there."""
+    def write(self) -> None:  # noqa: D102
         write_synthetic_voc(self.root, **self.generator_args)
-
-    def setup(self, stage: str | None = None) -> None:
-        # prepare_data runs only when a Trainer drives the module; make direct use work too.
-        if _world()[1] == 1:
-            self.prepare_data()
-        super().setup(stage)
 
 
 class CityscapesDataModule(SegmentationDataModule):
@@ -170,27 +186,12 @@ class CityscapesDataModule(SegmentationDataModule):
         return CityscapesDataset(self.root, self.splits[stage], transform=transform)
 
 
-class SyntheticCityscapesDataModule(SegmentationDataModule):
+class SyntheticCityscapesDataModule(_SyntheticDataModule):
     """The synthetic dataset in the Cityscapes layout (labelIds mapped to the 19 trainIds on
     the fly), read through ``CityscapesDataset``. Arguments as in ``SyntheticVOCDataModule``.
     """
 
-    def __init__(
-        self,
-        root: str | None = None,
-        num_train: int = 160,
-        num_val: int = 40,
-        seed: int = 0,
-        crop_size: int | tuple[int, int] = 64,
-        scale_range: tuple[float, float] = (0.75, 1.5),
-        num_workers: int = 0,
-        **kwargs,
-    ):
-        super().__init__(
-            crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
-        )
-        self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
-        self.root = root if root is not None else _synthetic_root("cityscapes", self.generator_args)
+    layout = "cityscapes"
 
     @property
     def class_names(self) -> list[str]:
@@ -203,11 +204,5 @@ class SyntheticCityscapesDataModule(SegmentationDataModule):
     def build_dataset(self, stage: str, transform) -> Dataset:
         return CityscapesDataset(self.root, "train" if stage == "train" else "val", transform)
 
-    def prepare_data(self) -> None:
-        """Generate the dataset under ``root`` unless it is already there."""
+    def write(self) -> None:  # noqa: D102
         write_synthetic_cityscapes(self.root, **self.generator_args)
-
-    def setup(self, stage: str | None = None) -> None:
-        if _world()[1] == 1:
-            self.prepare_data()
-        super().setup(stage)
