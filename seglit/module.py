@@ -112,6 +112,8 @@ class SegmentationModule(L.LightningModule):
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         self._image_confmats: list[tuple[list[str], Tensor]] = []
+        self._loss_sum = torch.zeros((), dtype=torch.float64)
+        self._loss_weight = torch.zeros((), dtype=torch.float64)
         self.last_eval: dict[str, Any] | None = None
         """Metrics of the last finished validation/test epoch (read by callbacks)."""
         if channels_last:
@@ -207,13 +209,22 @@ class SegmentationModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, Any], stage: str, metrics: SegmentationMetrics) -> None:
         images, masks = batch["image"], batch["mask"]
         logits = resize_logits(self.predict_logits(images), masks.shape[-2:])
-        loss = F.cross_entropy(
-            logits, masks, weight=self.class_weights, ignore_index=self.ignore_index
+        # Dataset-level loss: summed here, divided once at the epoch's end (no per-step
+        # self.log and no host sync; an all-void image simply adds nothing).
+        valid = masks != self.ignore_index
+        weights = (
+            valid.float()
+            if self.class_weights is None
+            else (self.class_weights[masks.clamp(0, self.num_classes - 1)] * valid)
         )
-        if torch.isfinite(loss):  # an all-void image has no loss; it still counts for metrics
-            self.log(
-                f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=images.shape[0]
-            )
+        self._loss_sum += F.cross_entropy(
+            logits,
+            masks,
+            weight=self.class_weights,
+            ignore_index=self.ignore_index,
+            reduction="sum",
+        ).detach()
+        self._loss_weight += weights.sum()
         preds = logits.argmax(1)
         metrics.update(preds, masks)
         names = list(
@@ -232,10 +243,15 @@ class SegmentationModule(L.LightningModule):
         self._eval_step(batch, "test", self.test_metrics)
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
-        self._image_confmats = []
+        self._reset_eval_state()
 
     def on_test_epoch_start(self) -> None:  # noqa: D102
+        self._reset_eval_state()
+
+    def _reset_eval_state(self) -> None:
         self._image_confmats = []
+        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._loss_weight = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         self._finish_eval("val", self.val_metrics)
@@ -247,9 +263,14 @@ class SegmentationModule(L.LightningModule):
         result = metrics.compute()
         metrics.reset()
         names, confmats = self._gather_image_confmats()
-        self._image_confmats = []
+        totals = self.trainer.strategy.reduce(
+            torch.stack([self._loss_sum, self._loss_weight]), reduce_op="sum"
+        )
+        self._reset_eval_state()
         if self.trainer.sanity_checking:
             return
+        if totals[1] > 0:
+            self.log(f"{stage}/loss", (totals[0] / totals[1]).float(), sync_dist=False)
         logged = {
             f"{stage}/acc": result["acc"],
             f"{stage}/mAcc": result["mAcc"],

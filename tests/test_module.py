@@ -191,3 +191,27 @@ def test_compile_wraps_forward_and_keeps_state_dict_keys(monkeypatch):
     assert compiled.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(1, 3, 33, 35)
     assert torch.allclose(compiled(x), plain(x), atol=1e-6)
+
+
+def test_val_loss_is_the_dataset_level_mean_over_labelled_pixels(synthetic_root):
+    torch.manual_seed(0)
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
+    dm = _datamodule(synthetic_root)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+    )
+    (result,) = trainer.validate(module, datamodule=dm)
+    total, count = 0.0, 0
+    module.eval()
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            logits = module(batch["image"])
+            total += torch.nn.functional.cross_entropy(
+                logits, batch["mask"], ignore_index=255, reduction="sum"
+            ).item()
+            count += int((batch["mask"] != 255).sum())
+    assert result["val/loss"] == pytest.approx(total / count, rel=1e-5)
