@@ -79,28 +79,21 @@ def prepare_config(
     set_dotted(config, "checkpoint.dirpath", str(run_dir / "checkpoints"))
     set_dotted(config, "run_summary.dirpath", str(run_dir))
     logger = trainer.get("logger", True)
-    if logger is not False and logger is not None:
-        defaults = {"class_path": LOGGER_CLASS, "init_args": {}}
-        logger = defaults if logger is True else logger
-        if not isinstance(logger, dict) or logger.get("class_path") != LOGGER_CLASS:
-            pass  # another logger chosen by the recipe: leave it as written
-        else:
-            tags = [f"{k.rsplit('.', 1)[-1]}={label}" for k, label in variant.labels.items()]
-            if variant.seed is not None:
-                tags.append(f"seed={variant.seed}")
-            logger = deep_merge(
-                logger,
-                {
-                    "init_args": {
-                        "name": variant.name,
-                        "group": recipe.name,
-                        "save_dir": str(run_dir),
-                        "tags": tags,
-                        "job_type": "train",
-                    }
-                },
-            )
-        trainer["logger"] = logger
+    if logger is True:  # the default: seglit's W&B logger (offline without credentials)
+        logger = {"class_path": LOGGER_CLASS, "init_args": {}}
+    if isinstance(logger, dict) and logger.get("class_path") == LOGGER_CLASS:
+        tags = [f"{k.rsplit('.', 1)[-1]}={label}" for k, label in variant.labels.items()]
+        if variant.seed is not None:
+            tags.append(f"seed={variant.seed}")
+        run = {
+            "name": variant.name,
+            "group": recipe.name,
+            "save_dir": str(run_dir),
+            "tags": tags,
+            "job_type": "train",
+        }
+        logger = deep_merge(logger, {"init_args": run})
+    trainer["logger"] = logger  # another logger, or none, stays as the recipe wrote it
     return config
 
 
