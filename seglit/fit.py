@@ -13,6 +13,7 @@ finished variants are skipped and left untouched, an interrupted one continues f
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import secrets
@@ -164,8 +165,6 @@ def run_variant(
 
 
 def _mark_failed(run_dir: Path, returncode: int) -> None:
-    import json
-
     tail = (run_dir / "train.log").read_text().splitlines()[-20:]
     (run_dir / "metrics.json").write_text(
         json.dumps({"status": "failed", "returncode": returncode, "log_tail": tail}, indent=2)

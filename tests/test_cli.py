@@ -29,6 +29,7 @@ def test_cli_fit_on_synthetic_data_writes_checkpoints_and_metrics(tmp_path, make
     assert set(metrics["best"]) >= {"mIoU", "acc", "mAcc", "fwIoU", "IoU", "confmat"}
     assert len(metrics["best"]["IoU"]) == 5
     assert metrics["gflops"] > 0 and metrics["params"] > 0
+    assert metrics["train_images_per_sec"] > 0 and metrics["peak_mem_mb"] > 0
     # Every validation image is scored once: the confusion matrix counts every labelled pixel.
     confmat = metrics["best"]["confmat"]
     val = cli.datamodule.val_dataloader().dataset
