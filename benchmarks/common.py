@@ -200,6 +200,46 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def ratio_interval(
+    a_seconds: Sequence[float],
+    b_seconds: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Bootstrap interval of ``median(a) / median(b)`` over paired rounds.
+
+    Round ``i`` timed ``a_seconds[i]`` and ``b_seconds[i]`` back to back, so rounds are
+    resampled as pairs: a slow moment of the machine moves both sides of a round together.
+
+    Args:
+        a_seconds: Per-round times of the numerator candidate (seglit).
+        b_seconds: Per-round times of the denominator candidate (the peer), same length.
+        confidence: Two-sided coverage of the interval.
+        resamples: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(low, high)`` percentile interval of the ratio of medians.
+    """
+    if len(a_seconds) != len(b_seconds) or not a_seconds:
+        raise ValueError(
+            f"need the same, non-zero number of rounds, got {len(a_seconds)} and {len(b_seconds)}"
+        )
+    rng = random.Random(seed)
+    n = len(a_seconds)
+    ratios = []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        ratios.append(
+            statistics.median(a_seconds[i] for i in picks)
+            / statistics.median(b_seconds[i] for i in picks)
+        )
+    ratios.sort()
+    tail = (1.0 - confidence) / 2.0
+    return ratios[int(tail * (resamples - 1))], ratios[int((1.0 - tail) * (resamples - 1))]
+
+
 def fmt(value: float | None, spec: str = ".3f") -> str:
     """Format a number, or ``n/a`` for ``None``."""
     return "n/a" if value is None else format(value, spec)

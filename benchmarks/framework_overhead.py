@@ -18,7 +18,6 @@ seglit side (terminal niceties, not training work).
 
     python benchmarks/framework_overhead.py            # 3 rounds x 4 epochs, 64 images
     python benchmarks/framework_overhead.py --quick    # 2 rounds x 3 epochs (< 3 min, 2 cores)
-    python benchmarks/framework_overhead.py --smoke    # 1 round x 2 epochs, tiny (tests)
     python benchmarks/framework_overhead.py --set checkpoint.save_last=link  # try a setting
 """
 
@@ -197,13 +196,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra seglit config entry (dotted key, YAML value), e.g. checkpoint.save_last=link",
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds x 3 epochs, 32 images")
-    parser.add_argument("--smoke", action="store_true", help="1 round x 2 epochs, 16 images")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.epochs, args.num_train, args.num_val = 2, 3, 32, 8
-    if args.smoke:
-        args.rounds, args.epochs, args.num_train, args.num_val = 1, 2, 16, 4
-        args.base_width, args.crop = 8, 48
     if args.epochs < 2:
         parser.error(f"--epochs must be >= 2 (the first is warm-up), got {args.epochs}")
     if args.rounds < 1:

@@ -58,7 +58,6 @@ def median_time(fn, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="512x1024, 1 round, 3 scales")
-    parser.add_argument("--smoke", action="store_true", help="128x256, 2 scales, no CRF (the test)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,8 +65,6 @@ def main() -> None:
     compare_rounds = 4 if args.quick else 6  # seglit vs peer, interleaved
     scales = [0.5, 1.0, 1.5] if args.quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     h, w = (512, 1024) if args.quick else (1024, 2048)
-    if args.smoke:
-        rounds, compare_rounds, scales, (h, w) = 1, 2, [0.5, 1.0], (128, 256)
     crop, stride = (h // 2, w // 2), (h // 3, w // 3)
 
     net = tiny_net()
@@ -113,8 +110,7 @@ def main() -> None:
         t = median_time(lambda config=config: predict_logits(net, image, config), rounds)
         print(f"{name:<34}{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
     print(f"scales: {scales}")
-    if not args.smoke:
-        crf_table(rounds=1 if args.quick else 2)
+    crf_table(rounds=1 if args.quick else 2)
 
 
 def crf_table(rounds: int) -> None:

@@ -67,14 +67,11 @@ def run(n: int, size: int, rounds: int, deterministic: bool) -> tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=2 and 4 rounds")
-    parser.add_argument("--smoke", action="store_true", help="1x21x128x128, 2 rounds (the test)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n, rounds = (2, 4) if args.quick else (8, 6)
     size = 512
-    if args.smoke:
-        n, rounds, size = 1, 2, 128
     print(
         f"update() on {n}x{NUM_CLASSES}x{size}x{size} float32 logits, {args.threads} threads, "
         f"median of {rounds} interleaved rounds after warm-up"

@@ -1,11 +1,14 @@
 """Benchmark: one training step of seglit models against their torchvision / smp peers.
 
 A step is forward + cross-entropy (``ignore_index=255``) + backward + SGD step (lr 0.01,
-momentum 0.9, weight decay 1e-4; ``seglit.optim.default_sgd`` for both sides). The seglit
-side runs through :class:`seglit.module.SegmentationModule` (its ``forward`` and ``loss``,
-i.e. seglit's defaults); the peer is the raw torchvision / smp model with
-``F.cross_entropy``. Both get the same batch (seeded; 5% void pixels), crop, precision and
-memory format, and are timed interleaved after warm-up (``benchmarks/common.py``).
+momentum 0.9, weight decay 1e-4). The seglit side runs through
+:class:`seglit.module.SegmentationModule` with seglit's defaults: its ``forward``, ``loss``,
+the finite-loss check of ``training_step`` and ``build_optimizer`` (``default_sgd``: fused
+where supported). The peer is the raw torchvision / smp model with ``F.cross_entropy`` and
+``torch.optim.SGD`` with torch's defaults, as torchvision's reference ``train.py`` builds it.
+Both get the same batch (seeded; 5% void pixels), crop, precision and memory format, and are
+timed interleaved after warm-up (``benchmarks/common.py``); the table gives the ratio of
+median step times and a bootstrap 95% interval over the paired rounds.
 
 Pairs:
 
@@ -17,6 +20,9 @@ Pairs:
   vs smp ``DeepLabV3Plus(encoder_name="resnet50")``. Same encoder and layout, output stride
   16; seglit's separable convs put BN + ReLU after the depthwise conv (the paper's /
   TF DeepLab's; +13,408 parameters) and use rates (6, 12, 18), smp (12, 24, 36).
+* ``unet_resnet34``: seglit's own ``ResNetUNet(backbone="resnet34")`` vs smp
+  ``Unet(encoder_name="resnet34")``. Identical architecture (same parameters, same logits
+  with the same weights: ``tests/models/test_smp_parity.py``).
 * ``unet_resnet34_smp``: seglit ``SMPModel(arch="Unet", encoder="resnet34")`` vs smp
   ``Unet(encoder_name="resnet34")``: the same network, so this measures seglit's wrapper.
 * ``unet_scratch_vs_smp`` (informational): seglit's from-scratch ``UNet()`` (Ronneberger,
@@ -25,7 +31,6 @@ Pairs:
     python benchmarks/train_step.py                       # batch 8, crop 512 (GPU-sized)
     python benchmarks/train_step.py --batch-size 2 --crop 128 --steps 4   # CPU
     python benchmarks/train_step.py --quick   # crop 64, batch 2, 4 pairs (< 3 min, 2 cores)
-    python benchmarks/train_step.py --smoke   # one small pair, seconds (used by the tests)
     python benchmarks/train_step.py --device cuda --precision bf16-mixed --channels-last \\
         --compile --peak-tflops 989   # GPU: adds images/s and model-FLOPs utilisation
 """
@@ -43,7 +48,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt, interleaved, print_table, ratio, set_seed, state_bytes  # noqa: E402
+from common import (  # noqa: E402
+    fmt,
+    interleaved,
+    print_table,
+    ratio,
+    ratio_interval,
+    set_seed,
+    state_bytes,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # smp must never reach the hub
 
@@ -115,6 +128,12 @@ PAIRS: dict[str, Pair] = {
         "smp DeepLabV3Plus(resnet50)",
         "same encoder; seglit adds BN+ReLU after depthwise convs",
     ),
+    "unet_resnet34": Pair(
+        _seglit("ResNetUNet", backbone="resnet34"),
+        _smp("Unet", "resnet34"),
+        "smp Unet(resnet34)",
+        "identical architecture (seglit's own ResNetUNet)",
+    ),
     "unet_resnet34_smp": Pair(
         _seglit("SMPModel", arch="Unet", encoder="resnet34"),
         _smp("Unet", "resnet34"),
@@ -128,8 +147,7 @@ PAIRS: dict[str, Pair] = {
         "DIFFERENT architectures, informational",
     ),
 }
-QUICK_PAIRS = ["fcn_resnet50", "deeplabv3_resnet50", "deeplabv3plus_resnet50", "unet_resnet34_smp"]
-SMOKE_PAIRS = ["unet_resnet34_smp"]
+QUICK_PAIRS = ["fcn_resnet50", "deeplabv3_resnet50", "deeplabv3plus_resnet50", "unet_resnet34"]
 
 
 def make_batch(
@@ -164,8 +182,6 @@ class Stepper:
         autocast_dtype: torch.dtype | None,
         compile: bool,
     ) -> None:
-        from seglit.optim import default_sgd
-
         self.device = device
         self.autocast_dtype = autocast_dtype
         self.channels_last = channels_last
@@ -185,7 +201,11 @@ class Stepper:
             self.params = list(net.parameters())
         self.seglit_module = seglit_module
         self.model.train()
-        self.optimizer = default_sgd(self.params)
+        self.optimizer = (
+            self.model.build_optimizer()  # seglit's default: SGD, fused where supported
+            if seglit_module
+            else torch.optim.SGD(self.params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+        )
         self.images: Tensor | None = None
         self.masks: Tensor | None = None
 
@@ -201,7 +221,10 @@ class Stepper:
                 from seglit.module import split_output
 
                 logits, _ = split_output(self.model(self.images))
-                return self.model.loss(logits, self.masks)
+                loss = self.model.loss(logits, self.masks)
+                if not torch.isfinite(loss):  # as SegmentationModule.training_step
+                    raise FloatingPointError(f"non-finite loss {loss.item()}")
+                return loss
             images = self.images
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -260,14 +283,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="device peak TFLOP/s; adds model-FLOPs utilisation (MFU) columns",
     )
-    parser.add_argument("--quick", action="store_true", help="crop 64, batch 2, 1+2 steps, 4 pairs")
-    parser.add_argument("--smoke", action="store_true", help="crop 64, batch 2, 1+1 steps, 1 pair")
+    parser.add_argument("--quick", action="store_true", help="crop 64, batch 2, 1+3 steps, 4 pairs")
     args = parser.parse_args(argv)
-    if args.quick or args.smoke:
-        args.crop, args.batch_size, args.warmup = 64, 2, 1
-        args.steps = 2 if args.quick else 1
+    if args.quick:
+        args.crop, args.batch_size, args.warmup, args.steps = 64, 2, 1, 3
         if args.pairs == "all":
-            args.pairs = ",".join(QUICK_PAIRS if args.quick else SMOKE_PAIRS)
+            args.pairs = ",".join(QUICK_PAIRS)
     names = list(PAIRS) if args.pairs == "all" else args.pairs.split(",")
     unknown = [n for n in names if n not in PAIRS]
     if unknown:
@@ -313,11 +334,13 @@ def main(argv: list[str] | None = None) -> None:
             for side, r in results.items()
         }
         ms = {side: r.median_s * 1e3 for side, r in results.items()}
+        low, high = ratio_interval(results["seglit"].seconds, results["peer"].seconds)
         row = [
             name,
             fmt(ms["seglit"], ".1f"),
             fmt(ms["peer"], ".1f"),
             fmt(ratio(ms["seglit"], ms["peer"])),
+            f"{low:.3f}-{high:.3f}",
             fmt(None if peaks["seglit"] is None else peaks["seglit"] / 2**20, ".0f"),
             fmt(None if peaks["peer"] is None else peaks["peer"] / 2**20, ".0f"),
             fmt(ratio(peaks["seglit"], peaks["peer"])),
@@ -339,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         "seglit ms",
         "peer ms",
         "ratio",
+        "ratio 95% CI",
         "seglit MiB",
         "peer MiB",
         "mem ratio",
@@ -347,7 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.peak_tflops:
         headers += ["seglit img/s", "seglit MFU", "peer img/s", "peer MFU"]
     print_table(headers, rows)
-    print("ratio = seglit / peer (median step time); mem ratio = seglit / peer (peak memory)")
+    print(
+        "ratio = seglit / peer (median step time; 95% CI: bootstrap over the paired rounds); "
+        "mem ratio = seglit / peer (peak memory)"
+    )
     print("\n".join(notes))
 
 

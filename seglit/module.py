@@ -168,7 +168,25 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Build the optimizer (backbone and head parameter groups) and the LR schedule."""
+        """Build the optimizer (see :meth:`build_optimizer`) and the per-step LR schedule."""
+        optimizer = self.build_optimizer()
+        scheduler = self.scheduler_factory(optimizer)
+        if isinstance(scheduler, PolyLR) and scheduler.total_iters is None:
+            scheduler.total_iters = max(1, int(self.trainer.estimated_stepping_batches))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer over the backbone and head parameter groups.
+
+        The head group's learning rate is multiplied by ``head_lr_mult`` when the net has a
+        ``backbone`` attribute and both groups are non-empty.
+
+        Returns:
+            The optimizer built by the ``optimizer`` factory.
+        """
         backbone = getattr(self.net, "backbone", None)
         backbone_ids = (
             {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
@@ -180,13 +198,7 @@ class SegmentationModule(L.LightningModule):
         optimizer = self.optimizer_factory(groups)
         if backbone_params and head_params and self.head_lr_mult != 1.0:
             optimizer.param_groups[-1]["lr"] *= self.head_lr_mult
-        scheduler = self.scheduler_factory(optimizer)
-        if isinstance(scheduler, PolyLR) and scheduler.total_iters is None:
-            scheduler.total_iters = max(1, int(self.trainer.estimated_stepping_batches))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return optimizer
 
     # --------------------------------------------------------------- evaluation
     def _raw_images(self, images: Tensor) -> Tensor | None:

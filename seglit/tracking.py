@@ -18,6 +18,7 @@ import json
 import netrc
 import os
 import struct
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,9 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    """The run's exit code; ``None`` while the file has no exit record (the run is still
+    going, was killed, or W&B has not flushed the file yet)."""
 
     def metric(self, key: str) -> list[Any]:
         """Values of one history key in logging order (rows without it skipped)."""
@@ -255,23 +259,47 @@ def _json_items(items) -> dict[str, Any]:
     return out
 
 
-def read_offline_run(path: str | Path) -> OfflineRun:
+def read_offline_run(path: str | Path, timeout_s: float = 0.0) -> OfflineRun:
     """Read an offline W&B run back from disk.
+
+    ``wandb.finish()`` can return before W&B's service process has written the file, so a
+    reader running right after a run in the same process should wait for the run's exit
+    record with ``timeout_s``.
 
     Args:
         path: The ``run-<id>.wandb`` file, or the ``offline-run-*`` folder holding it.
+        timeout_s: Re-read for up to this many seconds until the file holds the run's exit
+            record; after that, return what it holds (``exit_code`` stays ``None``).
 
     Returns:
         An :class:`OfflineRun` with the run's metadata, config, history and summary.
-    """
-    from wandb.proto import wandb_internal_pb2 as pb
 
+    Raises:
+        FileNotFoundError: ``path`` is a folder without a ``.wandb`` file.
+        ValueError: The file is not a W&B run file or is corrupt (after ``timeout_s``).
+    """
     path = Path(path)
     if path.is_dir():
         found = sorted(path.glob("*.wandb"))
         if not found:
             raise FileNotFoundError(f"no .wandb file in {path}")
         path = found[0]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            run = _parse_offline_run(path)
+        except ValueError:  # a record still being written reads as truncated
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if run.exit_code is not None or time.monotonic() >= deadline:
+                return run
+        time.sleep(0.1)
+
+
+def _parse_offline_run(path: Path) -> OfflineRun:
+    from wandb.proto import wandb_internal_pb2 as pb
+
     run = OfflineRun(path=path)
     for payload in iter_records(path):
         record = pb.Record()
@@ -290,6 +318,8 @@ def read_offline_run(path: str | Path) -> OfflineRun:
             run.summary.update(_json_items(record.summary.update))
         elif kind == "files":
             run.files.extend(f.path for f in record.files.files)
+        elif kind == "exit":
+            run.exit_code = record.exit.exit_code
     return run
 
 

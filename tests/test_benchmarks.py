@@ -1,16 +1,16 @@
-"""Smoke test: every benchmark script runs to the end and prints a seglit/peer ratio.
+"""Smoke test: every benchmark script's ``--quick`` mode runs to the end and prints a ratio.
 
 Parametrized over the files present in ``benchmarks/`` (``common.py`` is a helper, not a
-benchmark), so a new script is covered without touching this file. A script that offers a
-``--smoke`` tier (seconds instead of minutes) is run with it, otherwise with ``--quick``.
-This checks that the scripts work, not how fast seglit is: speed is measured by running
-the scripts (docs/performance.md), never by timed tests.
+benchmark), so a new script is covered without touching this file. This checks that the
+scripts work, not how fast seglit is: speed is measured by running the scripts
+(docs/performance.md), never by timed tests.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +20,10 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 HELPERS = {"common.py"}
 SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if p.name not in HELPERS)
-TIMEOUT_S = 240
+TIMEOUT_S = 240  # --quick promises < 3 minutes on 2 cores
 # A line naming the ratio ("ratio", "seglit/peer", "seglit / reference", ...) ...
 RATIO_NAME = re.compile(r"ratio|seglit\s*/\s*\w+", re.IGNORECASE)
 NUMBER = re.compile(r"\d+\.\d+")
-
-
-def tier(script: Path) -> str:
-    """``--smoke`` where the script defines it, else ``--quick``."""
-    return "--smoke" if '"--smoke"' in script.read_text() else "--quick"
 
 
 def test_benchmarks_found() -> None:
@@ -44,7 +39,7 @@ def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
         "PYTHONWARNINGS": "ignore",
     }
     proc = subprocess.run(
-        [sys.executable, str(script), tier(script)],
+        [sys.executable, str(script), "--quick"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -53,7 +48,7 @@ def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, (
-        f"{script.name} {tier(script)} exited {proc.returncode}:\n{output[-3000:]}"
+        f"{script.name} --quick exited {proc.returncode}:\n{output[-3000:]}"
     )
     # The ratio's name may sit in a table header with the numbers on the rows below it.
     lines = proc.stdout.splitlines()
@@ -62,3 +57,24 @@ def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
     assert any(NUMBER.search(line) for line in lines[named[0] :]), (
         f"{script.name} names a ratio but prints no number after it:\n{proc.stdout[-3000:]}"
     )
+
+
+def _common():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return common
+
+
+def test_ratio_interval_brackets_the_ratio_of_medians() -> None:
+    common = _common()
+    peer = [1.0, 1.3, 0.9, 2.0, 1.1, 1.2, 1.05, 0.95]
+    assert common.ratio_interval([0.9 * t for t in peer], peer) == pytest.approx((0.9, 0.9))
+    # a slow moment hits both sides of a round: the pairing keeps the interval narrow
+    seglit = [0.95 * t + 0.01 * (-1) ** i for i, t in enumerate(peer)]
+    low, high = common.ratio_interval(seglit, peer)
+    assert low <= statistics.median(seglit) / statistics.median(peer) <= high < 1.0
+    with pytest.raises(ValueError, match="same, non-zero number of rounds"):
+        common.ratio_interval([1.0], [1.0, 2.0])

@@ -144,7 +144,7 @@ def test_end_to_end_ablation_then_rerun_skips_finished(tmp_path, synthetic_root)
         assert config["model"]["net"]["init_args"]["fusion"] == name.split("-")[0]
         assert config["trainer"]["default_root_dir"] == str(run)
         # W&B ran offline; the run file on disk holds the group, the name and the mIoU history.
-        wandb_run = read_offline_run(find_offline_runs(run)[0])
+        wandb_run = read_offline_run(find_offline_runs(run)[0], timeout_s=30)
         assert wandb_run.group == "tiny_skip" and wandb_run.name == name
         assert "fusion=" + name.split("-")[0] in wandb_run.tags
         assert wandb_run.metric("val/mIoU") == pytest.approx(
@@ -168,7 +168,7 @@ def test_end_to_end_ablation_then_rerun_skips_finished(tmp_path, synthetic_root)
     assert (recipe_dir / "summary.csv").read_text().startswith("variant,status")
     assert "| sum | finished |" in first.stdout
     assert (recipe_dir / "summary_miou.png").stat().st_size > 1000
-    summary_run = read_offline_run(find_offline_runs(recipe_dir / "_summary")[0])
+    summary_run = read_offline_run(find_offline_runs(recipe_dir / "_summary")[0], timeout_s=30)
     assert (summary_run.group, summary_run.job_type) == ("tiny_skip", "summary")
     assert any("summary/table/_type" in row for row in summary_run.history)
     assert "wandb sync" in first.stdout

@@ -60,6 +60,7 @@ def test_head_lr_multiplier_builds_two_parameter_groups():
         id(p) for p in module.net.backbone.parameters()
     }
     assert opt.defaults["weight_decay"] == 1e-4 and opt.defaults["momentum"] == 0.9
+    assert opt.defaults["fused"] is True  # seglit's default step is fused on the CPU / CUDA
     assert isinstance(sched, PolyLR) and sched.total_iters == 100
     assert config["lr_scheduler"]["interval"] == "step"
 

@@ -39,10 +39,12 @@ def test_offline_run_is_read_back_from_disk(tmp_path):
     logger.log_hyperparams({"model": {"fusion": "sum"}, "big": big})
     for step, value in enumerate([0.1, 0.5, 0.7]):
         logger.log_metrics({"val/mIoU": value}, step=step)
-    logger.finalize("success")
     files = find_offline_runs(tmp_path)
     assert len(files) == 1
-    run = read_offline_run(files[0].parent)
+    assert read_offline_run(files[0]).exit_code is None  # still running: no exit record
+    logger.finalize("success")
+    run = read_offline_run(files[0].parent, timeout_s=30)
+    assert run.exit_code == 0
     assert (run.group, run.name, run.project, run.tags) == ("g", "v1", "p", ["fusion=sum"])
     assert run.config["model"] == {"fusion": "sum"} and run.config["big"] == big
     assert run.metric("val/mIoU") == pytest.approx([0.1, 0.5, 0.7])
@@ -70,7 +72,7 @@ def test_wandb_failing_at_start_falls_back_to_offline(monkeypatch, tmp_path):
         logger.log_metrics({"a": 1.0}, step=0)
     assert logger.mode == "offline"
     logger.finalize("success")
-    assert read_offline_run(find_offline_runs(tmp_path)[0]).metric("a") == [1.0]
+    assert read_offline_run(find_offline_runs(tmp_path)[0], timeout_s=30).metric("a") == [1.0]
 
 
 def test_wandb_failing_mid_run_does_not_raise(tmp_path):

@@ -57,7 +57,7 @@ def fitted_run(tmp_path_factory):
 
 def test_fit_logs_tables_confusion_matrix_and_masks(fitted_run):
     run_dir, module = fitted_run
-    run = read_offline_run(run_dir)
+    run = read_offline_run(run_dir, timeout_s=30)
     rows = [row for row in run.history if "val/per_class_iou/_type" in row]
     assert len(rows) == 2, [sorted(r) for r in run.history]  # one per epoch, no sanity check
     for row in rows:
@@ -164,7 +164,7 @@ def test_media_failure_warns_once_and_training_goes_on(tmp_path, monkeypatch):
         trainer.fit(module, datamodule=data)
     assert sum("W&B media logging failed" in str(w.message) for w in record) == 1
     assert trainer.current_epoch == 2 and module.last_eval["epoch"] == 1
-    run = read_offline_run(find_offline_runs(tmp_path)[0])
+    run = read_offline_run(find_offline_runs(tmp_path)[0], timeout_s=30)
     assert len(run.metric("val/mIoU")) == 2  # the metric curves are unaffected
 
 
@@ -209,7 +209,7 @@ def test_summary_run_is_read_back_from_disk(tmp_path):
         "ablation_x", rows, tmp_path / "ablation_x", mode="offline", plots=plots
     )
     assert run_dir is not None and run_dir.parent == tmp_path / "ablation_x" / "_summary" / "wandb"
-    run = read_offline_run(run_dir)
+    run = read_offline_run(run_dir, timeout_s=30)
     assert (run.group, run.name, run.job_type) == ("ablation_x", "ablation_x-summary", "summary")
     (row,) = run.history
     assert row["summary/table/_type"] == "table-file" and row["summary/table/nrows"] == 2

@@ -67,10 +67,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list models and knobs (default)")
-    desc = sub.add_parser("describe", help="model card of one configuration")
+    desc = sub.add_parser("describe", help="model card of one configuration", allow_abbrev=False)
     desc.add_argument("name", help=f"one of: {', '.join(MODELS)}")
-    desc.add_argument("--num-classes", type=int, default=21)
-    desc.add_argument("--input-size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    # knobs are spelled as in Python (--base_width), so both spellings are accepted here too
+    desc.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21)
+    desc.add_argument(
+        "--input-size",
+        "--input_size",
+        dest="input_size",
+        type=int,
+        nargs=2,
+        default=(512, 512),
+        metavar=("H", "W"),
+    )
     desc.add_argument("--json", action="store_true", help="print JSON")
     args, rest = parser.parse_known_args(argv)
     if args.command in (None, "list"):

@@ -6,7 +6,8 @@ convolutions). Output stride below 32 replaces strides by dilation, for basic-bl
 too (torchvision's ``replace_stride_with_dilation`` refuses BasicBlock).
 
 Every backbone's ``forward`` returns a dict of stage outputs keyed by their nominal stride
-(``"stride4"`` (ResNet only), ``"stride8"``, ``"stride16"``, ``"out"``) and has ``channels``
+(``"stride2"`` (ResNet only: the stem after conv1/bn1/relu, before the max pool),
+``"stride4"`` (ResNet only), ``"stride8"``, ``"stride16"``, ``"out"``) and has ``channels``
 and ``strides`` (the actual strides: with output stride 8, ``"stride16"`` is at stride 8)
 and ``output_stride``.
 """
@@ -103,7 +104,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision: one activation-sized allocation less
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -136,7 +138,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision: one activation-sized allocation less
+        return self.relu(out)
 
 
 class ResNetBackbone(nn.Module):
@@ -186,12 +189,14 @@ class ResNetBackbone(nn.Module):
         self.layer4 = self._make_layer(block, 8 * w, layers[3], 2, d4, multi_grid)
         e = block.expansion
         self.channels = {
+            "stride2": w,
             "stride4": w * e,
             "stride8": 2 * w * e,
             "stride16": 4 * w * e,
             "out": 8 * w * e,
         }
         self.strides = {
+            "stride2": 2,
             "stride4": 4,
             "stride8": 8,
             "stride16": min(16, output_stride),
@@ -234,12 +239,12 @@ class ResNetBackbone(nn.Module):
         return nn.Sequential(*mods)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        f4 = self.layer1(x)
+        f2 = self.relu(self.bn1(self.conv1(x)))
+        f4 = self.layer1(self.maxpool(f2))
         f8 = self.layer2(f4)
         f16 = self.layer3(f8)
         out = self.layer4(f16)
-        return {"stride4": f4, "stride8": f8, "stride16": f16, "out": out}
+        return {"stride2": f2, "stride4": f4, "stride8": f8, "stride16": f16, "out": out}
 
 
 # -------------------------------------------------------------------------------------- VGG

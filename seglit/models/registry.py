@@ -15,13 +15,14 @@ from torch.utils.weak import WeakTensorKeyDictionary
 from seglit.models.deeplab import DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus
 from seglit.models.fcn import FCN8s, FCN16s, FCN32s
 from seglit.models.smp import SMPModel
-from seglit.models.unet import UNet
+from seglit.models.unet import ResNetUNet, UNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "fcn32s": FCN32s,
     "fcn16s": FCN16s,
     "fcn8s": FCN8s,
     "unet": UNet,
+    "unet_resnet": ResNetUNet,
     "deeplabv1": DeepLabV1,
     "deeplabv2": DeepLabV2,
     "deeplabv3": DeepLabV3,

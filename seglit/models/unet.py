@@ -5,19 +5,36 @@ level of size ``s`` becomes ``floor(s / 2)``; the 2x upsampled map then has ``s`
 pixels. Before fusing, the upsampled map is zero-padded at the bottom/right to the skip's
 size (:func:`seglit.models.blocks.align_to`); the skip is never cropped, so the output has the
 input's H and W for any size (99x101, 375x500, ...).
+
+:class:`ResNetUNet` is a second, separate U-Net: segmentation-models-pytorch's ``Unet`` with a
+ResNet encoder, rebuilt from seglit parts (see its docstring).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglit.models.blocks import Upsample, check_choice, check_input
+from seglit.models.backbones import ResNetBackbone
+from seglit.models.blocks import (
+    Upsample,
+    align_to,
+    check_choice,
+    check_input,
+    check_num_classes,
+    conv_bn_relu,
+)
 
 FUSIONS = ("sum", "concat")
 UPSAMPLES = ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
+RESNET_UNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+RESNET_UNET_UPSAMPLES = ("nearest", "bilinear", "transposed")
+# encoder features used as skips, deepest first; the last decoder stage has no skip
+RESNET_UNET_SKIPS = ("stride16", "stride8", "stride4", "stride2")
 
 
 def double_conv(in_channels: int, out_channels: int, batch_norm: bool) -> nn.Sequential:
@@ -124,3 +141,133 @@ class UNet(nn.Module):
             x = torch.cat([x, skip], dim=1) if self.fusion == "concat" else x + skip
             x = block(x)
         return self.head(x)
+
+
+# ------------------------------------------------------------------ U-Net, ResNet encoder
+
+
+class ResNetUNetBlock(nn.Module):
+    """One decoder stage of :class:`ResNetUNet`: upsample to the skip's size, concatenate
+    the skip (if any), then two 3x3 conv + BN + ReLU.
+
+    Args:
+        in_channels: Channels of the deeper map.
+        skip_channels: Channels of the skip (0: no skip).
+        out_channels: Output channels.
+        upsample: ``nearest`` / ``bilinear`` interpolation, or a learned 2x2 stride-2
+            transposed conv (``in_channels`` -> ``in_channels``) cropped/padded to size.
+    """
+
+    def __init__(
+        self, in_channels: int, skip_channels: int, out_channels: int, upsample: str
+    ) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.up: nn.ConvTranspose2d | None = None
+        if upsample == "transposed":
+            self.up = nn.ConvTranspose2d(in_channels, in_channels, 2, stride=2)
+        self.conv1 = conv_bn_relu(in_channels + skip_channels, out_channels)
+        self.conv2 = conv_bn_relu(out_channels, out_channels)
+
+    def forward(self, x: Tensor, size: Sequence[int], skip: Tensor | None = None) -> Tensor:
+        """Upsample ``x`` to ``size`` (H, W), fuse ``skip`` (same size) and convolve."""
+        size = (int(size[0]), int(size[1]))
+        if self.up is not None:
+            x = align_to(self.up(x), size)
+        elif self.upsample == "bilinear":
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        else:
+            x = F.interpolate(x, size=size, mode="nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv2(self.conv1(x))
+
+
+class ResNetUNet(nn.Module):
+    """U-Net with a ResNet encoder: smp's ``Unet(encoder_name="resnetXX")`` from seglit parts.
+
+    With the defaults this is layer for layer the network of segmentation-models-pytorch 0.6
+    ``Unet(encoder_name=backbone, encoder_depth=5, decoder_channels=(256, 128, 64, 32, 16),
+    decoder_use_batchnorm=True, decoder_attention_type=None)``: the same parameters (same
+    count, same shapes in the same order) and the same forward computation, so smp's
+    weights load into it and give the same logits. No smp code is used.
+
+    * Encoder: :class:`~seglit.models.backbones.ResNetBackbone` at output stride 32
+      (torchvision layout), exposed as ``backbone``. Skips come from the stem (stride 2,
+      after conv1/bn1/relu, before the max pool), ``layer1`` (4), ``layer2`` (8) and
+      ``layer3`` (16); ``layer4`` (32) feeds the decoder directly (no center block).
+    * Decoder: five stages with ``decoder_channels`` outputs. Stage ``i`` resizes its input
+      to the size of the next-shallower encoder feature (the input image's size for the
+      last stage), concatenates that feature (no skip at the last stage) and applies two
+      3x3 conv (no bias) + BN + ReLU. Resizing to the feature's exact size (not a fixed
+      x2) makes any input size work, as in smp 0.6, without padding: the output has the
+      input's H and W.
+    * Head: a 3x3 conv (with bias) from ``decoder_channels[-1]`` to ``num_classes``.
+    * Initialisation as smp: decoder convs Kaiming-uniform (fan in), head Xavier-uniform,
+      zero biases; the encoder as torchvision's ResNet.
+
+    Args:
+        num_classes: Number of output classes.
+        backbone: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
+        pretrained: Load torchvision ImageNet weights into the encoder (from the hub cache).
+        backbone_width: Encoder stem width (``None`` = 64, standard); small values give a
+            tiny from-scratch encoder for tests. The decoder widths do not scale with it.
+        decoder_channels: Output channels of the five decoder stages, deepest first.
+        upsample: Decoder upsampling. ``nearest`` is smp's default (the equivalent
+            network); ``bilinear`` interpolates bilinearly (``align_corners=False``), also
+            parameter-free; ``transposed`` is a learned 2x2 stride-2 transposed conv keeping
+            the channel count, so it adds ``4 c^2 + c`` parameters per stage (``c`` = that
+            stage's input channels): 1,397,728 extra with resnet34, 17,127,904 with resnet50.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet34",
+        pretrained: bool = False,
+        backbone_width: int | None = None,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        upsample: Literal["nearest", "bilinear", "transposed"] = "nearest",
+    ) -> None:
+        super().__init__()
+        check_num_classes(num_classes)
+        check_choice("backbone", backbone, RESNET_UNET_BACKBONES)
+        check_choice("upsample", upsample, RESNET_UNET_UPSAMPLES)
+        decoder_channels = tuple(decoder_channels)
+        if len(decoder_channels) != 5 or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in decoder_channels
+        ):
+            raise ValueError(
+                f"invalid decoder_channels={decoder_channels!r}; expected 5 positive ints, "
+                "one per decoder stage, deepest first, e.g. (256, 128, 64, 32, 16)"
+            )
+        self.num_classes = num_classes
+        self.upsample = upsample
+        self.output_stride = 32
+        self.backbone = ResNetBackbone(
+            backbone, output_stride=32, width=backbone_width, pretrained=pretrained
+        )
+        ch = self.backbone.channels
+        in_channels = [ch["out"], *decoder_channels[:-1]]
+        skip_channels = [ch[k] for k in RESNET_UNET_SKIPS] + [0]
+        self.decoder = nn.ModuleList(
+            ResNetUNetBlock(c_in, c_skip, c_out, upsample)
+            for c_in, c_skip, c_out in zip(in_channels, skip_channels, decoder_channels)
+        )
+        self.head = nn.Conv2d(decoder_channels[-1], num_classes, 3, padding=1)
+        for m in self.decoder.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.xavier_uniform_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map (N, 3, H, W) to logits (N, num_classes, H, W), any H and W."""
+        check_input(x, 3)
+        feats = self.backbone(x)
+        sizes = [feats[k].shape[-2:] for k in RESNET_UNET_SKIPS] + [x.shape[-2:]]
+        skips: list[Tensor | None] = [feats[k] for k in RESNET_UNET_SKIPS] + [None]
+        y = feats["out"]
+        for block, size, skip in zip(self.decoder, sizes, skips):
+            y = block(y, size, skip)
+        return self.head(y)

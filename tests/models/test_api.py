@@ -71,6 +71,10 @@ def test_unknown_model_lists_valid_names() -> None:
         ("smp", {"arch": "NotAnArch"}, "arch.*'unet'"),
         ("smp", {"encoder": "resnet9000"}, "encoder.*'resnet18'"),
         ("deeplabv3", {"pretrained": True, "backbone_width": 8}, "pretrained=True.*backbone_width"),
+        ("unet_resnet", {"backbone": "vgg16"}, "backbone='vgg16'.*'resnet18'"),
+        ("unet_resnet", {"upsample": "nearest_conv"}, "upsample.*'nearest', 'bilinear'"),
+        ("unet_resnet", {"decoder_channels": (64, 32, 16)}, "decoder_channels.*5 positive"),
+        ("unet_resnet", {"decoder_channels": (64, 32, 16, 0, 8)}, "decoder_channels"),
     ],
 )
 def test_bad_knob_lists_valid_values(name: str, kwargs: dict, match: str) -> None:
@@ -78,10 +82,10 @@ def test_bad_knob_lists_valid_values(name: str, kwargs: dict, match: str) -> Non
         build_model(name, 3, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["unet", "fcn8s", "deeplabv3plus"])
+@pytest.mark.parametrize("name", ["unet", "fcn8s", "deeplabv3plus", "unet_resnet"])
 def test_wrong_channel_count_is_clear(name: str) -> None:
     kwargs = {"base_width": 4, "depth": 3} if name == "unet" else {"backbone_width": 4}
-    if name == "deeplabv3plus":
+    if name in ("deeplabv3plus", "unet_resnet"):
         kwargs["backbone"] = "resnet18"
     model = build_model(name, 3, **kwargs)
     with pytest.raises(ValueError, match="expected 3 input channels, got 4"):
@@ -171,6 +175,7 @@ def test_list_models() -> None:
         "fcn16s",
         "fcn8s",
         "unet",
+        "unet_resnet",
         "deeplabv1",
         "deeplabv2",
         "deeplabv3",
@@ -228,3 +233,17 @@ def test_cli_list_and_describe(capsys: pytest.CaptureFixture[str]) -> None:
     assert card["output_stride"] == 32 and card["params"] > 0
     assert main(["describe", "fcn8s", "--fusion", "add"]) == 2
     assert "'sum', 'concat'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", ["--num-classes", "--num_classes"])
+def test_cli_describe_accepts_both_spellings_of_num_classes(
+    spelling: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["describe", "unet", "--base_width", "4", "--depth", "3", spelling, "7"]
+    assert main([*argv, "--input_size", "32", "32", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["input_size"] == [32, 32]
+    # 7 classes, not the default 21: the head's parameter count differs
+    assert card["params"] == sum(
+        p.numel() for p in build_model("unet", 7, base_width=4, depth=3).parameters()
+    )

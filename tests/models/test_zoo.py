@@ -18,6 +18,11 @@ CONFIGS: list[tuple[str, dict]] = [
         for u in ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
     ],
     ("unet", {"base_width": 4, "depth": 4, "batch_norm": False, "upsample_kernel": 3}),
+    *[
+        ("unet_resnet", {**TINY_RESNET, "decoder_channels": (16, 8, 8, 4, 4), "upsample": u})
+        for u in ("nearest", "bilinear", "transposed")
+    ],
+    ("unet_resnet", {"backbone": "resnet50", "backbone_width": 4}),  # default decoder widths
     ("fcn32s", TINY_VGG),
     ("fcn32s", {**TINY_RESNET, "output_stride": 8, "head": "fcn", "aux": True}),
     ("fcn16s", {**TINY_VGG, "fusion": "concat", "upsample": "bilinear_conv"}),
@@ -136,5 +141,19 @@ def test_forward_backward(cfg: tuple[str, dict]) -> None:
 @pytest.mark.parametrize("size", [(99, 101), (16, 17), (375, 500)])
 def test_unet_any_size(size: tuple[int, int]) -> None:
     model = build_model("unet", 2, base_width=2, depth=5).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, *size)).shape == (1, 2, *size)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+@pytest.mark.parametrize("size", [(70, 90), (1, 1), (31, 97)])
+def test_unet_resnet_any_size(size: tuple[int, int], upsample: str) -> None:
+    model = build_model(
+        "unet_resnet",
+        2,
+        **TINY_RESNET,
+        decoder_channels=(8, 8, 4, 4, 4),
+        upsample=upsample,
+    ).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, *size)).shape == (1, 2, *size)
