@@ -152,19 +152,22 @@ def interleaved(
     warmup: int,
     rounds: int,
     measure_memory: bool = True,
+    memory_rounds: int = 3,
 ) -> dict[str, Samples]:
     """Time ``candidates`` interleaved after ``warmup`` untimed calls of each.
 
     Round ``i`` runs the candidates in order when ``i`` is even and in reverse when odd.
-    Memory is measured on one extra, untimed call of each candidate after the timed rounds,
-    so the heap trimming it needs cannot slow the timed calls down.
+    Memory is measured on extra, untimed calls after the timed rounds (so the heap trimming
+    it needs cannot slow the timed calls down), ``memory_rounds`` per candidate in the same
+    alternating order; the median is kept (a CPU peak moves with the allocator's state).
 
     Args:
         candidates: Name -> zero-argument callable doing one unit of work.
         device: Device to synchronise and to measure memory on.
         warmup: Untimed calls of each candidate before timing.
         rounds: Timed calls of each candidate.
-        measure_memory: Run the extra call measuring the peak memory (:class:`PeakMemory`).
+        measure_memory: Run the extra calls measuring the peak memory (:class:`PeakMemory`).
+        memory_rounds: Extra calls per candidate measuring memory.
 
     Returns:
         Name -> :class:`Samples`.
@@ -186,10 +189,15 @@ def interleaved(
             synchronize(device)
             results[name].seconds.append(time.perf_counter() - start)
     if measure_memory:
+        peaks: dict[str, list[int]] = {name: [] for name in names}
+        for i in range(memory_rounds):
+            for name in names if i % 2 == 0 else reversed(names):
+                with PeakMemory(device) as meter:
+                    candidates[name]()
+                if meter.peak_bytes is not None:
+                    peaks[name].append(meter.peak_bytes)
         for name in names:
-            with PeakMemory(device) as meter:
-                candidates[name]()
-            results[name].peak_bytes = meter.peak_bytes
+            results[name].peak_bytes = int(statistics.median(peaks[name])) if peaks[name] else None
     return results
 
 

@@ -15,14 +15,19 @@ compared with seglit's single-view slide inference. A last table times
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
 
-from seglit.crf import DenseCRF
-from seglit.inference import InferenceConfig, predict_logits, slide_windows
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ratio_interval  # noqa: E402
+
+from seglit.crf import DenseCRF  # noqa: E402
+from seglit.inference import InferenceConfig, predict_logits, slide_windows  # noqa: E402
 
 NUM_CLASSES = 19
 
@@ -62,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rounds = 1 if args.quick else 3  # TTA rows
-    compare_rounds = 4 if args.quick else 6  # seglit vs peer, interleaved
+    compare_rounds = 20 if args.quick else 10  # seglit vs peer, interleaved
     scales = [0.5, 1.0, 1.5] if args.quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     h, w = (512, 1024) if args.quick else (1024, 2048)
     crop, stride = (h // 2, w // 2), (h // 3, w // 3)
@@ -94,6 +99,7 @@ def main() -> None:
     )
     print(f"{'variant':<34}{'seglit (s)':>11}{'peer (s)':>10}{'seglit/peer':>13}{'x slide':>9}")
     print(f"{'slide':<34}{base:>11.3f}{peer:>10.3f}{base / peer:>13.3f}{1.0:>9.2f}")
+    low, high = ratio_interval(t_ours, t_peer)
     print(f"{'whole':<34}", end="")
     t = median_time(lambda: predict_logits(net, image, InferenceConfig()), rounds)
     print(f"{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
@@ -110,6 +116,7 @@ def main() -> None:
         t = median_time(lambda config=config: predict_logits(net, image, config), rounds)
         print(f"{name:<34}{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
     print(f"scales: {scales}")
+    print(f"slide seglit/peer 95% CI (bootstrap over the paired rounds): {low:.3f}-{high:.3f}")
     crf_table(rounds=1 if args.quick else 2)
 
 

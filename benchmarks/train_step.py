@@ -238,6 +238,29 @@ class Stepper:
         self.optimizer.step()
 
 
+def saved_activation_bytes(stepper: Stepper) -> int:
+    """Bytes of the tensors autograd saves for backward in one step (each storage once).
+
+    Deterministic, unlike a process's peak memory: it depends only on the network and the
+    batch, so it shows exactly how much activation memory a design choice costs. Parameters
+    (saved by every conv for its input gradient) are not counted.
+    """
+    weights = {p.untyped_storage().data_ptr() for p in stepper.model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = stepper.loss()
+    loss.backward()
+    stepper.optimizer.zero_grad(set_to_none=True)
+    return sum(storages.values())
+
+
 def step_flops(stepper: Stepper) -> int:
     """FLOPs of one forward + backward (multiply-add = 2), counted by torch's FlopCounterMode.
 
@@ -333,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
             else r.peak_bytes + state_bytes(sides[side].model, sides[side].optimizer)
             for side, r in results.items()
         }
+        saved = {side: saved_activation_bytes(stepper) for side, stepper in sides.items()}
         ms = {side: r.median_s * 1e3 for side, r in results.items()}
         low, high = ratio_interval(results["seglit"].seconds, results["peer"].seconds)
         row = [
@@ -344,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
             fmt(None if peaks["seglit"] is None else peaks["seglit"] / 2**20, ".0f"),
             fmt(None if peaks["peer"] is None else peaks["peer"] / 2**20, ".0f"),
             fmt(ratio(peaks["seglit"], peaks["peer"])),
+            f"{saved['seglit'] / 2**20:.1f}/{saved['peer'] / 2**20:.1f}",
+            fmt(ratio(saved["seglit"], saved["peer"])),
             f"{params[0] / 1e6:.3f}M/{params[1] / 1e6:.3f}M",
         ]
         if args.peak_tflops:
@@ -366,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
         "seglit MiB",
         "peer MiB",
         "mem ratio",
+        "saved MiB seglit/peer",
+        "saved ratio",
         "params seglit/peer",
     ]
     if args.peak_tflops:
@@ -373,7 +401,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(headers, rows)
     print(
         "ratio = seglit / peer (median step time; 95% CI: bootstrap over the paired rounds); "
-        "mem ratio = seglit / peer (peak memory)"
+        "mem ratio = seglit / peer (peak memory); saved = activations autograd keeps for "
+        "backward"
     )
     print("\n".join(notes))
 

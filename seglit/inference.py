@@ -196,7 +196,7 @@ def _slide_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Te
             logits[:, :, y0:y1, x0:x1] += out[k * n : (k + 1) * n]
             count[:, :, y0:y1, x0:x1] += 1
     assert logits is not None
-    return logits / count
+    return logits.div_(count)  # in place: no second full-resolution C x H x W buffer
 
 
 def _view_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Tensor:
@@ -236,7 +236,11 @@ def predict_logits(
     h, w = images.shape[-2:]
     single_view = config.scales == [1.0] and not config.flip
     if single_view:
-        log_probs = torch.log_softmax(_view_logits(net, images, config).float(), dim=1)
+        logits = _view_logits(net, images, config).float()
+        if config.mode == "slide":  # our own buffer: log_softmax in place, one C x H x W less
+            log_probs = logits.sub_(torch.logsumexp(logits, dim=1, keepdim=True))
+        else:  # the net's own output, which a hook may hold: never overwritten
+            log_probs = torch.log_softmax(logits, dim=1)
     else:
         probs: Tensor | None = None
         n_views = 0
@@ -255,10 +259,10 @@ def predict_logits(
                         logits, size=(h, w), mode="bilinear", align_corners=False
                     )
                 p = torch.softmax(logits.float(), dim=1)
-                probs = p if probs is None else probs + p
+                probs = p if probs is None else probs.add_(p)
                 n_views += 1
         assert probs is not None
-        log_probs = (probs / n_views).clamp(min=1e-12).log()
+        log_probs = probs.div_(n_views).clamp_(min=1e-12).log_()
     if config.crf:
         assert raw_images is not None
         if raw_images.shape[0] != images.shape[0] or raw_images.shape[-2:] != (h, w):

@@ -225,20 +225,43 @@ class SegmentationMetrics(Metric):
             dist_reduce_fx="sum",
         )
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch.
+    def update(
+        self,
+        preds: Tensor | None = None,
+        target: Tensor | None = None,
+        *,
+        confmat: Tensor | None = None,
+    ) -> None:
+        """Add a batch, as predictions and targets or as its confusion counts.
 
         Args:
             preds: logits ``(N, C, H, W)`` at the target's resolution, or label maps
                 ``(N, H, W)``.
             target: integer label maps ``(N, H, W)``.
+            confmat: instead of ``preds`` and ``target``: the batch's ``(C, C)`` integer
+                confusion counts, e.g. ``per_image_confusion(...).sum(0)`` when the
+                per-image matrices are needed anyway (one counting pass instead of two).
+
+        Raises:
+            ValueError: neither or both forms given, or ``confmat`` of the wrong shape/dtype.
         """
-        self.confmat += confusion_matrix(
-            preds.to(self.confmat.device),
-            target.to(self.confmat.device),
-            self.num_classes,
-            self.ignore_index,
-        )
+        if confmat is None:
+            if preds is None or target is None:
+                raise ValueError("update() needs preds and target, or confmat=")
+            confmat = confusion_matrix(
+                preds.to(self.confmat.device),
+                target.to(self.confmat.device),
+                self.num_classes,
+                self.ignore_index,
+            )
+        elif preds is not None or target is not None:
+            raise ValueError("update() takes preds and target, or confmat=, not both")
+        elif confmat.shape != self.confmat.shape or confmat.is_floating_point():
+            raise ValueError(
+                f"confmat must be an integer {tuple(self.confmat.shape)} tensor, got "
+                f"{confmat.dtype} {tuple(confmat.shape)}"
+            )
+        self.confmat += confmat.to(self.confmat.device)
 
     def compute(self) -> dict[str, Tensor]:
         """Metrics over everything seen since the last reset (see :func:`metrics_from_confmat`)."""

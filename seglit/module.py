@@ -224,10 +224,10 @@ class SegmentationModule(L.LightningModule):
         # Dataset-level loss: summed here, divided once at the epoch's end (no per-step
         # self.log and no host sync; an all-void image simply adds nothing).
         valid = masks != self.ignore_index
-        weights = (
-            valid.float()
+        weight_sum = (
+            valid.sum()
             if self.class_weights is None
-            else (self.class_weights[masks.clamp(0, self.num_classes - 1)] * valid)
+            else (self.class_weights[masks.clamp(0, self.num_classes - 1)] * valid).sum()
         )
         self._loss_sum += F.cross_entropy(
             logits,
@@ -236,14 +236,15 @@ class SegmentationModule(L.LightningModule):
             ignore_index=self.ignore_index,
             reduction="sum",
         ).detach()
-        self._loss_weight += weights.sum()
+        self._loss_weight += weight_sum
         preds = logits.argmax(1)
-        metrics.update(preds, masks)
+        # one counting pass: the per-image matrices (for the bootstrap) sum to the batch's
+        confmats = per_image_confusion(preds, masks, self.num_classes, self.ignore_index)
+        metrics.update(confmat=confmats.sum(0))
         names = list(
             batch.get("name")
             or [f"{stage}-{len(self._image_confmats)}-{i}" for i in range(len(preds))]
         )
-        confmats = per_image_confusion(preds, masks, self.num_classes, self.ignore_index)
         self._image_confmats.append((names, confmats.cpu()))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -78,3 +78,27 @@ def test_ratio_interval_brackets_the_ratio_of_medians() -> None:
     assert low <= statistics.median(seglit) / statistics.median(peer) <= high < 1.0
     with pytest.raises(ValueError, match="same, non-zero number of rounds"):
         common.ratio_interval([1.0], [1.0, 2.0])
+
+
+def test_train_step_reports_images_per_second_and_mfu(tmp_path: Path) -> None:
+    """The GPU columns (item 5) computed on the CPU: FLOPs counted, MFU a positive percent."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "train_step.py"),
+            *("--pairs", "unet_resnet34", "--crop", "64", "--batch-size", "1"),
+            *("--steps", "1", "--warmup", "0", "--peak-tflops", "0.05", "--device", "cpu"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("pair"))
+    assert "seglit img/s" in header and "peer MFU" in header
+    row = next(line for line in lines if line.startswith("unet_resnet34"))
+    mfus = [float(cell[:-1]) for cell in row.split() if cell.endswith("%")]
+    assert len(mfus) == 2 and all(m > 0 for m in mfus), row

@@ -112,6 +112,36 @@ def test_single_scale_output_is_log_softmax_of_logits():
     )
 
 
+def test_slide_log_probs_are_log_softmax_of_the_averaged_logits():
+    net, x = conv_net(1), images()  # a 1x1 conv: windows agree exactly on overlaps
+    config = InferenceConfig(mode="slide", crop_size=(16, 24), stride=(10, 15))
+    torch.testing.assert_close(predict_logits(net, x, config), torch.log_softmax(net(x), dim=1))
+
+
+class KeepsOutput(nn.Module):
+    """Returns its input as 3-class logits and keeps a reference, as a forward hook may."""
+
+    def forward(self, x):
+        self.last = x
+        return x
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        InferenceConfig(),
+        InferenceConfig(mode="slide", crop_size=(16, 24), stride=(10, 15)),
+        InferenceConfig(flip=True, scales=[1.0, 0.5]),
+    ],
+    ids=["whole", "slide", "tta"],
+)
+def test_images_and_net_outputs_are_not_overwritten(config):
+    net, x = KeepsOutput(), images()
+    before = x.clone()
+    predict_logits(net, x, config)
+    torch.testing.assert_close(x, before, rtol=0, atol=0)
+
+
 def test_multiscale_averages_probabilities():
     net, x = conv_net(1), images(h=32, w=32)
     out = predict_logits(net, x, InferenceConfig(scales=[1.0, 0.5]))

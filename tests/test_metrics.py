@@ -131,6 +131,30 @@ def test_metric_accumulates_dataset_level():
     assert out["mIoU"].item() == pytest.approx(numpy_metrics(total.numpy())["mIoU"])
 
 
+def test_update_with_precomputed_confusion_equals_update_with_predictions():
+    from_preds, from_counts = SegmentationMetrics(num_classes=C), SegmentationMetrics(C)
+    for seed in range(3):
+        logits, target = random_batch(seed)
+        from_preds.update(logits, target)
+        from_counts.update(confmat=per_image_confusion(logits, target, C).sum(0))
+    torch.testing.assert_close(from_counts.compute()["confmat"], from_preds.compute()["confmat"])
+    assert from_counts.compute()["mIoU"].item() == from_preds.compute()["mIoU"].item()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "needs preds and target"),
+        ({"confmat": torch.zeros(C, C, dtype=torch.long), "preds": torch.zeros(1)}, "not both"),
+        ({"confmat": torch.zeros(C, C)}, "integer"),
+        ({"confmat": torch.zeros(C, C + 1, dtype=torch.long)}, "integer"),
+    ],
+)
+def test_update_rejects_ambiguous_or_bad_confusion(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SegmentationMetrics(num_classes=C).update(**kwargs)
+
+
 def test_ddp_like_state_sum_equals_whole():
     """Two 'ranks' with disjoint halves (odd split) reduce to the single-process result."""
     logits, target = random_batch(7, n=5)
