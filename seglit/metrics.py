@@ -17,6 +17,7 @@ over classes in deterministic mode.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -213,7 +214,7 @@ class SegmentationMetrics(Metric):
 
     confmat: Tensor
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255, **kwargs) -> None:
+    def __init__(self, num_classes: int, ignore_index: int | None = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
