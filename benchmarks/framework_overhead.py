@@ -16,7 +16,7 @@ checkpointing. The first epoch of every run is warm-up and dropped; runs of the 
 alternate (seglit, raw, raw, seglit, ...). Progress bar and model summary are off on the
 seglit side (terminal niceties, not training work).
 
-    python benchmarks/framework_overhead.py            # 3 rounds x 4 epochs, 64 images
+    python benchmarks/framework_overhead.py            # 4 rounds x 6 epochs, 64 images (~1.5 min)
     python benchmarks/framework_overhead.py --quick    # 2 rounds x 3 epochs (< 3 min, 2 cores)
     python benchmarks/framework_overhead.py --set checkpoint.save_last=link  # try a setting
 """
@@ -172,8 +172,8 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each side")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per run (first dropped)")
+    parser.add_argument("--rounds", type=int, default=4, help="runs of each side")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per run (first dropped)")
     parser.add_argument("--num-train", type=int, default=64)
     parser.add_argument("--num-val", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -216,3 +216,32 @@ def test_val_loss_is_the_dataset_level_mean_over_labelled_pixels(synthetic_root)
             ).item()
             count += int((batch["mask"] != 255).sum())
     assert result["val/loss"] == pytest.approx(total / count, rel=1e-5)
+
+
+def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root):
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="csv", version=0),
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=_datamodule(synthetic_root))  # 4 steps per epoch
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    lrs = {int(r["step"]): float(r["lr"]) for r in rows if r.get("lr")}
+    # on the steps the logger receives, with the rate that step used: PolyLR(power 0.9)
+    # over 8 steps from the default 0.01
+    assert sorted(lrs) == [1, 3, 5, 7]
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(0.01 * (1 - step / 8) ** 0.9)
+    assert any(r.get("train/loss_step") for r in rows)
+    assert sum(1 for r in rows if r.get("train/loss_epoch")) == 2
