@@ -43,7 +43,7 @@ def default_sgd(params: Iterable[Tensor] | Iterable[dict[str, Any]]) -> torch.op
 
     The step is fused (``fused=True``: one kernel over all parameters instead of a Python
     loop per tensor) where :func:`fused_supported` allows it: the same update, about 3x
-    cheaper on the CPU for a ResNet-50 (``benchmarks/train_step.py``).
+    cheaper on the CPU for a ResNet-50 (docs/performance.md).
 
     Args:
         params: Parameters or parameter groups to optimize.
