@@ -6,10 +6,10 @@ convolutions). Output stride below 32 replaces strides by dilation, for basic-bl
 too (torchvision's ``replace_stride_with_dilation`` refuses BasicBlock).
 
 Every backbone's ``forward`` returns a dict of stage outputs keyed by their nominal stride
-(``"stride2"`` (ResNet only: the stem after conv1/bn1/relu, before the max pool),
-``"stride4"`` (ResNet only), ``"stride8"``, ``"stride16"``, ``"out"``) and has ``channels``
-and ``strides`` (the actual strides: with output stride 8, ``"stride16"`` is at stride 8)
-and ``output_stride``.
+(``"stride2"`` (ResNet with ``stem_feature=True`` only: the stem after conv1/bn1/relu,
+before the max pool), ``"stride4"`` (ResNet only), ``"stride8"``, ``"stride16"``, ``"out"``)
+and has ``channels`` and ``strides`` (the actual strides: with output stride 8,
+``"stride16"`` is at stride 8) and ``output_stride``.
 """
 
 from __future__ import annotations
@@ -156,6 +156,10 @@ class ResNetBackbone(nn.Module):
         multi_grid: Unit rates of the last stage, or ``None`` for torchvision's scheme.
         width: Stem / first-stage width (64 is standard); smaller gives a tiny backbone.
         pretrained: Load torchvision ImageNet weights from the hub cache.
+        stem_feature: Also return the stride-2 stem output as ``"stride2"`` (U-Net skips).
+            Off by default: the full-resolution stem map would otherwise stay alive for the
+            whole forward of models that never read it (at inference on 1024x2048 that is
+            128 MiB).
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class ResNetBackbone(nn.Module):
         multi_grid: Sequence[int] | None = None,
         width: int | None = None,
         pretrained: bool = False,
+        stem_feature: bool = False,
     ) -> None:
         super().__init__()
         check_choice("backbone", name, tuple(RESNET_LAYERS))
@@ -188,20 +193,22 @@ class ResNetBackbone(nn.Module):
         self.layer3 = self._make_layer(block, 4 * w, layers[2], 2, d3)
         self.layer4 = self._make_layer(block, 8 * w, layers[3], 2, d4, multi_grid)
         e = block.expansion
+        self.stem_feature = stem_feature
         self.channels = {
-            "stride2": w,
             "stride4": w * e,
             "stride8": 2 * w * e,
             "stride16": 4 * w * e,
             "out": 8 * w * e,
         }
         self.strides = {
-            "stride2": 2,
             "stride4": 4,
             "stride8": 8,
             "stride16": min(16, output_stride),
             "out": output_stride,
         }
+        if stem_feature:
+            self.channels = {"stride2": w, **self.channels}
+            self.strides = {"stride2": 2, **self.strides}
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -239,12 +246,15 @@ class ResNetBackbone(nn.Module):
         return nn.Sequential(*mods)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        f2 = self.relu(self.bn1(self.conv1(x)))
-        f4 = self.layer1(self.maxpool(f2))
-        f8 = self.layer2(f4)
-        f16 = self.layer3(f8)
-        out = self.layer4(f16)
-        return {"stride2": f2, "stride4": f4, "stride8": f8, "stride16": f16, "out": out}
+        x = self.relu(self.bn1(self.conv1(x)))
+        # the stem is only kept when asked for: no full-resolution map held needlessly
+        feats: dict[str, Tensor] = {"stride2": x} if self.stem_feature else {}
+        x = self.maxpool(x)
+        feats["stride4"] = self.layer1(x)
+        feats["stride8"] = self.layer2(feats["stride4"])
+        feats["stride16"] = self.layer3(feats["stride8"])
+        feats["out"] = self.layer4(feats["stride16"])
+        return feats
 
 
 # -------------------------------------------------------------------------------------- VGG

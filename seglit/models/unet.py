@@ -242,10 +242,13 @@ class ResNetUNet(nn.Module):
                 "one per decoder stage, deepest first, e.g. (256, 128, 64, 32, 16)"
             )
         self.num_classes = num_classes
-        self.upsample = upsample
         self.output_stride = 32
         self.backbone = ResNetBackbone(
-            backbone, output_stride=32, width=backbone_width, pretrained=pretrained
+            backbone,
+            output_stride=32,
+            width=backbone_width,
+            pretrained=pretrained,
+            stem_feature=True,
         )
         ch = self.backbone.channels
         in_channels = [ch["out"], *decoder_channels[:-1]]

@@ -84,9 +84,14 @@ def test_resnet_output_stride_by_dilation(name: str, os_: int, dil3: int, dil4: 
     feats = net(torch.randn(1, 3, 64, 64))
     assert feats["out"].shape[-1] == 64 // os_
     assert feats["stride4"].shape[-1] == 16
-    assert feats["stride2"].shape[-1] == 32  # the stem, before the max pool
+    assert "stride2" not in feats  # the stem only on request
     assert {k: v.shape[1] for k, v in feats.items()} == net.channels
     assert set(net.strides) == set(feats)
+    with_stem = ResNetBackbone(name, output_stride=os_, width=4, stem_feature=True)
+    feats = with_stem(torch.randn(1, 3, 64, 64))
+    assert feats["stride2"].shape[-1] == 32  # the stem, before the max pool
+    assert {k: v.shape[1] for k, v in feats.items()} == with_stem.channels
+    assert set(with_stem.strides) == set(feats)
     last_conv = "conv2" if name == "resnet50" else "conv1"
     assert getattr(net.layer3[-1], last_conv).dilation == (dil3, dil3)
     assert getattr(net.layer4[-1], last_conv).dilation == (dil4, dil4)
