@@ -5,17 +5,25 @@ interleaved with the other candidates (A, B, then B, A, ... so neither always go
 the median is reported. On CUDA the device is synchronised around every timed call.
 
 Peak memory of one call is measured as *the most memory held during the call above what
-was held just before it*:
+was held just before it*, in one of two ways:
 
-* CUDA: ``torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()`` after
-  ``torch.cuda.reset_peak_memory_stats()`` (tensor memory only, no allocator cache).
-* CPU (Linux): the process's resident set size. Before the call, freed heap memory is
-  handed back to the OS (``gc.collect()`` + glibc ``malloc_trim(0)``), ``VmRSS`` is read
-  and the kernel's high-water mark is reset (``echo 5 > /proc/self/clear_refs``); after
-  the call the peak is ``VmHWM - VmRSS(before)``. This counts everything the call touched
-  (PyTorch tensors, oneDNN scratch buffers, allocator slack) at page granularity.
-  ``tracemalloc`` is not used: it does not see PyTorch's C++ allocations.
-* Anywhere else the peak is reported as unknown (``None``).
+* :class:`PeakMemory`, **tensor memory** (train step, metric update, inference):
+  * CUDA: ``torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()`` after
+    ``torch.cuda.reset_peak_memory_stats()`` (no allocator cache).
+  * CPU: the same quantity for PyTorch's CPU allocator, from the profiler's memory events
+    (``torch.profiler.profile(profile_memory=True)``: every allocation and free with its
+    size, summed in time order). Deterministic: the same network and batch give the same
+    bytes on every run. It counts tensors; memory a library allocates for itself (oneDNN
+    scratch, OpenMP stacks) is not seen.
+* :class:`ProcessPeak`, **the whole process** (framework overhead, data pipeline, logging:
+  Python objects, NumPy/OpenCV buffers, loggers), Linux only: before the call, freed heap
+  memory is handed back to the OS (``gc.collect()`` + glibc ``malloc_trim(0)``),
+  ``VmRSS`` is read and the kernel's high-water mark is reset
+  (``echo 5 > /proc/self/clear_refs``); after the call the peak is
+  ``VmHWM - VmRSS(before)``, at page granularity, so it moves by a few percent with the
+  allocator's state. ``tracemalloc`` is not used: it does not see C++ allocations.
+
+Where a peak cannot be measured it is reported as unknown (``None``).
 
 Memory that persists between calls (weights, buffers, optimizer state) is not part of a
 call's peak; scripts add it back from the tensors' sizes (:func:`state_bytes`) so that
@@ -26,14 +34,17 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import random
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
 _PROC_STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -76,38 +87,103 @@ def rss_peak_supported() -> bool:
     return True
 
 
-class PeakMemory:
-    """Context manager measuring the peak memory of its block above the memory held before.
+_WINDOW = "seglit_benchmark_measured_block"
 
-    After the block, ``peak_bytes`` is the peak in bytes, or ``None`` where it cannot be
-    measured (see the module docstring for the method on each device).
+
+class PeakMemory:
+    """Context manager measuring the peak tensor memory of its block above what was held before.
+
+    After the block, ``peak_bytes`` is the peak in bytes (CUDA and CPU), or ``None`` on
+    other devices. See the module docstring for the method on each device.
+
+    On the CPU the profiler reports a free only for memory allocated while it was recording.
+    A block that frees memory allocated earlier (a training step's ``zero_grad`` freeing the
+    previous step's gradients) needs ``prime``: a call run first, unmeasured but recorded,
+    which allocates that memory under the profiler's eyes (the previous step).
 
     Args:
         device: The device the block computes on.
+        prime: Called before the measured block, outside the measurement.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, prime: Callable[[], object] | None = None) -> None:
         self.device = device
+        self.prime = prime
         self.peak_bytes: int | None = None
         self._before = 0
-        self._cpu_ok = device.type == "cpu" and rss_peak_supported()
+        self._profiler: profile | None = None
+        self._window: record_function | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
+            if self.prime is not None:
+                self.prime()
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._before = torch.cuda.memory_allocated(self.device)
-        elif self._cpu_ok:
-            _trim_heap()
-            self._before = _status_bytes("VmRSS:")
-            _CLEAR_REFS.write_text("5")  # reset VmHWM to the current RSS
+        elif self.device.type == "cpu":
+            self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._profiler.__enter__()
+            if self.prime is not None:
+                self.prime()
+            self._window = record_function(_WINDOW)
+            self._window.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._before
-        elif self._cpu_ok:
+        elif self._profiler is not None and self._window is not None:
+            self._window.__exit__(*exc)
+            self._profiler.__exit__(*exc)
+            self.peak_bytes = _cpu_allocation_peak(self._profiler)
+            self._profiler = self._window = None
+
+
+def _cpu_allocation_peak(prof: profile) -> int:
+    """Largest running sum of the CPU allocations (+) and frees (-) inside the window."""
+    with TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        events = json.loads(path.read_text()).get("traceEvents", [])
+    (window,) = [e for e in events if e.get("name") == _WINDOW and e.get("ph") == "X"]
+    start, end = window["ts"], window["ts"] + window["dur"]
+    changes = sorted(
+        (e["ts"], int(e["args"]["Bytes"]))
+        for e in events
+        if e.get("name") == "[memory]"
+        and e.get("args", {}).get("Device Type") == 0
+        and start <= e["ts"] <= end
+    )
+    held = peak = 0
+    for _, nbytes in changes:
+        held += nbytes
+        peak = max(peak, held)
+    return peak
+
+
+class ProcessPeak:
+    """Context manager measuring the process's peak resident memory above what it held before.
+
+    After the block, ``peak_bytes`` is the peak in bytes, or ``None`` where it cannot be
+    measured (not Linux, or ``clear_refs`` not writable).
+    """
+
+    def __init__(self) -> None:
+        self.peak_bytes: int | None = None
+        self._before = 0
+        self._ok = rss_peak_supported()
+
+    def __enter__(self) -> ProcessPeak:
+        if self._ok:
+            _trim_heap()
+            self._before = _status_bytes("VmRSS:")
+            _CLEAR_REFS.write_text("5")  # reset VmHWM to the current RSS
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ok:
             self.peak_bytes = max(0, _status_bytes("VmHWM:") - self._before)
 
 
@@ -152,14 +228,14 @@ def interleaved(
     warmup: int,
     rounds: int,
     measure_memory: bool = True,
-    memory_rounds: int = 3,
+    memory_rounds: int = 1,
 ) -> dict[str, Samples]:
     """Time ``candidates`` interleaved after ``warmup`` untimed calls of each.
 
     Round ``i`` runs the candidates in order when ``i`` is even and in reverse when odd.
-    Memory is measured on extra, untimed calls after the timed rounds (so the heap trimming
-    it needs cannot slow the timed calls down), ``memory_rounds`` per candidate in the same
-    alternating order; the median is kept (a CPU peak moves with the allocator's state).
+    Memory is measured on extra, untimed calls after the timed rounds (so the profiler it
+    needs on the CPU cannot slow the timed calls down), ``memory_rounds`` per candidate in
+    the same alternating order; the median is kept.
 
     Args:
         candidates: Name -> zero-argument callable doing one unit of work.
@@ -192,7 +268,9 @@ def interleaved(
         peaks: dict[str, list[int]] = {name: [] for name in names}
         for i in range(memory_rounds):
             for name in names if i % 2 == 0 else reversed(names):
-                with PeakMemory(device) as meter:
+                # primed with one call: the state a call leaves behind (a training step's
+                # gradients) is then allocated, and freed, under the profiler's eyes
+                with PeakMemory(device, prime=candidates[name]) as meter:
                     candidates[name]()
                 if meter.peak_bytes is not None:
                     peaks[name].append(meter.peak_bytes)

@@ -13,7 +13,9 @@ and produce a normalised float image and an int64 mask of the same crop size:
 Each pipeline runs in this process with one thread (the cost of one DataLoader worker). Rounds
 are interleaved (seglit, reference, seglit, ...) so that load from other processes hits both
 alike. Prints samples/s per worker and the ratio seglit / reference (goal: >= 1.0), plus the ratio
-with seglit's colour jitter switched off (the same operations as the reference).
+with seglit's colour jitter switched off (the same operations as the reference), and the
+peak memory of one more pass of each over the images (``common.ProcessPeak``: the process's
+resident memory, as the pipelines allocate with NumPy, OpenCV and PIL).
 
     python benchmarks/data_pipeline.py            # 100 images x 5 rounds
     python benchmarks/data_pipeline.py --quick    # 16 images x 6 rounds, well under a minute
@@ -23,6 +25,8 @@ with seglit's colour jitter switched off (the same operations as the reference).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +40,9 @@ from seglit.data.palette import flat_palette, voc_palette
 from seglit.data.synthetic import render_sample
 from seglit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_train_transform
 from seglit.data.voc import VOCSegmentationDataset
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ProcessPeak  # noqa: E402
 
 REFERENCE = "torchvision reference"
 
@@ -157,6 +164,11 @@ def main(argv: list[str] | None = None) -> float:
                 start = time.perf_counter()
                 run()
                 times[name].append(time.perf_counter() - start)
+        peaks = {}
+        for name, run in runs.items():
+            with ProcessPeak() as meter:
+                run()
+            peaks[name] = meter.peak_bytes
 
     rates = {name: count * len(t) / sum(t) for name, t in times.items()}
     print(f"{count} images ~500x375, crop {args.crop_size}, {args.rounds} interleaved rounds")
@@ -166,6 +178,18 @@ def main(argv: list[str] | None = None) -> float:
     fair = rates["seglit, no jitter"] / rates[REFERENCE]
     print(f"{'ratio':>22}: {ratio:7.2f}  (seglit / reference; goal >= 1.0)")
     print(f"{'ratio, same ops':>22}: {fair:7.2f}  (seglit without colour jitter / reference)")
+    if all(peak is not None for peak in peaks.values()):
+        mib = {name: peak / 2**20 for name, peak in peaks.items()}
+        print(
+            "peak memory of one pass (process RSS above its start), MiB: "
+            + ", ".join(f"{name} {value:.1f}" for name, value in mib.items())
+        )
+        print(
+            f"{'mem ratio':>22}: {peaks['seglit'] / max(peaks[REFERENCE], 1):7.2f}  "
+            "(seglit / reference)"
+        )
+    else:
+        print("peak memory: not measurable here (needs Linux /proc/self/clear_refs)")
     return ratio
 
 

@@ -14,7 +14,10 @@ An epoch is timed from the start of its training batches to the start of the nex
 (the last one: to the end of training), so it includes validation, logging and
 checkpointing. The first epoch of every run is warm-up and dropped; runs of the two sides
 alternate (seglit, raw, raw, seglit, ...). Progress bar and model summary are off on the
-seglit side (terminal niceties, not training work).
+seglit side (terminal niceties, not training work). The peak memory of every run (the
+process's resident memory above what it held before the run: ``common.ProcessPeak``) is
+reported as the median over the runs of each side but the first (one-off imports and
+caches).
 
     python benchmarks/framework_overhead.py            # 4 rounds x 6 epochs, 64 images (~1.5 min)
     python benchmarks/framework_overhead.py --quick    # 2 rounds x 3 epochs (< 3 min, 2 cores)
@@ -38,7 +41,7 @@ import yaml
 from lightning.pytorch import Callback, seed_everything
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt, print_table, ratio, ratio_interval  # noqa: E402
+from common import ProcessPeak, fmt, print_table, ratio, ratio_interval  # noqa: E402
 
 SEED = 0
 
@@ -216,13 +219,17 @@ def main(argv: list[str] | None = None) -> None:
 
         write_synthetic_voc(root, num_train=args.num_train, num_val=args.num_val, seed=SEED)
         times: dict[str, list[float]] = {"seglit": [], "raw": []}
+        peaks: dict[str, list[int]] = {"seglit": [], "raw": []}
         for i in range(args.rounds):
             for side in ("seglit", "raw") if i % 2 == 0 else ("raw", "seglit"):
-                if side == "seglit":
-                    epochs = run_seglit(args, root, Path(tmp) / f"run{i}")
-                else:
-                    epochs = run_raw(args, root)
+                with ProcessPeak() as meter:
+                    if side == "seglit":
+                        epochs = run_seglit(args, root, Path(tmp) / f"run{i}")
+                    else:
+                        epochs = run_raw(args, root)
                 times[side] += epochs[1:]  # drop the warm-up epoch
+                if meter.peak_bytes is not None:
+                    peaks[side].append(meter.peak_bytes)
     med = {side: statistics.median(t) for side, t in times.items()}
     print(
         f"one epoch: UNet(base_width={args.base_width}, depth={args.depth}), "
@@ -231,15 +238,24 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(times['seglit'])} epochs per side ({args.rounds} interleaved runs, "
         "first epoch of each dropped)"
     )
+    # the first run of each side pays one-off imports and caches: left out when there are more
+    peak = {side: statistics.median(p[1:] or p) / 2**20 if p else None for side, p in peaks.items()}
     print_table(
-        ["path", "median epoch s", "min s", "max s"],
-        [[side, fmt(med[side]), fmt(min(t)), fmt(max(t))] for side, t in times.items()],
+        ["path", "median epoch s", "min s", "max s", "peak MiB (run)"],
+        [
+            [side, fmt(med[side]), fmt(min(t)), fmt(max(t)), fmt(peak[side], ".1f")]
+            for side, t in times.items()
+        ],
     )
     # epoch k of run i of one side is paired with epoch k of run i of the other
     low, high = ratio_interval(times["seglit"], times["raw"])
     print(
         f"ratio (seglit fit / raw loop): {fmt(ratio(med['seglit'], med['raw']))}  "
         f"95% CI {low:.3f}-{high:.3f} (bootstrap over paired epochs)  (goal <= 1.05)"
+    )
+    print(
+        f"mem ratio (seglit fit / raw loop, peak resident memory of a run): "
+        f"{fmt(ratio(peak['seglit'], peak['raw']))}"
     )
 
 

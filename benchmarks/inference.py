@@ -5,7 +5,8 @@ A tiny conv net (so the bookkeeping, not the network, is what is measured) on on
 three). ``seglit`` is :func:`seglit.inference.predict_logits`;
 ``peer`` is the plain loop a researcher would write: one window at a time, logits summed
 into a buffer and divided by a count map. Their outputs are asserted equal. TTA rows are
-compared with seglit's single-view slide inference. A last table times
+compared with seglit's single-view slide inference. Every row also gives the peak tensor
+memory of one call (``common.PeakMemory``: exact on the CPU). A last table times
 :class:`seglit.crf.DenseCRF` on a VOC-sized 21-class input for two bilateral windows.
 
     python benchmarks/inference.py          # 1024x2048, 3 timed rounds, mmseg's 6 scales
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ratio_interval  # noqa: E402
+from common import PeakMemory, ratio_interval  # noqa: E402
 
 from seglit.crf import DenseCRF  # noqa: E402
 from seglit.inference import InferenceConfig, predict_logits, slide_windows  # noqa: E402
@@ -58,6 +59,14 @@ def median_time(fn, rounds: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def peak_mib(fn) -> float:
+    """Peak tensor memory of one call of ``fn`` above what was held before, in MiB."""
+    with PeakMemory(torch.device("cpu"), prime=fn) as meter:
+        fn()
+    assert meter.peak_bytes is not None
+    return meter.peak_bytes / 2**20
 
 
 def main() -> None:
@@ -97,12 +106,24 @@ def main() -> None:
         f"windows), {args.threads} threads, median of {compare_rounds} "
         f"rounds (TTA rows: {rounds})"
     )
-    print(f"{'variant':<34}{'seglit (s)':>11}{'peer (s)':>10}{'seglit/peer':>13}{'x slide':>9}")
-    print(f"{'slide':<34}{base:>11.3f}{peer:>10.3f}{base / peer:>13.3f}{1.0:>9.2f}")
+    mem = peak_mib(lambda: predict_logits(net, image, slide))
+    mem_peer = peak_mib(lambda: per_window_loop(net, image, crop, stride))
+    print(
+        f"{'variant':<34}{'seglit (s)':>11}{'peer (s)':>10}{'seglit/peer':>13}{'x slide':>9}"
+        f"{'seglit MiB':>12}{'peer MiB':>10}{'mem ratio':>11}"
+    )
+    print(
+        f"{'slide':<34}{base:>11.3f}{peer:>10.3f}{base / peer:>13.3f}{1.0:>9.2f}"
+        f"{mem:>12.1f}{mem_peer:>10.1f}{mem / mem_peer:>11.3f}"
+    )
     low, high = ratio_interval(t_ours, t_peer)
-    print(f"{'whole':<34}", end="")
-    t = median_time(lambda: predict_logits(net, image, InferenceConfig()), rounds)
-    print(f"{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
+
+    def row(name: str, config: InferenceConfig) -> None:
+        t = median_time(lambda: predict_logits(net, image, config), rounds)
+        mib = peak_mib(lambda: predict_logits(net, image, config))
+        print(f"{name:<34}{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}{mib:>12.1f}")
+
+    row("whole", InferenceConfig())
     variants = {
         "slide + flip": InferenceConfig(mode="slide", crop_size=crop, stride=stride, flip=True),
         f"slide + {len(scales)} scales": InferenceConfig(
@@ -113,9 +134,8 @@ def main() -> None:
         ),
     }
     for name, config in variants.items():
-        t = median_time(lambda config=config: predict_logits(net, image, config), rounds)
-        print(f"{name:<34}{t:>11.3f}{'-':>10}{'-':>13}{t / base:>9.2f}")
-    print(f"scales: {scales}")
+        row(name, config)
+    print(f"scales: {scales}; peak = tensor memory one call allocates above what was held before")
     print(f"slide seglit/peer 95% CI (bootstrap over the paired rounds): {low:.3f}-{high:.3f}")
     crf_table(rounds=1 if args.quick else 2)
 

@@ -16,10 +16,14 @@ Pairs:
   ``from_torchvision`` builds) vs torchvision ``fcn_resnet50``. Identical architecture.
 * ``deeplabv3_resnet50``: ``DeepLabV3(output_stride=8, atrous_rates=(12, 24, 36),
   multi_grid=None)`` vs torchvision ``deeplabv3_resnet50``. Identical architecture.
-* ``deeplabv3plus_resnet50``: ``DeepLabV3Plus(backbone="resnet50")`` with seglit's defaults
-  vs smp ``DeepLabV3Plus(encoder_name="resnet50")``. Same encoder and layout, output stride
-  16; seglit's separable convs put BN + ReLU after the depthwise conv (the paper's /
-  TF DeepLab's; +13,408 parameters) and use rates (6, 12, 18), smp (12, 24, 36).
+* ``deeplabv3plus_resnet50``: ``DeepLabV3Plus(backbone="resnet50", decoder_layout="smp",
+  atrous_rates=(12, 24, 36), multi_grid=(1,))`` vs smp
+  ``DeepLabV3Plus(encoder_name="resnet50")``. Identical architecture (same logits with the
+  same weights, up to ``align_corners`` of two fixed resizes: ``tests/models/test_smp_parity.py``).
+* ``deeplabv3plus_paper_vs_smp`` (informational): seglit's default ``DeepLabV3Plus``
+  (``decoder_layout="paper"``: BN + ReLU after every depthwise conv and two refinement
+  convs at stride 4, as TF DeepLab and mmseg) vs the same smp model. **Different decoders**:
+  this row prices the paper's decoder.
 * ``unet_resnet34``: seglit's own ``ResNetUNet(backbone="resnet34")`` vs smp
   ``Unet(encoder_name="resnet34")``. Identical architecture (same parameters, same logits
   with the same weights: ``tests/models/test_smp_parity.py``).
@@ -123,10 +127,22 @@ PAIRS: dict[str, Pair] = {
         "identical architecture",
     ),
     "deeplabv3plus_resnet50": Pair(
+        _seglit(
+            "DeepLabV3Plus",
+            backbone="resnet50",
+            decoder_layout="smp",
+            atrous_rates=(12, 24, 36),
+            multi_grid=(1,),
+        ),
+        _smp("DeepLabV3Plus", "resnet50"),
+        "smp DeepLabV3Plus(resnet50)",
+        "identical architecture (decoder_layout='smp')",
+    ),
+    "deeplabv3plus_paper_vs_smp": Pair(
         _seglit("DeepLabV3Plus", backbone="resnet50"),
         _smp("DeepLabV3Plus", "resnet50"),
         "smp DeepLabV3Plus(resnet50)",
-        "same encoder; seglit adds BN+ReLU after depthwise convs",
+        "DIFFERENT decoders (seglit's paper layout), informational",
     ),
     "unet_resnet34": Pair(
         _seglit("ResNetUNet", backbone="resnet34"),
@@ -233,9 +249,11 @@ class Stepper:
             return F.cross_entropy(logits, self.masks, ignore_index=IGNORE_INDEX)
 
     def __call__(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
         self.loss().backward()
         self.optimizer.step()
+        # gradients freed at the end, not the start: between steps only weights and
+        # optimizer state are held, so "peak = state + step peak" is the whole peak
+        self.optimizer.zero_grad(set_to_none=True)
 
 
 def saved_activation_bytes(stepper: Stepper) -> int:

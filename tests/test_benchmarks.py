@@ -1,4 +1,5 @@
-"""Smoke test: every benchmark script's ``--quick`` mode runs to the end and prints a ratio.
+"""Smoke test: every benchmark script's ``--quick`` mode runs to the end and prints the
+ratios of time and of peak memory.
 
 Parametrized over the files present in ``benchmarks/`` (``common.py`` is a helper, not a
 benchmark), so a new script is covered without touching this file. This checks that the
@@ -57,6 +58,11 @@ def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
     assert any(NUMBER.search(line) for line in lines[named[0] :]), (
         f"{script.name} names a ratio but prints no number after it:\n{proc.stdout[-3000:]}"
     )
+    # ... and the ratio of peak memory next to it
+    mem = [i for i, line in enumerate(lines) if "mem ratio" in line]
+    assert mem and any(NUMBER.search(line) for line in lines[mem[0] :]), (
+        f"{script.name} printed no memory ratio:\n{proc.stdout[-3000:]}"
+    )
 
 
 def _common():
@@ -102,3 +108,39 @@ def test_train_step_reports_images_per_second_and_mfu(tmp_path: Path) -> None:
     row = next(line for line in lines if line.startswith("unet_resnet34"))
     mfus = [float(cell[:-1]) for cell in row.split() if cell.endswith("%")]
     assert len(mfus) == 2 and all(m > 0 for m in mfus), row
+
+
+def test_cpu_peak_memory_is_exact_and_sees_frees_of_primed_memory() -> None:
+    import torch
+
+    common = _common()
+    kept: list[torch.Tensor] = []
+
+    def step() -> None:
+        kept.clear()  # frees the 1 MB the previous call left behind
+        transient = torch.empty(1_000_000)  # 4 MB
+        del transient
+        kept.append(torch.empty(250_000))  # 1 MB, held until the next call
+
+    step()  # unprofiled: the profiler never sees this 1 MB allocated ...
+    with common.PeakMemory(torch.device("cpu")) as unprimed:
+        step()
+    # ... so its free is not counted: +4 MB is the peak
+    assert unprimed.peak_bytes == 4_000_000
+    step()
+    with common.PeakMemory(torch.device("cpu"), prime=step) as primed:
+        step()
+    # -1 MB (the primed call's tensor), +4 MB, -4 MB, +1 MB: 3 MB above the start
+    assert primed.peak_bytes == 3_000_000
+
+
+def test_process_peak_sees_touched_memory() -> None:
+    import numpy as np
+
+    common = _common()
+    if not common.rss_peak_supported():
+        pytest.skip("needs Linux /proc/self/clear_refs")
+    with common.ProcessPeak() as meter:
+        block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, every page touched
+        del block
+    assert meter.peak_bytes is not None and meter.peak_bytes >= 60 * 2**20

@@ -190,6 +190,7 @@ def test_compile_wraps_forward_and_keeps_state_dict_keys(monkeypatch):
     compiled = SegmentationModule(net, num_classes=5, compile=True)
     assert calls == [net]
     assert compiled.state_dict().keys() == plain.state_dict().keys()
+    assert not any(key.startswith("_forward_fn") for key in plain.state_dict())
     x = torch.randn(1, 3, 33, 35)
     assert torch.allclose(compiled(x), plain(x), atol=1e-6)
 
@@ -245,3 +246,42 @@ def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root
         assert lr == pytest.approx(0.01 * (1 - step / 8) ** 0.9)
     assert any(r.get("train/loss_step") for r in rows)
     assert sum(1 for r in rows if r.get("train/loss_epoch")) == 2
+
+
+def test_per_class_iou_reaches_the_logger_with_the_validation_step(tmp_path, synthetic_root):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="csv", version=0),
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    datamodule = _datamodule(synthetic_root)
+    trainer.fit(module, datamodule=datamodule)  # 4 steps per epoch
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    miou_steps = [int(r["step"]) for r in rows if r.get("val/mIoU")]
+    assert miou_steps == [3, 7]
+    per_class = [r for r in rows if any(k.startswith("val/IoU/") and r[k] for k in r)]
+    # one row per validation, at its step and epoch, with the epoch's per-class IoU
+    assert [(int(r["step"]), int(r["epoch"])) for r in per_class] == [(3, 0), (7, 1)]
+    last = {
+        k.removeprefix("val/IoU/"): float(v) for k, v in per_class[-1].items() if v and "IoU/" in k
+    }
+    expected = {k: v for k, v in module.last_eval["IoU"].items() if v == v}  # drop NaN
+    assert last.keys() == expected.keys() and last
+    for name, iou in expected.items():
+        assert last[name] == pytest.approx(iou, abs=1e-6)
+    # fit keeps them out of Lightning's result collection; validate returns them
+    assert not any(k.startswith("val/IoU/") for k in trainer.callback_metrics)
+    (results,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert {f"val/IoU/{k}" for k in expected} <= results.keys()
+    assert {"val/mIoU", "val/loss", "val/acc", "val/mAcc", "val/fwIoU"} <= results.keys()

@@ -229,25 +229,37 @@ def conv_bn_relu(
 
 
 class SeparableConv2d(nn.Sequential):
-    """Atrous depthwise-separable conv as in DeepLab v3+ (Xception style).
+    """Atrous depthwise-separable conv as in DeepLab v3+.
 
-    Depthwise 3x3 (dilated) + BN + ReLU, then pointwise 1x1 + BN + ReLU. Parameters:
-    ``9 C_in + C_in C_out`` instead of ``9 C_in C_out``.
+    Depthwise 3x3 (dilated) + BN + ReLU, then pointwise 1x1 + BN + ReLU: the Xception /
+    TF DeepLab / mmseg form. With ``depthwise_bn=False`` the depthwise and pointwise convs
+    run back to back and only the pointwise output is normalised (smp's form: one BN + ReLU
+    less, so fewer activations kept for backward). Parameters:
+    ``9 C_in + C_in C_out`` convolution weights instead of ``9 C_in C_out``.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        dilation: Atrous rate of the depthwise conv.
+        depthwise_bn: BN + ReLU after the depthwise conv.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, dilation: int = 1, depthwise_bn: bool = True
+    ) -> None:
+        depthwise = nn.Conv2d(
+            in_channels,
+            in_channels,
+            3,
+            padding=dilation,
+            dilation=dilation,
+            groups=in_channels,
+            bias=False,
+        )
+        inner = [nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True)] if depthwise_bn else []
         super().__init__(
-            nn.Conv2d(
-                in_channels,
-                in_channels,
-                3,
-                padding=dilation,
-                dilation=dilation,
-                groups=in_channels,
-                bias=False,
-            ),
-            nn.BatchNorm2d(in_channels),
-            nn.ReLU(inplace=True),
+            depthwise,
+            *inner,
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),

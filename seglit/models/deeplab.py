@@ -28,11 +28,13 @@ from seglit.models.heads import FCNHead
 
 UPSAMPLES = ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
 FUSIONS = ("sum", "concat")
+DECODER_LAYOUTS = ("paper", "smp")
 RESNETS = tuple(RESNET_LAYERS)
 
 ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
 BackboneName = Literal["vgg16", "resnet18", "resnet34", "resnet50", "resnet101"]
 UpsampleName = Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"]
+DecoderLayout = Literal["paper", "smp"]
 
 
 def _check_rates(name: str, rates: Sequence[int] | None) -> None:
@@ -223,6 +225,7 @@ class ASPP(nn.Module):
         out_channels: Channels of every branch and of the output.
         image_pooling: Add the image-level pooling branch.
         separable: Use atrous depthwise-separable convs for the 3x3 branches (v3+).
+        depthwise_bn: BN + ReLU after each depthwise conv (see :class:`SeparableConv2d`).
     """
 
     def __init__(
@@ -232,12 +235,13 @@ class ASPP(nn.Module):
         out_channels: int = 256,
         image_pooling: bool = True,
         separable: bool = False,
+        depthwise_bn: bool = True,
     ) -> None:
         super().__init__()
         convs: list[nn.Module] = [conv_bn_relu(in_channels, out_channels, 1)]
         for r in atrous_rates:
             if separable:
-                convs.append(SeparableConv2d(in_channels, out_channels, r))
+                convs.append(SeparableConv2d(in_channels, out_channels, r, depthwise_bn))
             else:
                 convs.append(conv_bn_relu(in_channels, out_channels, 3, dilation=r))
         if image_pooling:
@@ -350,6 +354,18 @@ class DeepLabV3Plus(_DeepLabBase):
     ASPP width instead of 48 so the two maps can be added (the refinement convs then see
     ``aspp_channels`` instead of ``aspp_channels + 48`` channels).
 
+    ``decoder_layout`` picks between two published layouts of the same design:
+
+    * ``paper`` (TF DeepLab, mmseg): separable convs with BN + ReLU after the depthwise conv,
+      two 3x3 refinement convs after the fusion.
+    * ``smp`` (segmentation-models-pytorch 0.6's ``DeepLabV3Plus``): depthwise and pointwise
+      convs back to back, one 3x3 conv + BN + ReLU on the ASPP output (at the output
+      stride) and one after the fusion. It keeps fewer stride-4 activations for backward.
+      With ``atrous_rates=(12, 24, 36)`` and ``multi_grid=(1,)`` (smp dilates every block
+      of the last stage) it has smp's layers in smp's order, and smp's weights load into it
+      by position; the only difference is that smp's two fixed bilinear resizes use
+      ``align_corners=True`` (``tests/models/test_smp_parity.py``).
+
     Args:
         num_classes: Number of classes.
         backbone: ``resnet18/34/50/101``.
@@ -359,6 +375,7 @@ class DeepLabV3Plus(_DeepLabBase):
         multi_grid: Unit rates of the last stage; ``None`` = torchvision's scheme.
         image_pooling: Add the image-level pooling branch to ASPP.
         separable: Atrous depthwise-separable convs in ASPP and decoder (the paper's).
+        decoder_layout: ``paper`` or ``smp`` (see above).
         fusion: ``concat`` (paper) or ``sum`` of decoder inputs.
         low_level_channels: Reduction of the stride-4 features for concat (48 = paper).
         aspp_channels: ASPP/decoder width; ``None`` = 256 (scaled with ``backbone_width``).
@@ -383,12 +400,14 @@ class DeepLabV3Plus(_DeepLabBase):
         upsample: UpsampleName = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
+        decoder_layout: DecoderLayout = "paper",
     ) -> None:
         super().__init__()
         check_num_classes(num_classes)
         check_choice("backbone", backbone, RESNETS)
         check_choice("upsample", upsample, UPSAMPLES)
         check_choice("fusion", fusion, FUSIONS)
+        check_choice("decoder_layout", decoder_layout, DECODER_LAYOUTS)
         _check_rates("atrous_rates", atrous_rates)
         _check_rates("multi_grid", multi_grid)
         self.backbone = build_backbone(
@@ -396,27 +415,36 @@ class DeepLabV3Plus(_DeepLabBase):
         )
         ch = aspp_channels or _scaled(256, backbone_width)
         self.fusion = fusion
+        paper = decoder_layout == "paper"
+
+        def refine_conv(in_channels: int) -> nn.Module:
+            if separable:
+                return SeparableConv2d(in_channels, ch, depthwise_bn=paper)
+            return conv_bn_relu(in_channels, ch, 3)
+
         self.aspp = ASPP(
             self.backbone.channels["out"],
             _v3_rates(atrous_rates, output_stride),
             ch,
             image_pooling,
             separable,
+            depthwise_bn=paper,
         )
+        self.aspp_refine = None if paper else refine_conv(ch)
         low_ch = low_level_channels if fusion == "concat" else ch
         self.low_level = conv_bn_relu(self.backbone.channels["stride4"], low_ch, 1)
         self.up_aspp = Upsample(ch, ch, max(1, output_stride // 4), upsample, bilinear_init=True)
         in_ch = ch + low_ch if fusion == "concat" else ch
-        if separable:
-            refine = [SeparableConv2d(in_ch, ch), SeparableConv2d(ch, ch)]
-        else:
-            refine = [conv_bn_relu(in_ch, ch, 3), conv_bn_relu(ch, ch, 3)]
+        refine = [refine_conv(in_ch), refine_conv(ch)] if paper else [refine_conv(in_ch)]
         self.decoder = nn.Sequential(*refine)
         self.classifier = nn.Conv2d(ch, num_classes, 1)
         self._init_common(num_classes, upsample, aux, "stride16", final_scale=4)
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         low = self.low_level(feats["stride4"])
-        x = self.up_aspp(self.aspp(feats["out"]), low.shape[-2:])
+        x = self.aspp(feats["out"])
+        if self.aspp_refine is not None:
+            x = self.aspp_refine(x)
+        x = self.up_aspp(x, low.shape[-2:])
         x = torch.cat([x, low], dim=1) if self.fusion == "concat" else x + low
         return self.classifier(self.decoder(x))

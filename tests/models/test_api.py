@@ -67,6 +67,7 @@ def test_unknown_model_lists_valid_names() -> None:
         ("deeplabv3", {"backbone": "vgg16"}, "backbone='vgg16'"),
         ("deeplabv3", {"atrous_rates": (6, -1)}, "atrous_rates"),
         ("fcn32s", {"head": "deep"}, "head.*'score', 'fcn'"),
+        ("deeplabv3plus", {"decoder_layout": "mmseg"}, "decoder_layout.*'paper', 'smp'"),
         ("fcn32s", {"fusion": "sum"}, "unknown argument.*fusion"),
         ("smp", {"arch": "NotAnArch"}, "arch.*'unet'"),
         ("smp", {"encoder": "resnet9000"}, "encoder.*'resnet18'"),

@@ -77,6 +77,14 @@ def test_separable_conv_params() -> None:
     assert conv(torch.randn(1, 32, 9, 9)).shape == (1, 64, 9, 9)
 
 
+def test_separable_conv_without_depthwise_bn_is_smps_form() -> None:
+    conv = SeparableConv2d(32, 64, dilation=2, depthwise_bn=False)
+    kinds = [type(m).__name__ for m in conv]
+    assert kinds == ["Conv2d", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert conv[0].groups == 32 and conv[0].dilation == (2, 2)
+    assert conv(torch.randn(1, 32, 9, 9)).shape == (1, 64, 9, 9)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 @pytest.mark.parametrize(("os_", "dil3", "dil4"), [(32, 1, 1), (16, 1, 2), (8, 2, 4)])
 def test_resnet_output_stride_by_dilation(name: str, os_: int, dil3: int, dil4: int) -> None:

@@ -1,4 +1,9 @@
-"""``ResNetUNet`` is smp's ``Unet`` with a ResNet encoder: same parameters, same logits."""
+"""seglit's smp twins: same parameters, same logits with smp's weights.
+
+* ``ResNetUNet`` is smp's ``Unet`` with a ResNet encoder.
+* ``DeepLabV3Plus(decoder_layout="smp", atrous_rates=(12, 24, 36), multi_grid=(1,))`` is
+  smp's ``DeepLabV3Plus`` up to ``align_corners`` of its two fixed bilinear resizes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 import pytest
 import torch
 
-from seglit.models import ResNetUNet
+from seglit.models import DeepLabV3Plus, ResNetUNet
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 smp = pytest.importorskip("segmentation_models_pytorch")
@@ -45,18 +50,32 @@ def test_same_parameter_count_as_smp(backbone: str) -> None:
         assert _params(ResNetUNet(21, backbone)) == _params(smp_unet(backbone, 21))
 
 
-@pytest.mark.parametrize("size", [(64, 64), (70, 90)])
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet34"])
-def test_smp_weights_give_same_logits(backbone: str, size: tuple[int, int]) -> None:
-    torch.manual_seed(0)
-    reference = smp_unet(backbone, 3)
-    with torch.no_grad():  # non-trivial BN statistics, so eval mode really uses them
-        for m in reference.modules():
+def randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Non-trivial BN statistics and affine parameters, so eval mode really uses them."""
+    with torch.no_grad():
+        for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
+
+
+def assert_same_logits(model: torch.nn.Module, reference: torch.nn.Module, size) -> None:
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        expected = reference.eval()(x)
+        got = model.eval()(x)
+    assert got.shape == expected.shape == (1, 3, *size)
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (70, 90)])
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet34"])
+def test_smp_weights_give_same_logits(backbone: str, size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    reference = smp_unet(backbone, 3)
+    randomise_batchnorm(reference)
     model = ResNetUNet(3, backbone)
     ours = model.state_dict()
     theirs = reference.state_dict()
@@ -64,12 +83,44 @@ def test_smp_weights_give_same_logits(backbone: str, size: tuple[int, int]) -> N
     assert [to_seglit_key(k) for k in theirs] == list(ours)
     assert [v.shape for v in theirs.values()] == [v.shape for v in ours.values()]
     model.load_state_dict({to_seglit_key(k): v for k, v in theirs.items()})
-    x = torch.randn(1, 3, *size)
-    with torch.no_grad():
-        expected = reference.eval()(x)
-        got = model.eval()(x)
-    assert got.shape == (1, 3, *size)
-    torch.testing.assert_close(got, expected)
+    assert_same_logits(model, reference, size)
+
+
+def smp_deeplabv3plus(backbone: str, num_classes: int) -> torch.nn.Module:
+    return smp.DeepLabV3Plus(encoder_name=backbone, encoder_weights=None, classes=num_classes)
+
+
+def seglit_smp_deeplabv3plus(backbone: str, num_classes: int) -> DeepLabV3Plus:
+    return DeepLabV3Plus(
+        num_classes, backbone, decoder_layout="smp", atrous_rates=(12, 24, 36), multi_grid=(1,)
+    )
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "resnet101"])
+def test_deeplabv3plus_smp_layout_has_smps_parameter_count(backbone: str) -> None:
+    with torch.device("meta"):
+        twin = seglit_smp_deeplabv3plus(backbone, 21)
+        paper = DeepLabV3Plus(21, backbone)
+        reference = smp_deeplabv3plus(backbone, 21)
+    assert _params(twin) == _params(reference)
+    # the paper layout: BN after each depthwise conv, two refinement convs, none after ASPP
+    assert _params(paper) != _params(reference)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 128)])
+def test_deeplabv3plus_smp_layout_gives_smps_logits(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    reference = smp_deeplabv3plus("resnet18", 3)
+    randomise_batchnorm(reference)
+    # smp resizes with align_corners=True; seglit with False (as torchvision and mmseg)
+    reference.decoder.up.align_corners = False
+    reference.segmentation_head[1].align_corners = False
+    model = seglit_smp_deeplabv3plus("resnet18", 3)
+    ours, theirs = model.state_dict(), reference.state_dict()
+    # same layers in the same order: smp's weights load by position
+    assert [v.shape for v in theirs.values()] == [v.shape for v in ours.values()]
+    model.load_state_dict(dict(zip(ours, theirs.values())))
+    assert_same_logits(model, reference, size)
 
 
 def test_stem_feature_is_the_first_skip() -> None:

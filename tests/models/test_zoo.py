@@ -79,6 +79,11 @@ CONFIGS: list[tuple[str, dict]] = [
             "aux": True,
         },
     ),
+    ("deeplabv3plus", {**TINY_RESNET, "decoder_layout": "smp", "multi_grid": (1,)}),
+    (
+        "deeplabv3plus",
+        {**TINY_RESNET, "decoder_layout": "smp", "separable": False, "fusion": "sum"},
+    ),
     (
         "smp",
         {
