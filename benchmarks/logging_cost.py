@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 
 import lightning as L
@@ -31,21 +30,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ProcessPeak, fmt, print_table, ratio, ratio_interval  # noqa: E402
+from framework_overhead import EpochTimer  # noqa: E402
 
 from seglit.module import SegmentationModule  # noqa: E402
-
-
-class EpochTimer(L.Callback):
-    """Wall-clock time of every training epoch, validation included."""
-
-    def __init__(self) -> None:
-        self.marks: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: D102
-        self.marks.append(time.perf_counter())
-
-    def on_train_end(self, trainer, pl_module) -> None:  # noqa: D102
-        self.marks.append(time.perf_counter())
 
 
 class LoggingOnly(L.LightningModule):
@@ -101,8 +88,7 @@ def run(path: str, args: argparse.Namespace, root: str) -> list[float]:
         limit_val_batches=1,
     )
     trainer.fit(LoggingOnly(path, args.classes), data, data)
-    epochs = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
-    return epochs[1:]
+    return timer.epochs[1:]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,9 +101,11 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        # The shortcut after the main branch, as torchvision: the same op order gives the
+        # same backward order, so the same transient memory peak.
+        identity = x if self.downsample is None else self.downsample(x)
         out += identity  # in place, as torchvision: one activation-sized allocation less
         return self.relu(out)
 
@@ -134,10 +136,10 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)  # as BasicBlock
         out += identity  # in place, as torchvision: one activation-sized allocation less
         return self.relu(out)
 

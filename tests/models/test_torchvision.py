@@ -53,3 +53,34 @@ def test_from_torchvision_matches(factory, aux: bool, cls: type) -> None:
 def test_from_torchvision_rejects_other_models() -> None:
     with pytest.raises(ValueError, match="fcn_resnet50"):
         from_torchvision(torch.nn.Conv2d(3, 3, 1))
+
+
+class _OpRecorder(torch.overrides.TorchFunctionMode):
+    """Records the name of every torch function a forward calls, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_resnet_backbone_runs_torchvisions_ops_in_torchvisions_order(name: str) -> None:
+    """Same op order, so autograd runs backward in the same order: the same memory peak."""
+    import torchvision.models as tvm
+
+    from seglit.models.backbones import ResNetBackbone
+
+    ours = ResNetBackbone(name, output_stride=32)
+    tv = getattr(tvm, name)(weights=None)
+    x = torch.randn(2, 3, 64, 64)
+    with _OpRecorder() as seglit_ops:
+        ours(x)
+    with _OpRecorder() as tv_ops:
+        y = tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))
+        for layer in (tv.layer1, tv.layer2, tv.layer3, tv.layer4):
+            y = layer(y)
+    assert seglit_ops.names == tv_ops.names
