@@ -279,6 +279,16 @@ def interleaved(
     return results
 
 
+def warm_median_mib(peaks: Sequence[int]) -> float | None:
+    """Median of per-run peaks in MiB, leaving out the first run when there are more.
+
+    The first run in a process pays one-off imports and caches.
+    """
+    if not peaks:
+        return None
+    return statistics.median(peaks[1:] or peaks) / 2**20
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     """``a / b``, or ``None`` when either is unknown or ``b`` is zero."""
     if a is None or b is None or b == 0:

@@ -41,7 +41,14 @@ import yaml
 from lightning.pytorch import Callback, seed_everything
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ProcessPeak, fmt, print_table, ratio, ratio_interval  # noqa: E402
+from common import (  # noqa: E402
+    ProcessPeak,
+    fmt,
+    print_table,
+    ratio,
+    ratio_interval,
+    warm_median_mib,
+)
 
 SEED = 0
 
@@ -238,8 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(times['seglit'])} epochs per side ({args.rounds} interleaved runs, "
         "first epoch of each dropped)"
     )
-    # the first run of each side pays one-off imports and caches: left out when there are more
-    peak = {side: statistics.median(p[1:] or p) / 2**20 if p else None for side, p in peaks.items()}
+    peak = {side: warm_median_mib(p) for side, p in peaks.items()}
     print_table(
         ["path", "median epoch s", "min s", "max s", "peak MiB (run)"],
         [

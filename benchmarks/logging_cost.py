@@ -29,7 +29,14 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ProcessPeak, fmt, print_table, ratio, ratio_interval  # noqa: E402
+from common import (  # noqa: E402
+    ProcessPeak,
+    fmt,
+    print_table,
+    ratio,
+    ratio_interval,
+    warm_median_mib,
+)
 from framework_overhead import EpochTimer  # noqa: E402
 
 from seglit.module import SegmentationModule  # noqa: E402
@@ -121,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         f"logging {args.classes} per-class values, CSV logger; median of "
         f"{len(times['seglit'])} epochs per path ({args.rounds} interleaved runs)"
     )
-    # the first run of each side pays one-off imports and caches: left out when there are more
-    peak = {path: statistics.median(p[1:] or p) / 2**20 if p else None for path, p in peaks.items()}
+    peak = {path: warm_median_mib(p) for path, p in peaks.items()}
     print_table(
         ["path", "median epoch ms", "min ms", "max ms", "peak MiB (run)"],
         [

@@ -219,11 +219,11 @@ def test_val_loss_is_the_dataset_level_mean_over_labelled_pixels(synthetic_root)
     assert result["val/loss"] == pytest.approx(total / count, rel=1e-5)
 
 
-def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root):
+def _csv_trainer(tmp_path) -> L.Trainer:
+    """Two epochs logging every 2 steps to a CSV file (read back with :func:`_csv_rows`)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
-    trainer = L.Trainer(
+    return L.Trainer(
         max_epochs=2,
         accelerator="cpu",
         logger=CSVLogger(tmp_path, name="csv", version=0),
@@ -234,10 +234,20 @@ def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, datamodule=_datamodule(synthetic_root))  # 4 steps per epoch
+
+
+def _csv_rows(tmp_path) -> list[dict[str, str]]:
     import csv
 
-    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root):
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
+    trainer = _csv_trainer(tmp_path)
+    trainer.fit(module, datamodule=_datamodule(synthetic_root))  # 4 steps per epoch
+    rows = _csv_rows(tmp_path)
     lrs = {int(r["step"]): float(r["lr"]) for r in rows if r.get("lr")}
     # on the steps the logger receives, with the rate that step used: PolyLR(power 0.9)
     # over 8 steps from the default 0.01
@@ -249,25 +259,11 @@ def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root
 
 
 def test_per_class_iou_reaches_the_logger_with_the_validation_step(tmp_path, synthetic_root):
-    import csv
-
-    from lightning.pytorch.loggers import CSVLogger
-
     module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=CSVLogger(tmp_path, name="csv", version=0),
-        log_every_n_steps=2,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        use_distributed_sampler=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = _csv_trainer(tmp_path)
     datamodule = _datamodule(synthetic_root)
     trainer.fit(module, datamodule=datamodule)  # 4 steps per epoch
-    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    rows = _csv_rows(tmp_path)
     miou_steps = [int(r["step"]) for r in rows if r.get("val/mIoU")]
     assert miou_steps == [3, 7]
     per_class = [r for r in rows if any(k.startswith("val/IoU/") and r[k] for k in r)]
