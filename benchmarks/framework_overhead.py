@@ -10,17 +10,27 @@ Both run validation after every epoch (forward, loss, argmax, ``SegmentationMetr
 update and compute) and both write one checkpoint per epoch (model, optimizer and
 schedule state), so the only difference is the framework.
 
-An epoch is timed from the start of its training batches to the start of the next epoch
-(the last one: to the end of training), so it includes validation, logging and
-checkpointing. The first epoch of every run is warm-up and dropped; runs of the two sides
-alternate (seglit, raw, raw, seglit, ...). Progress bar and model summary are off on the
-seglit side (terminal niceties, not training work). The peak memory of every run (the
-process's resident memory above what it held before the run: ``common.ProcessPeak``) is
-reported as the median over the runs of each side but the first (one-off imports and
-caches).
+Time is measured in **paired epochs**: inside every ``seglit fit`` run, just before each
+of its training epochs, one epoch of the raw loop runs in the same process (from a
+callback, untimed for seglit). A seglit epoch is timed from the start of its training
+batches to the start of the next epoch (the last one: to the end of training), so it
+includes validation, logging and checkpointing; the raw epoch next to it is timed the same
+way. Pairs run seconds apart, so the machine's slow drifts (other tenants, clocks) hit
+both sides alike. The first pair of every run is warm-up and dropped.
 
-    python benchmarks/framework_overhead.py            # 4 rounds x 6 epochs, 64 images (~1.5 min)
-    python benchmarks/framework_overhead.py --quick    # 2 rounds x 3 epochs (< 3 min, 2 cores)
+A third side, **Lightning alone** (:class:`BareModule`: the raw loop's training and
+validation as the smallest LightningModule, no logging, no seglit callbacks, Lightning's
+``ModelCheckpoint`` writing ``last.ckpt``), is paired with the raw loop the same way in
+runs of its own, alternating with seglit's. It splits the overhead into Lightning's own
+loop and what seglit adds on top (the ratio of the two paired ratios).
+
+Peak memory is measured in separate runs of each side (alternating, after the timed ones):
+the process's resident memory above what it held before the run (``common.ProcessPeak``),
+the median over the runs of each side but the first. Progress bar and model summary are
+off on the seglit side (terminal niceties, not training work).
+
+    python benchmarks/framework_overhead.py            # 4 runs x 7 paired epochs each (~4 min)
+    python benchmarks/framework_overhead.py --quick    # 2 runs x 3 paired epochs (< 3 min, 2 cores)
     python benchmarks/framework_overhead.py --set checkpoint.save_last=link  # try a setting
 """
 
@@ -33,12 +43,14 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import yaml
-from lightning.pytorch import Callback, seed_everything
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
@@ -54,21 +66,34 @@ SEED = 0
 
 
 class EpochTimer(Callback):
-    """Records wall-clock time at every train-epoch start and at the end of training."""
+    """Records the wall-clock seconds of every training epoch of a fit.
 
-    def __init__(self) -> None:
-        self.marks: list[float] = []
+    An epoch runs from its ``on_train_epoch_start`` to the next one (the last: to
+    ``on_train_end``), so its validation, logging and checkpointing are inside it.
+
+    Args:
+        before_epoch: Called at every epoch start before the epoch's clock starts (so its
+            time is in no epoch); the raw loop's paired epochs run here.
+    """
+
+    def __init__(self, before_epoch: Callable[[], None] | None = None) -> None:
+        self.before_epoch = before_epoch
+        self.epochs: list[float] = []
+        self._start: float | None = None
+
+    def _end_epoch(self) -> None:
+        if self._start is not None:
+            self.epochs.append(time.perf_counter() - self._start)
+            self._start = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: D102
-        self.marks.append(time.perf_counter())
+        self._end_epoch()
+        if self.before_epoch is not None:
+            self.before_epoch()
+        self._start = time.perf_counter()
 
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: D102
-        self.marks.append(time.perf_counter())
-
-    @property
-    def epochs(self) -> list[float]:
-        """Seconds of every epoch, in order."""
-        return [b - a for a, b in zip(self.marks, self.marks[1:])]
+        self._end_epoch()
 
 
 def data_args(args: argparse.Namespace, root: Path) -> dict:
@@ -86,7 +111,9 @@ def net_args(args: argparse.Namespace) -> dict:
     return {"base_width": args.base_width, "depth": args.depth}
 
 
-def run_seglit(args: argparse.Namespace, root: Path, workdir: Path) -> list[float]:
+def run_seglit(
+    args: argparse.Namespace, root: Path, workdir: Path, timer: EpochTimer | None = None
+) -> list[float]:
     """One ``seglit fit`` run of ``args.epochs`` epochs; returns the epoch times."""
     from seglit.cli import SeglitCLI
 
@@ -117,43 +144,52 @@ def run_seglit(args: argparse.Namespace, root: Path, workdir: Path) -> list[floa
         node[leaf] = value
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    timer = EpochTimer()
+    timer = timer or EpochTimer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice (workers, log interval) is noise here
         SeglitCLI(args=["fit", "--config", str(path)], trainer_defaults={"callbacks": [timer]})
     return timer.epochs
 
 
-def run_raw(args: argparse.Namespace, root: Path) -> list[float]:
-    """The same training and validation as a plain loop; returns the epoch times."""
-    from seglit.data import SyntheticVOCDataModule
-    from seglit.metrics import SegmentationMetrics
-    from seglit.models import UNet
-    from seglit.optim import PolyLR, default_sgd
+class RawLoop:
+    """The same training and validation as a plain PyTorch loop, one epoch per call."""
 
-    seed_everything(SEED, verbose=False)
-    data = SyntheticVOCDataModule(**data_args(args, root))
-    data.prepare_data()
-    data.setup("fit")
-    net = UNet(data.num_classes, **net_args(args))
-    train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
-    optimizer = default_sgd([p for p in net.parameters() if p.requires_grad])
-    scheduler = PolyLR(optimizer, power=0.9, total_iters=args.epochs * len(train_loader))
-    metrics = SegmentationMetrics(data.num_classes, ignore_index=255)
-    times = []
-    for epoch in range(args.epochs):
+    def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        from seglit.data import SyntheticVOCDataModule
+        from seglit.metrics import SegmentationMetrics
+        from seglit.models import UNet
+        from seglit.optim import PolyLR, default_sgd
+
+        seed_everything(SEED, verbose=False)
+        data = SyntheticVOCDataModule(**data_args(args, root))
+        data.prepare_data()
+        data.setup("fit")
+        self.checkpoint_path = root / "raw_last.pt"
+        self.net = UNet(data.num_classes, **net_args(args))
+        self.train_loader, self.val_loader = data.train_dataloader(), data.val_dataloader()
+        self.optimizer = default_sgd([p for p in self.net.parameters() if p.requires_grad])
+        self.scheduler = PolyLR(
+            self.optimizer, power=0.9, total_iters=args.epochs * len(self.train_loader)
+        )
+        self.metrics = SegmentationMetrics(data.num_classes, ignore_index=255)
+        self.epoch = 0
+
+    def run_epoch(self) -> float:
+        """Train one epoch, validate, write the checkpoint; returns the seconds it took."""
         start = time.perf_counter()
+        net, optimizer, scheduler, metrics = self.net, self.optimizer, self.scheduler, self.metrics
         net.train()
-        for batch in train_loader:
-            loss = F.cross_entropy(net(batch["image"]), batch["mask"], ignore_index=255)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+        with torch.enable_grad():
+            for batch in self.train_loader:
+                loss = F.cross_entropy(net(batch["image"]), batch["mask"], ignore_index=255)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
         net.eval()
         metrics.reset()
         with torch.no_grad():
-            for batch in val_loader:
+            for batch in self.val_loader:
                 masks = batch["mask"]
                 logits = net(batch["image"])
                 if logits.shape[-2:] != masks.shape[-2:]:
@@ -166,11 +202,100 @@ def run_raw(args: argparse.Namespace, root: Path) -> list[float]:
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
+            "epoch": self.epoch,
         }
-        torch.save(checkpoint, root / "raw_last.pt")
-        times.append(time.perf_counter() - start)
-    return times
+        torch.save(checkpoint, self.checkpoint_path)
+        self.epoch += 1
+        return time.perf_counter() - start
+
+
+def run_raw(args: argparse.Namespace, root: Path) -> list[float]:
+    """``args.epochs`` epochs of the raw loop alone; returns the epoch times."""
+    loop = RawLoop(args, root)
+    return [loop.run_epoch() for _ in range(args.epochs)]
+
+
+def run_paired(
+    framework: str, args: argparse.Namespace, root: Path, workdir: Path
+) -> dict[str, list[float]]:
+    """One fit (``seglit`` or ``lightning``) with a raw-loop epoch just before each epoch.
+
+    Returns:
+        The epoch times of the framework and of ``raw``; index k of one is paired with index
+        k of the other.
+    """
+    loop = RawLoop(args, root)
+    raw: list[float] = []
+    timer = EpochTimer(before_epoch=lambda: raw.append(loop.run_epoch()))
+    fit = run_seglit if framework == "seglit" else run_bare
+    return {framework: fit(args, root, workdir, timer=timer), "raw": raw}
+
+
+class BareModule(LightningModule):
+    """The raw loop's training and validation as the smallest LightningModule.
+
+    No ``self.log``, no metrics in the module's state beyond ``SegmentationMetrics``, no
+    seglit callbacks: what Lightning's own loop costs, with nothing seglit adds.
+    """
+
+    def __init__(self, num_classes: int, args: argparse.Namespace) -> None:
+        super().__init__()
+        from seglit.metrics import SegmentationMetrics
+        from seglit.models import UNet
+
+        self.net = UNet(num_classes, **net_args(args))
+        self.metrics = SegmentationMetrics(num_classes, ignore_index=255)
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        return F.cross_entropy(self.net(batch["image"]), batch["mask"], ignore_index=255)
+
+    def validation_step(self, batch, batch_idx) -> None:  # noqa: D102
+        masks = batch["mask"]
+        logits = self.net(batch["image"])
+        if logits.shape[-2:] != masks.shape[-2:]:
+            logits = F.interpolate(logits, masks.shape[-2:], mode="bilinear")
+        F.cross_entropy(logits, masks, ignore_index=255)
+        self.metrics.update(logits.argmax(1), masks)
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        self.metrics.compute()
+        self.metrics.reset()
+
+    def configure_optimizers(self):  # noqa: D102
+        from seglit.optim import PolyLR, default_sgd
+
+        optimizer = default_sgd([p for p in self.net.parameters() if p.requires_grad])
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = PolyLR(optimizer, power=0.9, total_iters=total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def run_bare(
+    args: argparse.Namespace, root: Path, workdir: Path, timer: EpochTimer | None = None
+) -> list[float]:
+    """One fit of :class:`BareModule` (checkpoint: ``last.ckpt`` every epoch, as the raw loop)."""
+    from seglit.data import SyntheticVOCDataModule
+
+    timer = timer or EpochTimer()
+    data = SyntheticVOCDataModule(**data_args(args, root))
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=args.epochs,
+        logger=False,
+        callbacks=[timer, ModelCheckpoint(dirpath=workdir, save_top_k=0, save_last=True)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(workdir),
+    )
+    seed_everything(SEED, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(BareModule(data.num_classes, args), datamodule=data)
+    return timer.epochs
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -182,8 +307,13 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4, help="runs of each side")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per run (first dropped)")
+    parser.add_argument("--rounds", type=int, default=4, help="paired runs (seglit + raw)")
+    parser.add_argument(
+        "--epochs", type=int, default=7, help="paired epochs per run (first dropped)"
+    )
+    parser.add_argument(
+        "--memory-runs", type=int, default=2, help="separate 2-epoch runs of each side for memory"
+    )
     parser.add_argument("--num-train", type=int, default=64)
     parser.add_argument("--num-val", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -211,6 +341,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.rounds, args.epochs, args.num_train, args.num_val = 2, 3, 32, 8
     if args.epochs < 2:
         parser.error(f"--epochs must be >= 2 (the first is warm-up), got {args.epochs}")
+    if args.memory_runs < 0:
+        parser.error(f"--memory-runs must be >= 0, got {args.memory_runs}")
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     return args
@@ -220,44 +352,64 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    frameworks = ("seglit", "lightning")
     with tempfile.TemporaryDirectory(prefix="seglit-overhead-") as tmp:
         root = Path(tmp) / "data"
         from seglit.data import write_synthetic_voc
 
         write_synthetic_voc(root, num_train=args.num_train, num_val=args.num_val, seed=SEED)
-        times: dict[str, list[float]] = {"seglit": [], "raw": []}
-        peaks: dict[str, list[int]] = {"seglit": [], "raw": []}
+        # times[framework] = (its epochs, the raw epochs paired with them)
+        times: dict[str, tuple[list[float], list[float]]] = {f: ([], []) for f in frameworks}
         for i in range(args.rounds):
+            for framework in frameworks if i % 2 == 0 else frameworks[::-1]:
+                paired = run_paired(framework, args, root, Path(tmp) / f"{framework}{i}")
+                times[framework][0].extend(paired[framework][1:])  # drop the warm-up pair
+                times[framework][1].extend(paired["raw"][1:])
+        peaks: dict[str, list[int]] = {"seglit": [], "raw": []}
+        memory_args = argparse.Namespace(**{**vars(args), "epochs": 2})
+        for i in range(args.memory_runs):
             for side in ("seglit", "raw") if i % 2 == 0 else ("raw", "seglit"):
                 with ProcessPeak() as meter:
                     if side == "seglit":
-                        epochs = run_seglit(args, root, Path(tmp) / f"run{i}")
+                        run_seglit(memory_args, root, Path(tmp) / f"memory{i}")
                     else:
-                        epochs = run_raw(args, root)
-                times[side] += epochs[1:]  # drop the warm-up epoch
+                        run_raw(memory_args, root)
                 if meter.peak_bytes is not None:
                     peaks[side].append(meter.peak_bytes)
-    med = {side: statistics.median(t) for side, t in times.items()}
     print(
         f"one epoch: UNet(base_width={args.base_width}, depth={args.depth}), "
         f"{args.num_train} train / {args.num_val} val synthetic images, batch {args.batch_size}, "
-        f"crop {args.crop}, {torch.get_num_threads()} threads; median of "
-        f"{len(times['seglit'])} epochs per side ({args.rounds} interleaved runs, "
-        "first epoch of each dropped)"
+        f"crop {args.crop}, {torch.get_num_threads()} threads; {args.rounds} runs of "
+        f"{args.epochs} paired epochs per framework (first pair dropped); peak memory: "
+        f"{args.memory_runs} separate runs of each side"
     )
     peak = {side: warm_median_mib(p) for side, p in peaks.items()}
+    raw_all = times["seglit"][1] + times["lightning"][1]
+    rows = [
+        ["seglit fit", times["seglit"][0], peak["seglit"]],
+        ["Lightning alone (BareModule)", times["lightning"][0], None],
+        ["raw loop", raw_all, peak["raw"]],
+    ]
     print_table(
         ["path", "median epoch s", "min s", "max s", "peak MiB (run)"],
         [
-            [side, fmt(med[side]), fmt(min(t)), fmt(max(t)), fmt(peak[side], ".1f")]
-            for side, t in times.items()
+            [name, fmt(statistics.median(t)), fmt(min(t)), fmt(max(t)), fmt(mib, ".1f")]
+            for name, t, mib in rows
         ],
     )
-    # epoch k of run i of one side is paired with epoch k of run i of the other
-    low, high = ratio_interval(times["seglit"], times["raw"])
+    ratios = {}
+    for framework, label in (("seglit", "seglit fit"), ("lightning", "Lightning alone")):
+        mine, raw = times[framework]
+        ratios[framework] = ratio(statistics.median(mine), statistics.median(raw))
+        low, high = ratio_interval(mine, raw)
+        goal = "  (goal <= 1.05)" if framework == "seglit" else ""
+        print(
+            f"ratio ({label} / raw loop): {fmt(ratios[framework])}  95% CI {low:.3f}-{high:.3f} "
+            f"(bootstrap over paired epochs){goal}"
+        )
     print(
-        f"ratio (seglit fit / raw loop): {fmt(ratio(med['seglit'], med['raw']))}  "
-        f"95% CI {low:.3f}-{high:.3f} (bootstrap over paired epochs)  (goal <= 1.05)"
+        "ratio (seglit fit / Lightning alone, what seglit adds to Lightning): "
+        f"{fmt(ratio(ratios['seglit'], ratios['lightning']))}"
     )
     print(
         f"mem ratio (seglit fit / raw loop, peak resident memory of a run): "

@@ -67,3 +67,54 @@ def test_two_cpu_processes_score_the_odd_val_set_like_one(
     assert len(set(two["image_names"])) == 5  # none scored twice
     assert two["confmat"] == one["confmat"]
     assert two["mIoU"] == one["mIoU"]
+
+
+LOSS_RECORDER = '''
+import json
+from pathlib import Path
+
+import lightning as L
+
+
+class LossRecorder(L.Callback):
+    """Writes every training batch's loss of this rank to rank<N>.json at the end."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+    def on_train_end(self, trainer, pl_module):
+        (self.path / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.losses))
+'''
+
+
+@pytest.mark.timeout(600)
+def test_two_cpu_processes_log_the_epoch_training_loss_over_both(
+    tmp_path, synthetic_root, tiny_config
+):
+    (tmp_path / "loss_recorder.py").write_text(LOSS_RECORDER)  # importable: cwd of `-m`
+    config = tiny_config(synthetic_root, tmp_path / "out", devices=2, strategy="ddp")
+    config["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(tmp_path), "name": "csv", "version": 0},
+    }
+    config["trainer"]["log_every_n_steps"] = 1
+    config["trainer"]["callbacks"] = [
+        {"class_path": "loss_recorder.LossRecorder", "init_args": {"path": str(tmp_path)}}
+    ]
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    _run([sys.executable, "-m", "seglit", "fit", "--config", str(tmp_path / "fit.yaml")], tmp_path)
+
+    losses = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [len(x) for x in losses] == [2, 2]  # 16 images: 8 per process, batches of 4
+    import csv
+
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    (epoch_loss,) = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    every = losses[0] + losses[1]
+    assert epoch_loss == pytest.approx(sum(every) / len(every), rel=1e-6)
+    assert epoch_loss != pytest.approx(sum(losses[0]) / 2, rel=1e-6)  # not rank 0's alone

@@ -243,19 +243,40 @@ def _csv_rows(tmp_path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+class RecordLosses(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
 def test_loss_and_learning_rate_curves_reach_the_logger(tmp_path, synthetic_root):
     module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
     trainer = _csv_trainer(tmp_path)
+    recorder = RecordLosses()
+    trainer.callbacks.append(recorder)
     trainer.fit(module, datamodule=_datamodule(synthetic_root))  # 4 steps per epoch
     rows = _csv_rows(tmp_path)
+    losses = recorder.losses
+    assert len(losses) == 8
+    # the step loss on Lightning's logging steps (every 2nd), with that step's value
+    step_losses = {
+        int(r["step"]): float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")
+    }
+    assert sorted(step_losses) == [1, 3, 5, 7]
+    for step, value in step_losses.items():
+        assert value == pytest.approx(losses[step], rel=1e-6)
+    # the epoch mean over every step of the epoch (equal batches of 4)
+    epoch_losses = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    assert epoch_losses == pytest.approx([sum(losses[:4]) / 4, sum(losses[4:]) / 4], rel=1e-6)
+    assert trainer.callback_metrics["train/loss_epoch"] == pytest.approx(epoch_losses[-1])
     lrs = {int(r["step"]): float(r["lr"]) for r in rows if r.get("lr")}
     # on the steps the logger receives, with the rate that step used: PolyLR(power 0.9)
     # over 8 steps from the default 0.01
     assert sorted(lrs) == [1, 3, 5, 7]
     for step, lr in lrs.items():
         assert lr == pytest.approx(0.01 * (1 - step / 8) ** 0.9)
-    assert any(r.get("train/loss_step") for r in rows)
-    assert sum(1 for r in rows if r.get("train/loss_epoch")) == 2
 
 
 def test_per_class_iou_reaches_the_logger_with_the_validation_step(tmp_path, synthetic_root):
