@@ -151,6 +151,24 @@ def run_seglit(
     return timer.epochs
 
 
+def train_loss(net: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """The training loss of one batch (raw loop and ``BareModule``)."""
+    return F.cross_entropy(net(batch["image"]), batch["mask"], ignore_index=255)
+
+
+def score_batch(net: torch.nn.Module, batch: dict, metrics) -> None:
+    """The validation work of one batch (raw loop and ``BareModule``).
+
+    Forward, logits at the label's size, loss, argmax and metric update.
+    """
+    masks = batch["mask"]
+    logits = net(batch["image"])
+    if logits.shape[-2:] != masks.shape[-2:]:
+        logits = F.interpolate(logits, masks.shape[-2:], mode="bilinear")
+    F.cross_entropy(logits, masks, ignore_index=255)
+    metrics.update(logits.argmax(1), masks)
+
+
 class RawLoop:
     """The same training and validation as a plain PyTorch loop, one epoch per call."""
 
@@ -181,7 +199,7 @@ class RawLoop:
         net.train()
         with torch.enable_grad():
             for batch in self.train_loader:
-                loss = F.cross_entropy(net(batch["image"]), batch["mask"], ignore_index=255)
+                loss = train_loss(net, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -190,12 +208,7 @@ class RawLoop:
         metrics.reset()
         with torch.no_grad():
             for batch in self.val_loader:
-                masks = batch["mask"]
-                logits = net(batch["image"])
-                if logits.shape[-2:] != masks.shape[-2:]:
-                    logits = F.interpolate(logits, masks.shape[-2:], mode="bilinear")
-                F.cross_entropy(logits, masks, ignore_index=255)
-                metrics.update(logits.argmax(1), masks)
+                score_batch(net, batch, metrics)
         metrics.compute()
         # A real loop checkpoints every epoch too (seglit writes last.ckpt each epoch).
         checkpoint = {
@@ -247,15 +260,10 @@ class BareModule(LightningModule):
         self.metrics = SegmentationMetrics(num_classes, ignore_index=255)
 
     def training_step(self, batch, batch_idx):  # noqa: D102
-        return F.cross_entropy(self.net(batch["image"]), batch["mask"], ignore_index=255)
+        return train_loss(self.net, batch)
 
     def validation_step(self, batch, batch_idx) -> None:  # noqa: D102
-        masks = batch["mask"]
-        logits = self.net(batch["image"])
-        if logits.shape[-2:] != masks.shape[-2:]:
-            logits = F.interpolate(logits, masks.shape[-2:], mode="bilinear")
-        F.cross_entropy(logits, masks, ignore_index=255)
-        self.metrics.update(logits.argmax(1), masks)
+        score_batch(self.net, batch, self.metrics)
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         self.metrics.compute()

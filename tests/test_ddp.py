@@ -6,6 +6,7 @@ The 2-process validation is launched both by Lightning's own launcher
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -110,8 +111,6 @@ def test_two_cpu_processes_log_the_epoch_training_loss_over_both(
 
     losses = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [len(x) for x in losses] == [2, 2]  # 16 images: 8 per process, batches of 4
-    import csv
-
     with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     (epoch_loss,) = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
