@@ -116,7 +116,7 @@ class SegmentationModule(L.LightningModule):
         self._loss_sum = torch.zeros((), dtype=torch.float64)
         self._loss_weight = torch.zeros((), dtype=torch.float64)
         self._train_loss_sum = torch.zeros((), dtype=torch.float64)
-        self._train_loss_count = 0
+        self._train_loss_weight = torch.zeros((), dtype=torch.float64)
         self.last_eval: dict[str, Any] | None = None
         """Metrics of the last finished validation/test epoch (read by callbacks)."""
         if channels_last:
@@ -161,7 +161,7 @@ class SegmentationModule(L.LightningModule):
         # The epoch mean is kept here (no host sync) rather than by self.log(on_epoch=True),
         # which costs ~1 ms a step in Lightning's result collection (docs/performance.md).
         self._train_loss_sum += loss.detach().double() * batch_size
-        self._train_loss_count += batch_size
+        self._train_loss_weight += batch_size
         if self._is_logging_step():
             self.log(
                 "train/loss_step", loss.detach(), prog_bar=True, batch_size=batch_size, on_step=True
@@ -177,18 +177,18 @@ class SegmentationModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:  # noqa: D102
         self._train_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._train_loss_count = 0
+        self._train_loss_weight = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def on_train_epoch_end(self) -> None:
         """Log ``train/loss_epoch``: the mean training loss per image over every rank."""
-        totals = self.trainer.strategy.reduce(
-            torch.stack(
-                [self._train_loss_sum, self._train_loss_sum.new_tensor(self._train_loss_count)]
-            ),
-            reduce_op="sum",
-        )
-        if totals[1] > 0:
-            self.log("train/loss_epoch", (totals[0] / totals[1]).float(), prog_bar=True)
+        mean = self._mean_over_processes(self._train_loss_sum, self._train_loss_weight)
+        if mean is not None:
+            self.log("train/loss_epoch", mean, prog_bar=True)
+
+    def _mean_over_processes(self, total: Tensor, weight: Tensor) -> Tensor | None:
+        """``sum(total) / sum(weight)`` over every process (one reduce); None if no weight."""
+        totals = self.trainer.strategy.reduce(torch.stack([total, weight]), reduce_op="sum")
+        return (totals[0] / totals[1]).float() if totals[1] > 0 else None
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Build the optimizer (see :meth:`build_optimizer`) and the per-step LR schedule."""
@@ -299,14 +299,12 @@ class SegmentationModule(L.LightningModule):
         result = metrics.compute()
         metrics.reset()
         names, confmats = self._gather_image_confmats()
-        totals = self.trainer.strategy.reduce(
-            torch.stack([self._loss_sum, self._loss_weight]), reduce_op="sum"
-        )
+        loss = self._mean_over_processes(self._loss_sum, self._loss_weight)
         self._reset_eval_state()
         if self.trainer.sanity_checking:
             return
-        if totals[1] > 0:
-            self.log(f"{stage}/loss", (totals[0] / totals[1]).float(), sync_dist=False)
+        if loss is not None:
+            self.log(f"{stage}/loss", loss, sync_dist=False)
         logged = {
             f"{stage}/acc": result["acc"],
             f"{stage}/mAcc": result["mAcc"],
