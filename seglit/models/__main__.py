@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -18,28 +19,40 @@ from collections.abc import Sequence
 import torch
 import yaml
 
-from seglit.models.registry import MODELS, build_model, describe_model
+from seglit.models.card import describe_model
+from seglit.models.registry import build_model, list_models, model_knobs, model_spec
 
 
-def _knobs(cls: type) -> list[str]:
-    sig = inspect.signature(cls.__init__)
-    hints = typing.get_type_hints(cls.__init__)
+def _knobs(name: str) -> list[str]:
+    hints = typing.get_type_hints(model_spec(name).cls.__init__)
     lines = []
-    for name, p in sig.parameters.items():
-        if name in ("self", "num_classes"):
-            continue
-        ann = inspect.formatannotation(hints.get(name, p.annotation))
-        lines.append(f"    {name}: {ann} = {p.default!r}")
+    for knob, p in model_knobs(name).items():
+        ann = inspect.formatannotation(hints.get(knob, p.annotation))
+        lines.append(f"    {knob}: {ann} = {p.default!r}")
     return lines
 
 
 def list_text() -> str:
     """Text listing every model and its knobs."""
     out = []
-    for name, cls in MODELS.items():
-        out.append(f"{name}  (seglit.models.{cls.__name__})")
-        out += _knobs(cls)
+    for name in list_models():
+        out.append(f"{name}  (seglit.models.{model_spec(name).cls.__name__})")
+        out += _knobs(name)
     return "\n".join(out)
+
+
+def card_text(card: dict) -> str:
+    """The model card as ``key: value`` lines (a global receptive field reads ``global``)."""
+    lines = []
+    for key, value in card.items():
+        if key == "gflops":
+            value = f"{value:.2f}"
+        elif key == "params":
+            value = f"{value:,} ({value / 1e6:.2f}M)"
+        elif key == "receptive_field" and value is None:
+            value = "global"
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines)
 
 
 def _parse_knobs(items: Sequence[str]) -> dict:
@@ -68,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list models and knobs (default)")
     desc = sub.add_parser("describe", help="model card of one configuration", allow_abbrev=False)
-    desc.add_argument("name", help=f"one of: {', '.join(MODELS)}")
+    desc.add_argument("name", help=f"one of: {', '.join(list_models())}")
     # knobs are spelled as in Python (--base_width), so both spellings are accepted here too
     desc.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=21)
     desc.add_argument(
@@ -96,17 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     card = describe_model(model, tuple(args.input_size))
     card = {"model": args.name, **kwargs, "input_size": list(args.input_size), **card}
-    if args.json:
-        print(json.dumps(card, default=list))
-    else:
-        for key, value in card.items():
-            if key == "gflops":
-                value = f"{value:.2f}"
-            elif key == "params":
-                value = f"{value:,} ({value / 1e6:.2f}M)"
-            print(f"{key}: {value}")
+    print(json.dumps(card, default=list) if args.json else card_text(card))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

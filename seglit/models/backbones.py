@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from seglit.models.blocks import check_choice
+from seglit.models.knobs import BackboneName, OutputStride, ResNetName, check_choice, choices
 
 RESNET_LAYERS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -28,8 +28,7 @@ RESNET_LAYERS = {
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
     "resnet101": ("bottleneck", (3, 4, 23, 3)),
 }
-BACKBONES = ("vgg16", *RESNET_LAYERS)
-OUTPUT_STRIDES = (8, 16, 32)
+assert tuple(RESNET_LAYERS) == choices(ResNetName)
 TORCHVISION_WEIGHTS = {
     "vgg16": "VGG16_Weights",
     "resnet18": "ResNet18_Weights",
@@ -174,8 +173,8 @@ class ResNetBackbone(nn.Module):
         stem_feature: bool = False,
     ) -> None:
         super().__init__()
-        check_choice("backbone", name, tuple(RESNET_LAYERS))
-        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        check_choice("backbone", name, ResNetName)
+        check_choice("output_stride", output_stride, OutputStride)
         check_width(width, pretrained)
         state = load_imagenet_state_dict(name) if pretrained else None  # fail before building
         kind, layers = RESNET_LAYERS[name]
@@ -288,7 +287,7 @@ class VGG16Backbone(nn.Module):
         pretrained: bool = False,
     ) -> None:
         super().__init__()
-        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        check_choice("output_stride", output_stride, OutputStride)
         check_width(width, pretrained)
         state = load_imagenet_state_dict("vgg16") if pretrained else None  # fail before building
         scale = 1.0 if width is None else width / 64
@@ -365,7 +364,7 @@ def build_backbone(
     vgg_pool: str = "2x2",
 ) -> nn.Module:
     """Build a backbone by name (``vgg16`` or ``resnet18/34/50/101``)."""
-    check_choice("backbone", name, BACKBONES)
+    check_choice("backbone", name, BackboneName)
     if name == "vgg16":
         if multi_grid is not None:
             raise ValueError("multi_grid applies to ResNet backbones only, not 'vgg16'")

@@ -1,59 +1,18 @@
 """Small building blocks shared by the model families.
 
 Upsampling (learned transposed convolution, fixed interpolation, resize + conv), fusion of
-two feature maps (sum or concat), depthwise-separable convolutions and input validation.
+two feature maps (sum or concat) and depthwise-separable convolutions.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-UpsampleMode = Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"]
-FusionMode = Literal["sum", "concat"]
-
-
-def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
-    """Raise a ValueError naming the knob and its valid values if ``value`` is not allowed.
-
-    Args:
-        name: Knob name, e.g. ``"fusion"``.
-        value: The value given.
-        choices: The valid values (a ``Literal`` type is also accepted).
-    """
-    if not isinstance(choices, (list, tuple)):
-        choices = get_args(choices)
-    if value not in choices:
-        valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"invalid {name}={value!r}; expected one of: {valid}")
-
-
-def check_num_classes(num_classes: int) -> None:
-    """Raise a ValueError unless ``num_classes`` is an int >= 1."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"invalid num_classes={num_classes!r}; expected an int >= 1")
-
-
-def check_input(x: Tensor, in_channels: int = 3) -> None:
-    """Validate a batch before it reaches any layer.
-
-    Args:
-        x: Input batch, expected (N, in_channels, H, W).
-        in_channels: Expected number of channels.
-
-    Raises:
-        ValueError: If ``x`` is not 4-D or has the wrong number of channels.
-    """
-    if not isinstance(x, Tensor) or x.ndim != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"expected a 4-D input (N, {in_channels}, H, W), got {shape}")
-    if x.shape[1] != in_channels:
-        raise ValueError(f"expected {in_channels} input channels, got {x.shape[1]}")
+from seglit.models.knobs import FusionMode, UpsampleMode, check_choice
 
 
 def align_to(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -264,8 +223,3 @@ class SeparableConv2d(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
-
-
-def make_divisible_width(width: int, scale: float) -> int:
-    """Scale a channel count, never below 1."""
-    return max(1, int(math.floor(width * scale + 0.5)))

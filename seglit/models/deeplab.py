@@ -15,26 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglit.models.backbones import BACKBONES, OUTPUT_STRIDES, RESNET_LAYERS, build_backbone
-from seglit.models.blocks import (
-    SeparableConv2d,
-    Upsample,
-    check_choice,
-    check_input,
-    check_num_classes,
-    conv_bn_relu,
-)
+from seglit.models.backbones import build_backbone
+from seglit.models.base import SegmentationModel
+from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu
 from seglit.models.heads import FCNHead
+from seglit.models.knobs import (
+    BackboneName,
+    FusionMode,
+    OutputStride,
+    ResNetName,
+    UpsampleMode,
+    check_choice,
+)
+from seglit.models.registry import register_model
 
-UPSAMPLES = ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
-FUSIONS = ("sum", "concat")
-DECODER_LAYOUTS = ("paper", "smp")
-RESNETS = tuple(RESNET_LAYERS)
-
-ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
-BackboneName = Literal["vgg16", "resnet18", "resnet34", "resnet50", "resnet101"]
-UpsampleName = Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"]
 DecoderLayout = Literal["paper", "smp"]
+TINY_RESNET = {"backbone": "resnet18", "backbone_width": 4}
 
 
 def _check_rates(name: str, rates: Sequence[int] | None) -> None:
@@ -49,10 +45,9 @@ def _scaled(channels: int, backbone_width: int | None) -> int:
     return channels if backbone_width is None else max(1, channels * backbone_width // 64)
 
 
-class _DeepLabBase(nn.Module):
+class _DeepLabBase(SegmentationModel):
     """Common forward: backbone -> ``_logits`` -> upsample to input (+ aux head)."""
 
-    backbone: nn.Module
     up_final: Upsample
     aux_classifier: nn.Module | None
 
@@ -63,7 +58,6 @@ class _DeepLabBase(nn.Module):
         self, num_classes: int, upsample: str, aux: bool, aux_key: str, final_scale: int = 0
     ) -> None:
         """Final upsampling (by ``final_scale``; 0 = the output stride) and the aux head."""
-        self.num_classes = num_classes
         self.output_stride = self.backbone.output_stride
         scale = final_scale or self.output_stride
         self.up_final = Upsample(num_classes, num_classes, scale, upsample, bilinear_init=True)
@@ -72,7 +66,7 @@ class _DeepLabBase(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux."""
-        check_input(x)
+        self.check_input(x)
         size = x.shape[-2:]
         feats = self.backbone(x)
         out = self.up_final(self._logits(feats), size)
@@ -96,6 +90,7 @@ def _vgg_fc_branch(in_ch: int, fc_ch: int, num_classes: int, dilation: int) -> n
     )
 
 
+@register_model("deeplabv1", tiny={"backbone_width": 4})
 class DeepLabV1(_DeepLabBase):
     """DeepLab v1 LargeFOV: VGG16 (3x3 pools, pool4/pool5 stride 1, conv5 dilation 2, output
     stride 8), fc6 = 3x3 conv with dilation 12 and 1024 channels, fc7 = 1x1 1024, fc8 = 1x1.
@@ -115,17 +110,14 @@ class DeepLabV1(_DeepLabBase):
         self,
         num_classes: int,
         pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 8,
+        output_stride: OutputStride = 8,
         fc6_dilation: int = 12,
         fc_channels: int = 1024,
-        upsample: UpsampleName = "bilinear",
+        upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
-        check_choice("upsample", upsample, UPSAMPLES)
+        super().__init__(num_classes)
         _check_rates("fc6_dilation", [fc6_dilation])
         self.backbone = build_backbone(
             "vgg16", output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
@@ -142,6 +134,7 @@ class DeepLabV1(_DeepLabBase):
         return self.classifier(feats["out"])
 
 
+@register_model("deeplabv2", tiny=TINY_RESNET)
 class DeepLabV2(_DeepLabBase):
     """DeepLab v2: ASPP with one branch per rate, fused by **summing the branch logits**.
 
@@ -165,16 +158,13 @@ class DeepLabV2(_DeepLabBase):
         num_classes: int,
         backbone: BackboneName = "resnet101",
         pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 8,
+        output_stride: OutputStride = 8,
         atrous_rates: tuple[int, ...] = (6, 12, 18, 24),
-        upsample: UpsampleName = "bilinear",
+        upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        check_choice("backbone", backbone, BACKBONES)
-        check_choice("upsample", upsample, UPSAMPLES)
+        super().__init__(num_classes)
         _check_rates("atrous_rates", atrous_rates)
         self.backbone = build_backbone(
             backbone, output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
@@ -286,6 +276,7 @@ class DeepLabHead(nn.Sequential):
         )
 
 
+@register_model("deeplabv3", tiny=TINY_RESNET)
 class DeepLabV3(_DeepLabBase):
     """DeepLab v3: dilated ResNet (output stride 8/16), multi-grid, ASPP with image pooling,
     branches **concatenated** + 1x1 projection, then 3x3 conv and 1x1 classifier.
@@ -311,20 +302,18 @@ class DeepLabV3(_DeepLabBase):
         num_classes: int,
         backbone: ResNetName = "resnet101",
         pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 16,
+        output_stride: OutputStride = 16,
         atrous_rates: tuple[int, ...] | None = None,
         multi_grid: tuple[int, ...] | None = (1, 2, 4),
         image_pooling: bool = True,
         separable: bool = False,
         aspp_channels: int | None = None,
-        upsample: UpsampleName = "bilinear",
+        upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        check_choice("backbone", backbone, RESNETS)
-        check_choice("upsample", upsample, UPSAMPLES)
+        super().__init__(num_classes)
+        check_choice("backbone", backbone, ResNetName)
         _check_rates("atrous_rates", atrous_rates)
         _check_rates("multi_grid", multi_grid)
         self.backbone = build_backbone(
@@ -345,6 +334,7 @@ class DeepLabV3(_DeepLabBase):
         return self.classifier(feats["out"])
 
 
+@register_model("deeplabv3plus", tiny=TINY_RESNET)
 class DeepLabV3Plus(_DeepLabBase):
     """DeepLab v3+: v3 encoder (ASPP output, no classifier) + a decoder that upsamples it x4
     to the stride-4 features, fuses them with the low-level features reduced to 48 channels
@@ -389,25 +379,23 @@ class DeepLabV3Plus(_DeepLabBase):
         num_classes: int,
         backbone: ResNetName = "resnet101",
         pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 16,
+        output_stride: OutputStride = 16,
         atrous_rates: tuple[int, ...] | None = None,
         multi_grid: tuple[int, ...] | None = None,
         image_pooling: bool = True,
         separable: bool = True,
-        fusion: Literal["sum", "concat"] = "concat",
+        fusion: FusionMode = "concat",
         low_level_channels: int = 48,
         aspp_channels: int | None = None,
-        upsample: UpsampleName = "bilinear",
+        upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
         decoder_layout: DecoderLayout = "paper",
     ) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        check_choice("backbone", backbone, RESNETS)
-        check_choice("upsample", upsample, UPSAMPLES)
-        check_choice("fusion", fusion, FUSIONS)
-        check_choice("decoder_layout", decoder_layout, DECODER_LAYOUTS)
+        super().__init__(num_classes)
+        check_choice("backbone", backbone, ResNetName)
+        check_choice("fusion", fusion, FusionMode)
+        check_choice("decoder_layout", decoder_layout, DecoderLayout)
         _check_rates("atrous_rates", atrous_rates)
         _check_rates("multi_grid", multi_grid)
         self.backbone = build_backbone(

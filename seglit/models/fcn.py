@@ -14,49 +14,64 @@ the finer map / input size.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from seglit.models.backbones import BACKBONES, OUTPUT_STRIDES, build_backbone
-from seglit.models.blocks import Fuse, Upsample, check_choice, check_input, check_num_classes
+from seglit.models.backbones import build_backbone
+from seglit.models.base import SegmentationModel
+from seglit.models.blocks import Fuse, Upsample
 from seglit.models.heads import FCNHead
+from seglit.models.knobs import BackboneName, FusionMode, OutputStride, UpsampleMode, check_choice
+from seglit.models.registry import register_model
 
-UPSAMPLES = ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
-FUSIONS = ("sum", "concat")
-HEADS = ("score", "fcn")
-
-BackboneName = Literal["vgg16", "resnet18", "resnet34", "resnet50", "resnet101"]
-UpsampleName = Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"]
+FCNHeadName = Literal["score", "fcn"]
+TINY = {"backbone": "vgg16", "backbone_width": 4}
 
 
-class _FCN(nn.Module):
-    """Shared implementation; ``skips`` is 0 (32s), 1 (16s) or 2 (8s)."""
+class FCN(SegmentationModel):
+    """Fully convolutional network; subclasses fix the number of skips (FCN-32s/16s/8s).
+
+    Args:
+        num_classes: Number of classes.
+        backbone: ``vgg16`` (fc6/fc7 as convs, the paper's) or ``resnet18/34/50/101``.
+        pretrained: Load ImageNet weights for the backbone (from the torch hub cache).
+        output_stride: 8, 16 or 32 (dilation replaces the last strides).
+        fusion: How a skip's scores are merged with the upsampled coarser scores: ``sum``
+            (the paper's) or ``concat`` + 1x1 conv initialised to the sum. FCN-32s has no
+            skips and refuses ``concat``.
+        upsample: ``transposed`` (kernel 2s, stride s), ``bilinear``, ``nearest_conv`` or
+            ``bilinear_conv``.
+        bilinear_init: Initialise transposed convs to bilinear interpolation (FCN).
+        head: ``score`` (1x1 conv, the paper's) or ``fcn`` (torchvision's 3x3+BN+ReLU+1x1).
+        aux: Add an auxiliary FCN head on the stride-16 stage (training output becomes
+            ``{"out", "aux"}``).
+        backbone_width: Scale the backbone down (first-stage width; ``None`` = standard).
+    """
+
+    skips: ClassVar[int] = 2
+    """Number of skip connections: 0 (32s), 1 (16s) or 2 (8s)."""
 
     def __init__(
         self,
         num_classes: int,
-        skips: int,
-        backbone: str,
-        pretrained: bool,
-        output_stride: int,
-        fusion: str,
-        upsample: str,
-        bilinear_init: bool,
-        head: str,
-        aux: bool,
-        backbone_width: int | None,
+        backbone: BackboneName = "vgg16",
+        pretrained: bool = False,
+        output_stride: OutputStride = 32,
+        fusion: FusionMode = "sum",
+        upsample: UpsampleMode = "transposed",
+        bilinear_init: bool = True,
+        head: FCNHeadName = "score",
+        aux: bool = False,
+        backbone_width: int | None = None,
     ) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        check_choice("backbone", backbone, BACKBONES)
-        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
-        check_choice("fusion", fusion, FUSIONS)
-        check_choice("upsample", upsample, UPSAMPLES)
-        check_choice("head", head, HEADS)
-        self.num_classes = num_classes
+        super().__init__(num_classes)
+        check_choice("head", head, FCNHeadName)
+        if self.skips == 0 and fusion != "sum":
+            raise ValueError(
+                f"invalid fusion={fusion!r}: {type(self).__name__} has no skips to fuse"
+            )
         self.aux = aux
-        self.skips = skips
         self.backbone = build_backbone(
             backbone, output_stride, pretrained, backbone_width, vgg_fc=True
         )
@@ -72,12 +87,12 @@ class _FCN(nn.Module):
             return Upsample(c, c, scale, upsample, bilinear_init=bilinear_init)
 
         stride = st["out"]
-        if skips >= 1:
+        if self.skips >= 1:
             self.score_pool4 = nn.Conv2d(ch["stride16"], c, 1)
             self.up_pool4 = up(stride // st["stride16"])
             self.fuse_pool4 = Fuse(c, fusion)
             stride = st["stride16"]
-        if skips >= 2:
+        if self.skips >= 2:
             self.score_pool3 = nn.Conv2d(ch["stride8"], c, 1)
             self.up_pool3 = up(stride // st["stride8"])
             self.fuse_pool3 = Fuse(c, fusion)
@@ -91,7 +106,7 @@ class _FCN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux."""
-        check_input(x)
+        self.check_input(x)
         size = x.shape[-2:]
         feats = self.backbone(x)
         score = self.classifier(feats["out"])
@@ -109,114 +124,22 @@ class _FCN(nn.Module):
         return out
 
 
-class FCN32s(_FCN):
-    """FCN-32s: score the last feature map and upsample x32 in one step.
+@register_model("fcn32s", tiny=TINY)
+class FCN32s(FCN):
+    """FCN-32s: score the last feature map and upsample x32 in one step (see :class:`FCN`)."""
 
-    Args:
-        num_classes: Number of classes.
-        backbone: ``vgg16`` (fc6/fc7 as convs, the paper's) or ``resnet18/34/50/101``.
-        pretrained: Load ImageNet weights for the backbone (from the torch hub cache).
-        output_stride: 8, 16 or 32 (dilation replaces the last strides).
-        upsample: ``transposed`` (kernel 2s, stride s), ``bilinear``, ``nearest_conv`` or
-            ``bilinear_conv``.
-        bilinear_init: Initialise transposed convs to bilinear interpolation (FCN).
-        head: ``score`` (1x1 conv, the paper's) or ``fcn`` (torchvision's 3x3+BN+ReLU+1x1).
-        aux: Add an auxiliary FCN head on the stride-16 stage (training output becomes
-            ``{"out", "aux"}``).
-        backbone_width: Scale the backbone down (first-stage width; ``None`` = standard).
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: BackboneName = "vgg16",
-        pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 32,
-        upsample: UpsampleName = "transposed",
-        bilinear_init: bool = True,
-        head: Literal["score", "fcn"] = "score",
-        aux: bool = False,
-        backbone_width: int | None = None,
-    ) -> None:
-        super().__init__(
-            num_classes,
-            0,
-            backbone,
-            pretrained,
-            output_stride,
-            "sum",
-            upsample,
-            bilinear_init,
-            head,
-            aux,
-            backbone_width,
-        )
+    skips = 0
 
 
-class FCN16s(_FCN):
-    """FCN-16s: FCN-32s scores upsampled x2 and fused with stride-16 scores, then x16.
+@register_model("fcn16s", tiny=TINY)
+class FCN16s(FCN):
+    """FCN-16s: FCN-32s scores upsampled x2 and fused with stride-16 scores, then x16."""
 
-    Args: as :class:`FCN32s`, plus ``fusion`` (``sum`` as in the paper, or ``concat`` +
-    1x1 conv initialised to the sum).
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: BackboneName = "vgg16",
-        pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 32,
-        fusion: Literal["sum", "concat"] = "sum",
-        upsample: UpsampleName = "transposed",
-        bilinear_init: bool = True,
-        head: Literal["score", "fcn"] = "score",
-        aux: bool = False,
-        backbone_width: int | None = None,
-    ) -> None:
-        super().__init__(
-            num_classes,
-            1,
-            backbone,
-            pretrained,
-            output_stride,
-            fusion,
-            upsample,
-            bilinear_init,
-            head,
-            aux,
-            backbone_width,
-        )
+    skips = 1
 
 
-class FCN8s(_FCN):
-    """FCN-8s: FCN-16s fused map upsampled x2 and fused with stride-8 scores, then x8.
+@register_model("fcn8s", tiny=TINY)
+class FCN8s(FCN):
+    """FCN-8s: FCN-16s fused map upsampled x2 and fused with stride-8 scores, then x8."""
 
-    Args: as :class:`FCN16s`.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: BackboneName = "vgg16",
-        pretrained: bool = False,
-        output_stride: Literal[8, 16, 32] = 32,
-        fusion: Literal["sum", "concat"] = "sum",
-        upsample: UpsampleName = "transposed",
-        bilinear_init: bool = True,
-        head: Literal["score", "fcn"] = "score",
-        aux: bool = False,
-        backbone_width: int | None = None,
-    ) -> None:
-        super().__init__(
-            num_classes,
-            2,
-            backbone,
-            pretrained,
-            output_stride,
-            fusion,
-            upsample,
-            bilinear_init,
-            head,
-            aux,
-            backbone_width,
-        )
+    skips = 2

@@ -1,43 +1,107 @@
-"""Model registry (``build_model`` / ``list_models``) and the model card (``describe_model``)."""
+"""The model registry: models register themselves where they are defined.
+
+.. code-block:: python
+
+    @register_model("fcn8s", tiny={"backbone": "vgg16", "backbone_width": 4})
+    class FCN8s(FCN): ...
+
+``tiny`` is a configuration that builds in milliseconds; the zoo tests
+(``tests/models/test_zoo.py``) run every registered model with it, and with every value of
+every ``Literal``/``bool`` knob of its signature, so a new model needs no test code.
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib
 import inspect
-import math
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-import torch
-from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
-from torch.utils.flop_counter import FlopCounterMode
-from torch.utils.weak import WeakTensorKeyDictionary
+from torch import nn
 
-from seglit.models.deeplab import DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus
-from seglit.models.fcn import FCN8s, FCN16s, FCN32s
-from seglit.models.smp import SMPModel
-from seglit.models.unet import ResNetUNet, UNet
+from seglit.models.base import check_contract
 
-MODELS: dict[str, type[nn.Module]] = {
-    "fcn32s": FCN32s,
-    "fcn16s": FCN16s,
-    "fcn8s": FCN8s,
-    "unet": UNet,
-    "unet_resnet": ResNetUNet,
-    "deeplabv1": DeepLabV1,
-    "deeplabv2": DeepLabV2,
-    "deeplabv3": DeepLabV3,
-    "deeplabv3plus": DeepLabV3Plus,
-    "smp": SMPModel,
-}
+ModelT = TypeVar("ModelT", bound=type[nn.Module])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes:
+        name: Registry name (lower case), e.g. ``"fcn8s"``.
+        cls: The model class; ``cls(num_classes, **knobs)`` builds it.
+        tiny: Knobs of a tiny configuration for tests (milliseconds to build and run).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    tiny: dict[str, Any] = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, tiny: dict[str, Any] | None = None) -> Callable[[ModelT], ModelT]:
+    """Class decorator that registers a model under ``name``.
+
+    Args:
+        name: Registry name (case-insensitive).
+        tiny: Knobs of a tiny configuration for the zoo tests.
+
+    Raises:
+        ValueError: ``name`` is already registered by another class.
+    """
+
+    def decorator(cls: ModelT) -> ModelT:
+        key = name.lower()
+        known = _MODELS.get(key)
+        if known is not None and known.cls.__qualname__ != cls.__qualname__:
+            raise ValueError(f"model name {key!r} is already registered by {known.cls.__name__}")
+        _MODELS[key] = ModelSpec(key, cls, dict(tiny or {}))
+        return cls
+
+    return decorator
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered model (for tests that register throwaway models)."""
+    _MODELS.pop(name.lower(), None)
+
+
+def _registry() -> dict[str, ModelSpec]:
+    importlib.import_module("seglit.models")  # the zoo's modules register on import
+    return _MODELS
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`build_model`."""
-    return list(MODELS)
+    """Names accepted by :func:`build_model`, in registration order."""
+    return list(_registry())
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name`` (case-insensitive).
+
+    Raises:
+        ValueError: Unknown name; the message lists the registered ones.
+    """
+    registry = _registry()
+    key = name.lower()
+    if key not in registry:
+        raise ValueError(f"unknown model {name!r}; expected one of: {', '.join(registry)}")
+    return registry[key]
+
+
+def model_knobs(name: str) -> dict[str, inspect.Parameter]:
+    """The model's keyword arguments (its knobs), without ``self`` and ``num_classes``."""
+    params = inspect.signature(model_spec(name).cls.__init__).parameters
+    return {k: p for k, p in params.items() if k not in ("self", "num_classes")}
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build a registered model.
+    """Build a registered model and check it follows the model contract.
 
     Args:
         name: One of :func:`list_models` (case-insensitive).
@@ -47,144 +111,24 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: Unknown model name, unknown knob, or invalid knob value.
     """
-    key = name.lower()
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of: {', '.join(MODELS)}")
-    cls = MODELS[key]
-    params = inspect.signature(cls.__init__).parameters
-    unknown = sorted((set(kwargs) - set(params)) | ({"self", "num_classes"} & set(kwargs)))
+    spec = model_spec(name)
+    knobs = model_knobs(name)
+    unknown = sorted(set(kwargs) - set(knobs))
     if unknown:
-        valid = [p for p in params if p not in ("self", "num_classes")]
         raise ValueError(
-            f"unknown argument(s) {unknown} for model {key!r}; valid: {', '.join(valid)}"
+            f"unknown argument(s) {unknown} for model {spec.name!r}; valid: {', '.join(knobs)}"
         )
-    return cls(num_classes, **kwargs)
+    model = spec.cls(num_classes, **copy.deepcopy(kwargs))
+    check_contract(model)
+    return model
 
 
-# ------------------------------------------------------------------------ receptive field
-
-
-class _ReceptiveFieldMode(TorchFunctionMode):
-    """Propagate (receptive field, jump) through every op of a forward pass.
-
-    Each tracked tensor carries the theoretical receptive field of its pixels (in input
-    pixels) and its jump (input pixels between adjacent pixels). Convs and pools add
-    ``(k - 1) * dilation * jump``; transposed convs add ``(ceil(k / s) - 1) * jump``; bilinear
-    resizing adds one jump; global pooling makes the field infinite; element-wise ops and
-    concatenation take the largest field of their inputs (the deepest path).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # keyed weakly by tensor: intermediate activations are freed as usual
-        self.info: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
-
-    def track(self, t: Tensor, rf: float, jump: float) -> None:
-        self.info[t] = (rf, jump)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        flat = list(args) + list(kwargs.values())
-        flat += [t for a in args if isinstance(a, (list, tuple)) for t in a]
-        ins = [t for t in flat if isinstance(t, Tensor) and t in self.info]
-        if not ins or not isinstance(out, Tensor):
-            return out
-        rf = max(self.info[t][0] for t in ins)
-        rf0, jump = self.info[ins[0]]
-        name = getattr(func, "__name__", "")
-
-        def arg(i: int, key: str, default: Any) -> Any:
-            if key in kwargs:
-                return kwargs[key]
-            return args[i] if len(args) > i else default
-
-        def first(v: Any) -> int:
-            return int(v[0] if isinstance(v, (tuple, list)) else v)
-
-        if name == "conv2d":
-            k = args[1].shape[-1]
-            rf = rf0 + (k - 1) * first(arg(5, "dilation", 1)) * jump
-            jump *= first(arg(3, "stride", 1))
-        elif name == "conv_transpose2d":
-            k, s = args[1].shape[-1], first(arg(3, "stride", 1))
-            rf = rf0 + (math.ceil(k / s) - 1) * jump
-            jump /= s
-        elif name in ("max_pool2d", "avg_pool2d", "_max_pool2d", "max_pool2d_with_indices"):
-            k = first(arg(1, "kernel_size", 1))
-            s = arg(2, "stride", None)
-            s = k if s is None or (isinstance(s, (list, tuple)) and len(s) == 0) else first(s)
-            d = first(arg(4, "dilation", 1)) if "max" in name else 1
-            rf = rf0 + (k - 1) * d * jump
-            jump *= s
-        elif name in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
-            if out.shape[-1] == 1 and out.shape[-2] == 1:
-                rf = math.inf
-        elif name == "interpolate" and out.ndim == 4:
-            mode = arg(3, "mode", "nearest")
-            if "linear" in mode or "cubic" in mode:
-                rf = rf0 + jump
-            jump = jump * ins[0].shape[-1] / out.shape[-1]
-        self.track(out, rf, jump)
-        return out
-
-
-def receptive_field(
-    model: nn.Module, input_size: tuple[int, int] = (64, 64), device: torch.device | str = "cpu"
-) -> int | None:
-    """Theoretical receptive field (input pixels) of an output pixel, or None if global.
-
-    Traced with a torch-function mode over one eval forward pass, so it works for any
-    model built from standard ops (branches take the deepest path).
-    """
-    mode = _ReceptiveFieldMode()
-    x = torch.zeros(1, 3, *input_size, device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), mode:
-            mode.track(x, 1.0, 1.0)
-            out = model(x)
-    finally:
-        model.train(was_training)
-    if not isinstance(out, Tensor) or out not in mode.info:
-        return None
-    rf = mode.info[out][0]
-    return None if math.isinf(rf) else int(round(rf))
-
-
-def describe_model(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -> dict:
-    """Model card: parameter count, GFLOPs, output stride and receptive field.
-
-    Args:
-        model: A seglit model (any (N, 3, H, W) -> (N, C, H, W) module works).
-        input_size: (H, W) of the 1x3xHxW input used to count FLOPs.
-            A model on the ``meta`` device is described without computing anything
-            (the CLI builds models that way, so even ResNet-101 at 1024x2048 is instant).
-
-    Returns:
-        ``{"params": int, "gflops": float, "output_stride": int | None,
-        "receptive_field": int | None}``; GFLOPs count a multiply-add as 2 FLOPs
-        (``torch.utils.flop_counter``); receptive field ``None`` means global (image
-        pooling).
-    """
-    params = sum(p.numel() for p in model.parameters())
-    device = next(iter(model.parameters()), torch.zeros(())).device
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            model(torch.zeros(1, 3, *input_size, device=device))
-    finally:
-        model.train(was_training)
-    stride = getattr(model, "output_stride", None)
-    return {
-        "params": int(params),
-        "gflops": counter.get_total_flops() / 1e9,
-        "output_stride": int(stride) if stride is not None else None,
-        "receptive_field": receptive_field(model, input_size, device),
-    }
-
-
-__all__ = ["MODELS", "build_model", "describe_model", "list_models", "receptive_field"]
+__all__ = [
+    "ModelSpec",
+    "build_model",
+    "list_models",
+    "model_knobs",
+    "model_spec",
+    "register_model",
+    "unregister_model",
+]

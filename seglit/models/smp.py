@@ -7,7 +7,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglit.models.blocks import check_choice, check_input, check_num_classes
+from seglit.models.base import SegmentationModel
+from seglit.models.knobs import check_choice
+from seglit.models.registry import register_model
 
 
 def smp_architectures() -> list[str]:
@@ -17,7 +19,15 @@ def smp_architectures() -> list[str]:
     return sorted(smp.MODEL_ARCHITECTURES_MAPPING)
 
 
-class SMPModel(nn.Module):
+@register_model(
+    "smp",
+    tiny={
+        "arch": "Unet",
+        "encoder": "mobilenet_v2",
+        "smp_kwargs": {"decoder_channels": [16, 8, 8, 4, 4]},
+    },
+)
+class SMPModel(SegmentationModel):
     """Any smp architecture and encoder by name, mapping (N, 3, H, W) to (N, C, H, W).
 
     Inputs of any size are zero-padded at the bottom/right to a multiple of the encoder's
@@ -41,15 +51,13 @@ class SMPModel(nn.Module):
         encoder_weights: str | None = None,
         smp_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes)
         import segmentation_models_pytorch as smp
 
-        check_num_classes(num_classes)
         check_choice("arch", arch.lower(), smp_architectures())
         encoders = smp.encoders.get_encoder_names()
         if not encoder.startswith("tu-"):
             check_choice("encoder", encoder, encoders)
-        self.num_classes = num_classes
         self.model = smp.create_model(
             arch,
             encoder_name=encoder,
@@ -62,12 +70,12 @@ class SMPModel(nn.Module):
 
     @property
     def backbone(self) -> nn.Module:
-        """The smp encoder (pretrained part)."""
+        """The smp encoder (the pretrained part)."""
         return self.model.encoder
 
     def forward(self, x: Tensor) -> Tensor:
         """Map (N, 3, H, W) to logits (N, C, H, W)."""
-        check_input(x)
+        self.check_input(x)
         h, w = x.shape[-2:]
         s = self.output_stride
         ph, pw = (-h) % s, (-w) % s

@@ -20,19 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seglit.models.backbones import ResNetBackbone
-from seglit.models.blocks import (
-    Upsample,
-    align_to,
-    check_choice,
-    check_input,
-    check_num_classes,
-    conv_bn_relu,
-)
+from seglit.models.base import SegmentationModel
+from seglit.models.blocks import Upsample, align_to, conv_bn_relu
+from seglit.models.knobs import FusionMode, ResNetName, UpsampleMode, check_choice
+from seglit.models.registry import register_model
 
-FUSIONS = ("sum", "concat")
-UPSAMPLES = ("transposed", "bilinear", "nearest_conv", "bilinear_conv")
-RESNET_UNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
-RESNET_UNET_UPSAMPLES = ("nearest", "bilinear", "transposed")
+ResNetUNetUpsample = Literal["nearest", "bilinear", "transposed"]
 # encoder features used as skips, deepest first; the last decoder stage has no skip
 RESNET_UNET_SKIPS = ("stride16", "stride8", "stride4", "stride2")
 
@@ -48,7 +41,8 @@ def double_conv(in_channels: int, out_channels: int, batch_norm: bool) -> nn.Seq
     return nn.Sequential(*layers)
 
 
-class UNet(nn.Module):
+@register_model("unet", tiny={"base_width": 4, "depth": 3})
+class UNet(SegmentationModel):
     """U-Net for semantic segmentation.
 
     Level ``i`` (0-based) has ``base_width * 2**i`` channels; ``depth`` levels means
@@ -79,27 +73,20 @@ class UNet(nn.Module):
         in_channels: int = 3,
         base_width: int = 64,
         depth: int = 5,
-        fusion: Literal["sum", "concat"] = "concat",
-        upsample: Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"] = (
-            "transposed"
-        ),
+        fusion: FusionMode = "concat",
+        upsample: UpsampleMode = "transposed",
         batch_norm: bool = True,
         upsample_kernel: int = 2,
     ) -> None:
-        super().__init__()
-        check_choice("fusion", fusion, FUSIONS)
-        check_choice("upsample", upsample, UPSAMPLES)
+        super().__init__(num_classes, in_channels)
+        check_choice("fusion", fusion, FusionMode)
         if upsample_kernel < 2:
             raise ValueError(f"invalid upsample_kernel={upsample_kernel!r}; expected an int >= 2")
         if depth < 2:
             raise ValueError(f"invalid depth={depth!r}; expected an int >= 2")
-        if num_classes < 1 or base_width < 1 or in_channels < 1:
-            raise ValueError(
-                "num_classes, base_width and in_channels must be >= 1, got "
-                f"{num_classes}, {base_width}, {in_channels}"
-            )
-        self.num_classes = num_classes
-        self.in_channels = in_channels
+        if base_width < 1:
+            raise ValueError(f"invalid base_width={base_width!r}; expected an int >= 1")
+        self.backbone = None  # trained from scratch: no pretrainable part
         self.depth = depth
         self.fusion = fusion
         self.output_stride = 2 ** (depth - 1)
@@ -121,7 +108,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map (N, in_channels, H, W) to logits (N, num_classes, H, W)."""
-        check_input(x, self.in_channels)
+        self.check_input(x)
         min_size = 2 ** (self.depth - 1)
         if min(x.shape[-2:]) < min_size:
             raise ValueError(
@@ -183,7 +170,11 @@ class ResNetUNetBlock(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-class ResNetUNet(nn.Module):
+@register_model(
+    "unet_resnet",
+    tiny={"backbone": "resnet18", "backbone_width": 4, "decoder_channels": (16, 8, 8, 4, 4)},
+)
+class ResNetUNet(SegmentationModel):
     """U-Net with a ResNet encoder: smp's ``Unet(encoder_name="resnetXX")`` from seglit parts.
 
     With the defaults this is layer for layer the network of segmentation-models-pytorch 0.6
@@ -223,16 +214,14 @@ class ResNetUNet(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet34",
+        backbone: ResNetName = "resnet34",
         pretrained: bool = False,
         backbone_width: int | None = None,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-        upsample: Literal["nearest", "bilinear", "transposed"] = "nearest",
+        upsample: ResNetUNetUpsample = "nearest",
     ) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        check_choice("backbone", backbone, RESNET_UNET_BACKBONES)
-        check_choice("upsample", upsample, RESNET_UNET_UPSAMPLES)
+        super().__init__(num_classes)
+        check_choice("upsample", upsample, ResNetUNetUpsample)
         decoder_channels = tuple(decoder_channels)
         if len(decoder_channels) != 5 or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in decoder_channels
@@ -241,7 +230,6 @@ class ResNetUNet(nn.Module):
                 f"invalid decoder_channels={decoder_channels!r}; expected 5 positive ints, "
                 "one per decoder stage, deepest first, e.g. (256, 128, 64, 32, 16)"
             )
-        self.num_classes = num_classes
         self.output_stride = 32
         self.backbone = ResNetBackbone(
             backbone,
@@ -266,7 +254,7 @@ class ResNetUNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map (N, 3, H, W) to logits (N, num_classes, H, W), any H and W."""
-        check_input(x, 3)
+        self.check_input(x)
         feats = self.backbone(x)
         sizes = [feats[k].shape[-2:] for k in RESNET_UNET_SKIPS] + [x.shape[-2:]]
         skips: list[Tensor | None] = [feats[k] for k in RESNET_UNET_SKIPS] + [None]
