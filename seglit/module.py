@@ -64,6 +64,10 @@ class SegmentationModule(L.LightningModule):
             A :class:`~seglit.optim.PolyLR` without ``total_iters`` runs over
             ``trainer.estimated_stepping_batches``.
         head_lr_mult: LR multiplier for parameters outside ``net.backbone``.
+        bias_lr_mult: LR multiplier for biases (caffe's ``lr_mult: 2`` on biases, as in the
+            FCN and DeepLab reference nets: 2.0); multiplies with ``head_lr_mult``.
+        bias_weight_decay: Apply weight decay to biases (caffe's reference nets use
+            ``decay_mult: 0`` on biases: false).
         inference: How validation, test and predict run the net (whole image, sliding
             window, multi-scale / flip TTA, CRF).
         channels_last: Run the net in channels-last memory format.
@@ -81,6 +85,8 @@ class SegmentationModule(L.LightningModule):
         optimizer: OptimizerCallable = default_sgd,
         lr_scheduler: LRSchedulerCallable = default_poly,
         head_lr_mult: float = 1.0,
+        bias_lr_mult: float = 1.0,
+        bias_weight_decay: bool = True,
         inference: InferenceConfig | None = None,
         channels_last: bool = False,
         compile: bool = False,
@@ -105,6 +111,8 @@ class SegmentationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.head_lr_mult = head_lr_mult
+        self.bias_lr_mult = bias_lr_mult
+        self.bias_weight_decay = bias_weight_decay
         self.inference = inference or InferenceConfig()
         self.channels_last = channels_last
         self.compile = compile
@@ -202,25 +210,37 @@ class SegmentationModule(L.LightningModule):
         }
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        """The optimizer over the backbone and head parameter groups.
+        """The optimizer over up to four parameter groups: backbone / head x weights / biases.
 
-        The head group's learning rate is multiplied by ``head_lr_mult`` when the net has a
-        ``backbone`` attribute and both groups are non-empty.
+        A group's learning rate is the optimizer's times ``head_lr_mult`` (parameters outside
+        ``net.backbone``, when the net has one) times ``bias_lr_mult`` (biases: 1-D
+        parameters named ``*bias``); biases get no weight decay when ``bias_weight_decay``
+        is false. With the defaults there is one group per part that exists.
 
         Returns:
-            The optimizer built by the ``optimizer`` factory.
+            The optimizer built by the ``optimizer`` factory, multipliers applied.
         """
         backbone = getattr(self.net, "backbone", None)
         backbone_ids = (
             {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
         )
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        backbone_params = [p for p in params if id(p) in backbone_ids]
-        head_params = [p for p in params if id(p) not in backbone_ids]
-        groups = [g for g in ({"params": backbone_params}, {"params": head_params}) if g["params"]]
-        optimizer = self.optimizer_factory(groups)
-        if backbone_params and head_params and self.head_lr_mult != 1.0:
-            optimizer.param_groups[-1]["lr"] *= self.head_lr_mult
+        split_biases = self.bias_lr_mult != 1.0 or not self.bias_weight_decay
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, param in self.net.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_bias = split_biases and param.ndim == 1 and name.endswith("bias")
+            groups.setdefault((id(param) not in backbone_ids, is_bias), []).append(param)
+        has_both_parts = {head for head, _ in groups} == {False, True}
+        order = sorted(groups)  # backbone before head, weights before biases
+        optimizer = self.optimizer_factory([{"params": groups[key]} for key in order])
+        for (head, is_bias), group in zip(order, optimizer.param_groups):
+            if head and has_both_parts:
+                group["lr"] *= self.head_lr_mult
+            if is_bias:
+                group["lr"] *= self.bias_lr_mult
+                if not self.bias_weight_decay:
+                    group["weight_decay"] = 0.0
         return optimizer
 
     # --------------------------------------------------------------- evaluation

@@ -16,6 +16,10 @@ A recipe is the ``fit`` config that ``seglit fit --config`` takes (``seed_everyt
       data: {class_path: seglit.data.SyntheticVOCDataModule}
       trainer.max_epochs: 2
 
+A reproduction recipe also carries ``reference`` (the paper or config file it reproduces,
+the reported number and the protocol) and ``deviations`` (a list of what differs and why);
+neither changes the config (``tests/test_recipe_references.py`` checks them against it).
+
 Axes combine as a grid (every combination) or zipped (``mode: zip``, equal lengths).
 Each variant's name joins its axis labels (``unet-concat``) and, with seeds, the seed
 (``unet-concat-s0``).
@@ -33,7 +37,7 @@ from typing import Any
 
 import yaml
 
-RECIPE_KEYS = ("name", "ablation", "smoke")
+RECIPE_KEYS = ("name", "ablation", "smoke", "reference", "deviations")
 CONFIG_KEYS = (
     "seed_everything",
     "trainer",
@@ -83,6 +87,8 @@ class Recipe:
     seeds: list[int] | None
     mode: str
     baseline: str | None
+    reference: dict[str, Any] | None = None
+    deviations: list[Any] = field(default_factory=list)
 
     def variants(self) -> list[Variant]:
         """Expand the axes (grid or zip) and seeds into variants, in a stable order."""
@@ -291,6 +297,12 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
             recipe["ablation"] = _merge_ablation(path, recipe.get("ablation") or {}, smoke_ablation)
     ablation = recipe.pop("ablation", None) or {}
     recipe.pop("name")
+    reference = recipe.pop("reference", None)
+    deviations = recipe.pop("deviations", None) or []
+    if reference is not None and not isinstance(reference, dict):
+        raise RecipeError(f"{path}: `reference` must be a mapping, got {type(reference).__name__}")
+    if not isinstance(deviations, list):
+        raise RecipeError(f"{path}: `deviations` must be a list, got {type(deviations).__name__}")
     if not isinstance(ablation, dict):
         raise RecipeError(f"{path}: `ablation` must be a mapping of axes and options")
     axes = _parse_axes(path, ablation)
@@ -303,7 +315,7 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
     ):
         raise RecipeError(f"{path}: ablation.seeds must be a non-empty list of ints, got {seeds!r}")
     baseline = ablation.get("baseline")
-    result = Recipe(name, path, recipe, axes, seeds, mode, baseline)
+    result = Recipe(name, path, recipe, axes, seeds, mode, baseline, reference, deviations)
     result.baseline_group()  # validates the baseline name
     return result
 

@@ -65,6 +65,28 @@ def test_head_lr_multiplier_builds_two_parameter_groups():
     assert config["lr_scheduler"]["interval"] == "step"
 
 
+def test_caffe_bias_groups_double_the_lr_and_drop_the_decay():
+    module = SegmentationModule(
+        WithBackbone(), num_classes=5, head_lr_mult=10.0, bias_lr_mult=2.0, bias_weight_decay=False
+    )
+    opt = module.build_optimizer()
+    backbone = {id(p) for p in module.net.backbone.parameters()}
+    seen = set()
+    for group in opt.param_groups:
+        for p in group["params"]:
+            name = next(n for n, q in module.net.named_parameters() if q is p)
+            lr = (
+                0.01
+                * (1.0 if id(p) in backbone else 10.0)
+                * (2.0 if name.endswith("bias") else 1.0)
+            )
+            assert group["lr"] == pytest.approx(lr), name
+            assert group["weight_decay"] == (0.0 if name.endswith("bias") else 1e-4), name
+            seen.add(id(p))
+    assert seen == {id(p) for p in module.net.parameters()}
+    assert len(opt.param_groups) == 4
+
+
 def test_aux_loss_is_added_with_its_weight():
     torch.manual_seed(0)
     batch = {"image": torch.randn(2, 3, 16, 16), "mask": torch.randint(0, 5, (2, 16, 16))}
