@@ -2,7 +2,8 @@
 
 The module knows nothing about a particular architecture or dataset: ``net`` is any
 ``nn.Module`` mapping ``(N, 3, H, W)`` images to ``(N, C, H, W)`` logits (or, in training,
-a dict ``{"out": logits, "aux": aux_logits}``). Batches are dicts with ``"image"``
+a dict ``{"out": logits, "aux": aux_logits}``, where ``aux`` may also be a list of logits,
+e.g. DeepLab v2's per-scale outputs). Batches are dicts with ``"image"``
 (normalized float), ``"mask"`` (int64 class indices, 255 = void) and ``"name"``.
 """
 
@@ -33,8 +34,10 @@ def default_poly(optimizer: torch.optim.Optimizer) -> PolyLR:
     return PolyLR(optimizer, power=0.9)
 
 
-def split_output(output: Tensor | dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
-    """Return ``(logits, aux_logits or None)`` from a net's output (tensor or dict)."""
+def split_output(
+    output: Tensor | dict[str, Any],
+) -> tuple[Tensor, Tensor | list[Tensor] | None]:
+    """Return ``(logits, aux logits or a list of them, or None)`` from a net's output."""
     if isinstance(output, dict):
         return output["out"], output.get("aux")
     return output, None
@@ -58,7 +61,8 @@ class SegmentationModule(L.LightningModule):
         class_names: Class names used in logged metric keys (linked from the data).
         ignore_index: Label value excluded from the loss and metrics.
         class_weights: Optional per-class weights of the cross-entropy.
-        aux_weight: Weight of the auxiliary head's loss when the net returns ``"aux"``.
+        aux_weight: Weight of the auxiliary loss when the net returns ``"aux"`` (each
+            output's loss when ``"aux"`` is a list).
         optimizer: Optimizer factory; defaults to SGD(lr=0.01, momentum=0.9, wd=1e-4).
         lr_scheduler: LR scheduler factory; defaults to poly (power 0.9) per iteration.
             A :class:`~seglit.optim.PolyLR` without ``total_iters`` runs over
@@ -155,8 +159,8 @@ class SegmentationModule(L.LightningModule):
         images, masks = batch["image"], batch["mask"]
         logits, aux = split_output(self(images))
         loss = self.loss(logits, masks)
-        if aux is not None:
-            loss = loss + self.aux_weight * self.loss(aux, masks)
+        for extra in [aux] if isinstance(aux, Tensor) else aux or []:
+            loss = loss + self.aux_weight * self.loss(extra, masks)
         if not torch.isfinite(loss):
             names = batch.get("name")
             raise NonFiniteLossError(

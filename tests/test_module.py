@@ -30,6 +30,14 @@ class WithAux(WithBackbone):
         return {"out": out, "aux": out * 0.5} if self.training else out
 
 
+class WithScaleOutputs(WithBackbone):
+    """Returns per-scale logits as a list of aux outputs (DeepLab v2 MSC style)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return {"out": out, "aux": [out * 0.5, out * 2.0]} if self.training else out
+
+
 class TurnsNaN(WithBackbone):
     """Produces NaN logits from its 4th training forward on."""
 
@@ -101,6 +109,13 @@ def test_aux_loss_is_added_with_its_weight():
     aux.optimizers = lambda: torch.optim.SGD(aux.parameters(), lr=0.1)
     aux.trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     assert aux.training_step(batch, 0).item() == pytest.approx(expected.item())
+
+    scales = SegmentationModule(WithScaleOutputs(), num_classes=5, aux_weight=1.0)
+    scales.net.load_state_dict(plain.net.state_dict())
+    scales.log, scales.trainer = aux.log, aux.trainer
+    scales.optimizers = lambda: torch.optim.SGD(scales.parameters(), lr=0.1)
+    each = [plain.loss(logits * f, batch["mask"]) for f in (1.0, 0.5, 2.0)]
+    assert scales.training_step(batch, 0).item() == pytest.approx(sum(each).item(), rel=1e-6)
 
 
 def test_loss_ignores_void_and_upsamples_logits():
