@@ -7,6 +7,7 @@ Examples::
     python -m seglit.data prepare cityscapes --root data/cityscapes
     python -m seglit.data check voc --root data/
     python -m seglit.data synthetic cityscapes --root /tmp/synth
+    python -m seglit.data synthetic voc --root /tmp/lab --fine-structure 1 --context 0.5
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from seglit.data import prepare
-from seglit.data.synthetic import write_synthetic_cityscapes, write_synthetic_voc
+from seglit.data.synthetic import LAB_FACTORS, write_synthetic_cityscapes, write_synthetic_voc
 from seglit.data.voc import SBD_DIR, voc_dir
 
 
@@ -74,7 +75,12 @@ def _synthetic(args: argparse.Namespace) -> int:
         num_train=args.num_train,
         num_val=args.num_val,
         seed=args.seed,
+        min_size=args.min_size,
+        max_size=args.max_size,
         overwrite=args.overwrite,
+        fine_structure=args.fine_structure,
+        context=args.context,
+        scale_variation=args.scale_variation,
     )
     print(f"synthetic {args.dataset} data in {root}")
     return 0
@@ -106,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=int, default=160)
     p.add_argument("--num-val", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-size", type=int, default=57, help="smallest image side (px)")
+    p.add_argument("--max-size", type=int, default=131, help="largest image side (px)")
+    for name, factor in LAB_FACTORS.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"lab factor in [0, 1], 0 = off (default): {factor.stresses}",
+        )
     p.add_argument("--overwrite", action="store_true", help="replace different existing data")
     p.set_defaults(run=_synthetic)
     return parser

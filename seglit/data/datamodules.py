@@ -16,6 +16,7 @@ from seglit.data.palette import voc_palette
 from seglit.data.synthetic import (
     MARKER_NAME,
     SYNTHETIC_CLASSES,
+    lab_params,
     write_synthetic_cityscapes,
     write_synthetic_voc,
 )
@@ -70,6 +71,12 @@ class VOCDataModule(SegmentationDataModule):
 
 
 def _synthetic_root(kind: str, generator_args: dict) -> str:
+    """``<cache>/synthetic_<kind>-<hash of generator_args>``.
+
+    ``generator_args`` holds only the arguments that differ from the generator's defaults
+    beyond ``num_train``/``num_val``/``seed`` (lab factors at 0 and the default image sizes are
+    left out), so data made before the lab existed keeps its folder.
+    """
     key = json.dumps(generator_args, sort_keys=True).encode()
     return str(cache_dir() / f"synthetic_{kind}-{hashlib.sha1(key).hexdigest()[:10]}")
 
@@ -85,6 +92,11 @@ class _SyntheticDataModule(SegmentationDataModule):
         num_train: int = 160,
         num_val: int = 40,
         seed: int = 0,
+        fine_structure: float = 0.0,
+        context: float = 0.0,
+        scale_variation: float = 0.0,
+        min_size: int = 57,
+        max_size: int = 131,
         crop_size: int | tuple[int, int] = 64,
         scale_range: tuple[float, float] = (0.75, 1.5),
         num_workers: int = 0,
@@ -94,11 +106,17 @@ class _SyntheticDataModule(SegmentationDataModule):
             crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
         )
         self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
+        if (min_size, max_size) != (57, 131):
+            self.generator_args.update(min_size=min_size, max_size=max_size)
+        self.generator_args.update(lab_params(fine_structure, context, scale_variation))
         self.root = root if root is not None else _synthetic_root(self.layout, self.generator_args)
 
     @abstractmethod
     def write(self) -> None:
         """Write the dataset under ``root`` (a no-op when it is already there)."""
+
+    def check_data(self) -> None:
+        """Nothing to check: the data are generated (and cached) on first use."""
 
     def prepare_data(self) -> None:
         """Generate the dataset under ``root`` unless it is already there."""
@@ -120,14 +138,30 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
 
     Args:
         root: where to write it; ``None`` uses ``<cache>/synthetic_voc-<hash of the settings>``
-            with ``<cache>`` = ``$SEGLIT_CACHE`` or ``~/.cache/seglit``.
+            with ``<cache>`` = ``$SEGLIT_CACHE`` or ``~/.cache/seglit`` (other settings, lab
+            factors included, give another folder).
         num_train: number of training images.
         num_val: number of validation images (also the test split).
         seed: generator seed (independent of the training seed).
-        crop_size: training crop (images are 57..131 px a side).
+        fine_structure: synthetic-lab factor in [0, 1] (0 = off): thin curves and cracks
+            1-3 px wide, specks of 2-8 px, hollow objects and ragged edges, which only
+            fine-resolution decoding draws (FCN-32s < FCN-8s < U-Net).
+        context: synthetic-lab factor in [0, 1]: the share of objects that are ambiguous
+            (the same grey blob for every class), whose class only the background colour of
+            the whole image tells (receptive field, ASPP rates, image pooling).
+        scale_variation: synthetic-lab factor in [0, 1]: object sizes from today's 25-60% of
+            the short side (0) to log-uniform from 4 px to the whole short side (1).
+        min_size: smallest image side in pixels (larger images put the interior of the
+            ``context`` objects further from the cue).
+        max_size: largest image side in pixels.
+        crop_size: training crop (images are ``min_size``..``max_size`` px a side).
         scale_range: range of the random training scale factor.
         num_workers: DataLoader worker processes.
         **kwargs: other settings of ``SegmentationDataModule``.
+
+    The lab factors are described in ``seglit.data.synthetic.LAB_FACTORS`` and
+    ``docs/datasets.md`` ("The synthetic lab"); a recipe sets them as
+    ``data.init_args.fine_structure: 1.0``.
     """
 
     layout = "voc"

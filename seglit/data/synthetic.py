@@ -6,6 +6,14 @@ it in well under a minute of CPU, while the shapes, occlusions, noise, JPEG arte
 image sizes still exercise everything a real pipeline has to get right. Masks are palette PNGs
 (pixel value = class index, 255 = void band along object edges) exactly like VOC's
 ``SegmentationClass`` files, so the data is read by the same code that reads real VOC.
+
+The **synthetic lab** makes the data hard in named ways, one mechanism of the lecture each:
+``fine_structure`` (thin lines, specks, ragged edges: skip connections, full-resolution decoding),
+``context`` (objects whose class only the image-level background cue gives away: large receptive
+fields, ASPP, image pooling) and ``scale_variation`` (the same class from a few pixels to the
+whole image: multi-scale context). Each is a strength in [0, 1]; ``LAB_FACTORS`` /
+``describe_lab()`` describe them. With every factor at 0 the output is bit for bit the original
+dataset (and the cache key is unchanged).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +55,107 @@ _CLASS_COLOURS = {
 }
 
 
+@dataclass(frozen=True)
+class LabFactor:
+    """One factor of the synthetic lab: what it draws, which mechanism it tests, its strength.
+
+    Attributes:
+        name: keyword of the writers, datamodules (``data.init_args.<name>``) and, with ``-``
+            for ``_``, of ``python -m seglit.data synthetic``.
+        stresses: what the factor puts into the images.
+        mechanism: the lecture mechanism it is built to reward (and which models it separates).
+        strength: what the strength ``p`` in [0, 1] does (0 = off, today's data).
+    """
+
+    name: str
+    stresses: str
+    mechanism: str
+    strength: str
+
+
+LAB_FACTORS: dict[str, LabFactor] = {
+    factor.name: factor
+    for factor in (
+        LabFactor(
+            "fine_structure",
+            "thin curves and background cracks 1-3 px wide, specks of 2-8 px, hollow outlines, "
+            "ragged object edges",
+            "skip connections and full-resolution decoding: FCN-32s vs FCN-16s/8s vs U-Net",
+            "about 8p curves and 12p specks per image (Poisson), each object hollow with "
+            "probability p/2, edges moved in and out by smooth noise of std 2p px",
+        ),
+        LabFactor(
+            "context",
+            "large ambiguous objects (one grey grain texture and blob shape for every class) "
+            "whose class only the background colour of the whole image tells",
+            "receptive field and image-level context: dilation, ASPP rates, image pooling, "
+            "output stride",
+            "each object is ambiguous with probability p; when p > 0 every background carries "
+            "the cue colour of the image's cue class",
+        ),
+        LabFactor(
+            "scale_variation",
+            "the same class from 4 px to the whole short side of the image, textures scaled "
+            "along, large objects drawn first",
+            "multi-scale context: ASPP with several rates, multi-scale inference",
+            "object size interpolated geometrically from 25-60% of the short side (p = 0) to "
+            "log-uniform in [4 px, short side] (p = 1)",
+        ),
+    )
+}
+"""The factors of the synthetic lab, by name (the single source of their descriptions)."""
+
+# Background colour family of each cue class (context factor); between the class hues and less
+# saturated than them. Every foreground class is a cue class; the image's cue class is the class
+# of every ambiguous object in it.
+_CUE_COLOURS = {
+    1: (70, 150, 150),  # disc: teal
+    2: (160, 90, 160),  # box: purple
+    3: (180, 130, 80),  # triangle: tan
+    4: (115, 150, 80),  # blob: olive
+}
+
+_LAB_STREAM = 0x5EED1AB  # third seed word of the lab's random stream (image i: [seed, i, this])
+_MIN_OBJECT_PX = 4.0  # smallest object size (px) with scale_variation = 1
+_MAX_AMBIGUOUS_COVER = 0.6  # ambiguous objects leave at least 40% of the image to the cue
+
+
+def describe_lab() -> str:
+    """The lab's factors as a Markdown table (the one in ``docs/datasets.md``)."""
+    rows = [
+        "| factor | what it stresses | lecture mechanism it tests | strength p |",
+        "|---|---|---|---|",
+    ]
+    for f in LAB_FACTORS.values():
+        rows.append(f"| `{f.name}` | {f.stresses} | {f.mechanism} | {f.strength} |")
+    return "\n".join(rows) + "\n"
+
+
+def lab_params(
+    fine_structure: float = 0.0, context: float = 0.0, scale_variation: float = 0.0
+) -> dict[str, float]:
+    """The non-zero lab factors as a dict (what goes into the marker file and cache keys).
+
+    Factors at 0 are left out, so data made without the lab keeps its original cache key.
+
+    Raises:
+        ValueError: a strength is not a number in [0, 1].
+    """
+    params = {}
+    for name, value in (
+        ("fine_structure", fine_structure),
+        ("context", context),
+        ("scale_variation", scale_variation),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not 0.0 <= value <= 1.0:  # also rejects nan
+            raise ValueError(f"{name} must be in [0, 1] (0 = off), got {value}")
+        if value > 0:
+            params[name] = float(value)
+    return params
+
+
 def write_synthetic_voc(
     root: str | os.PathLike,
     num_train: int = 160,
@@ -56,6 +166,10 @@ def write_synthetic_voc(
     max_objects: int = 4,
     void_width: int = 1,
     overwrite: bool = False,
+    *,
+    fine_structure: float = 0.0,
+    context: float = 0.0,
+    scale_variation: float = 0.0,
 ) -> Path:
     """Write (or reuse) the synthetic dataset in the Pascal VOC 2012 layout under ``root``.
 
@@ -75,6 +189,14 @@ def write_synthetic_voc(
         max_objects: most shapes per image (each image has at least one).
         void_width: half-width in pixels of the 255 band along object boundaries (0: none).
         overwrite: replace an existing tree whose parameters differ (or that has no marker).
+        fine_structure: lab factor in [0, 1] (0 = off): thin curves, cracks, specks, hollow
+            and ragged objects (see ``LAB_FACTORS``).
+        context: lab factor in [0, 1]: share of ambiguous objects whose class only the
+            image-level background colour tells.
+        scale_variation: lab factor in [0, 1]: object sizes from 4 px to the whole image.
+
+    With every lab factor at 0 the files are bit for bit those written before the lab existed
+    and the marker holds no lab keys; non-zero factors are recorded in the marker.
 
     Returns:
         ``root`` as a ``Path``.
@@ -85,6 +207,7 @@ def write_synthetic_voc(
             made by this function) and ``overwrite`` is false.
     """
     _check_args(num_train, num_val, min_size, max_size, max_objects, void_width)
+    lab = lab_params(fine_structure, context, scale_variation)
     params = {
         "format_version": _FORMAT_VERSION,
         "num_train": num_train,
@@ -94,6 +217,7 @@ def write_synthetic_voc(
         "max_size": max_size,
         "max_objects": max_objects,
         "void_width": void_width,
+        **lab,
     }
     palette = flat_palette(voc_palette())
 
@@ -104,7 +228,13 @@ def write_synthetic_voc(
         ids = [f"synth_{index:06d}" for index in range(num_train + num_val)]
         for index, image_id in enumerate(ids):
             image, label = render_sample(
-                np.random.default_rng([seed, index]), min_size, max_size, max_objects, void_width
+                np.random.default_rng([seed, index]),
+                min_size,
+                max_size,
+                max_objects,
+                void_width,
+                lab_rng=np.random.default_rng([seed, index, _LAB_STREAM]),
+                **lab,
             )
             Image.fromarray(image).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=92)
             mask = Image.fromarray(label, mode="P")
@@ -136,6 +266,10 @@ def write_synthetic_cityscapes(
     max_objects: int = 4,
     void_width: int = 1,
     overwrite: bool = False,
+    *,
+    fine_structure: float = 0.0,
+    context: float = 0.0,
+    scale_variation: float = 0.0,
 ) -> Path:
     """Write (or reuse) the synthetic dataset in the Cityscapes layout under ``root``.
 
@@ -144,9 +278,10 @@ def write_synthetic_cityscapes(
     as Cityscapes distributes them). The synthetic classes become the labelIds of
     ``SYNTHETIC_CITYSCAPES_IDS``; void edges become ``unlabeled`` (0), and some images get an
     ``ego vehicle`` (1) strip and a ``parking`` (9) patch: ids the trainId mapping sends to 255.
-    Arguments, caching and errors are as in ``write_synthetic_voc``.
+    Arguments (lab factors included), caching and errors are as in ``write_synthetic_voc``.
     """
     _check_args(num_train, num_val, min_size, max_size, max_objects, void_width)
+    lab = lab_params(fine_structure, context, scale_variation)
     params = {
         "format_version": _FORMAT_VERSION,
         "layout": "cityscapes",
@@ -157,6 +292,7 @@ def write_synthetic_cityscapes(
         "max_size": max_size,
         "max_objects": max_objects,
         "void_width": void_width,
+        **lab,
     }
     lookup = np.zeros(256, dtype=np.uint8)  # 255 (void edge) -> 0 (unlabeled)
     lookup[: len(SYNTHETIC_CITYSCAPES_IDS)] = SYNTHETIC_CITYSCAPES_IDS
@@ -167,7 +303,10 @@ def write_synthetic_cityscapes(
             city = _CITIES[split][index % len(_CITIES[split])]
             name = f"{city}_000000_{index:06d}"
             rng = np.random.default_rng([seed, index])
-            image, label = render_sample(rng, min_size, max_size, max_objects, void_width)
+            lab_rng = np.random.default_rng([seed, index, _LAB_STREAM])
+            image, label = render_sample(
+                rng, min_size, max_size, max_objects, void_width, lab_rng=lab_rng, **lab
+            )
             label_ids = lookup[label]
             if rng.random() < 0.5:  # ego vehicle: a dark strip along the bottom
                 rows = int(rng.integers(3, 9))
@@ -264,8 +403,45 @@ def render_sample(
     max_size: int = 131,
     max_objects: int = 4,
     void_width: int = 1,
+    *,
+    fine_structure: float = 0.0,
+    context: float = 0.0,
+    scale_variation: float = 0.0,
+    lab_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic image and its label map.
+
+    With every lab factor at 0 only ``rng`` is used and the sample is the original one, bit for
+    bit. A lab factor draws its own randomness from ``lab_rng`` and leaves the draws of ``rng``
+    as they were where it can (image size, background, classes, positions), so a factor changes
+    a scene rather than replacing it.
+
+    Lab factors (strength ``p`` in [0, 1], 0 = off; see ``LAB_FACTORS``):
+
+    - ``fine_structure``: Poisson(8p) curves 1-3 px wide (a quarter of them background
+      "cracks" that show the background through objects), Poisson(12p) specks of 2-8 px in
+      the class colour, each object hollow (an outline 1-3 px wide) with probability p/2, and
+      object edges moved in and out by smooth noise of std 2p px (ragged edges, small islands
+      and holes).
+    - ``context``: the image gets a cue class ``k`` (uniform over the 4 foreground classes)
+      and its background the cue colour of ``k`` (``_CUE_COLOURS``: teal, purple, tan, olive).
+      Each object is, with probability p, *ambiguous*: a large blob (55-80% of the short side,
+      near the centre) with one grey grain texture whose grey level does not depend on the
+      class, labelled ``k``. Nothing inside it tells its class; only the background does. An
+      ambiguous object that would make ambiguous objects cover more than 60% of the image is
+      left out (so the cue stays visible in nearly every crop). Ambiguous objects lie under
+      the other objects and are never hollow.
+    - ``scale_variation``: object size moves geometrically from the original 25-60% of the
+      short side (p = 0) to log-uniform in [4 px, short side] (p = 1), by the same uniform
+      draw; the class texture's period scales with the object, and objects are drawn from the
+      largest to the smallest so the small ones stay visible.
+
+    Void band: with any lab factor on, structures narrower than ``2 * void_width + 3`` px (the
+    pixels that an opening with a square of that side removes from their class) get no band
+    inside them, so a 1-3 px line keeps its class; the band still lies on the wider
+    neighbour's side, and where two such structures of different classes meet, both sides
+    within ``void_width`` of each other become 255. Labels of different classes therefore
+    never touch when ``void_width >= 1``.
 
     Args:
         rng: source of randomness (the sample is a pure function of its state).
@@ -273,36 +449,197 @@ def render_sample(
         max_size: largest image side.
         max_objects: most shapes in the image.
         void_width: half-width of the 255 band along label boundaries (0: no band).
+        fine_structure: lab factor strength in [0, 1].
+        context: lab factor strength in [0, 1].
+        scale_variation: lab factor strength in [0, 1].
+        lab_rng: randomness of the lab factors; ``None`` seeds one from ``rng`` (which then
+            no longer gives the factor-0 scene).
 
     Returns:
         ``(image, label)``: uint8 arrays of shapes (H, W, 3) and (H, W); label values are class
         indices into ``SYNTHETIC_CLASSES`` or 255.
     """
+    lab_on = bool(lab_params(fine_structure, context, scale_variation))
+    if lab_on and lab_rng is None:
+        lab_rng = np.random.default_rng(int(rng.integers(2**63)))
+    lab = lab_rng
     height, width = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = _background(rng, height, width, yy, xx)
     label = np.zeros((height, width), dtype=np.uint8)
+    cue = 0
+    if context > 0:
+        cue = int(lab.integers(1, len(SYNTHETIC_CLASSES)))
+        image = _cue_background(lab, image, cue)
+        ambiguous_cover = np.zeros((height, width), dtype=bool)
+    background = image.copy() if fine_structure > 0 else None
 
     num_objects = int(rng.integers(1, max_objects + 1))
     short = min(height, width)
+    objects = []  # (drawing order key, shape, texture, class index)
     for _ in range(num_objects):
         class_index = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
         size = float(rng.uniform(0.25, 0.6)) * short
         cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
+        scale = 1.0
+        if scale_variation > 0:
+            varied = _vary_size(size, short, scale_variation)
+            size, scale = varied, varied / size
         shape = _shape_mask(rng, class_index, height, width, cy, cx, size)
         if not shape.any():
             continue
-        texture = _texture(rng, class_index, yy, xx, cy, cx)
+        texture = _texture(rng, class_index, yy, xx, cy, cx, scale)
+        ambiguous = False
+        if context > 0 and lab.random() < context:
+            blob = _ambiguous_shape(lab, height, width)
+            if (ambiguous_cover | blob).mean() > _MAX_AMBIGUOUS_COVER:
+                continue
+            ambiguous_cover |= blob
+            shape, texture, class_index = blob, _ambiguous_texture(lab, height, width), cue
+            ambiguous = True
+        if fine_structure > 0:
+            shape = _ragged(lab, shape, 2.0 * fine_structure)
+            if not ambiguous and lab.random() < fine_structure / 2:
+                shape = shape & ~ndimage.binary_erosion(shape, iterations=int(lab.integers(1, 4)))
+        order = (not ambiguous, -size if scale_variation > 0 else 0.0)
+        objects.append((order, shape, texture, class_index))
+    if lab_on:
+        objects.sort(key=lambda obj: obj[0])  # stable: ambiguous first, then large to small
+    for _, shape, texture, class_index in objects:
         image[shape] = texture[shape]
         label[shape] = class_index
+    if fine_structure > 0:
+        _fine_structures(lab, image, label, background, fine_structure, short)
 
     image += rng.normal(0.0, 8.0, size=image.shape).astype(np.float32)
     image = np.clip(image, 0, 255).astype(np.uint8)
     if void_width > 0:
         size = 2 * void_width + 1
         edge = ndimage.grey_dilation(label, size=size) != ndimage.grey_erosion(label, size=size)
+        if lab_on:
+            edge = _spare_thin(label, edge, void_width)
         label[edge] = 255
     return image, label
+
+
+def _vary_size(size: float, short: int, strength: float) -> float:
+    """Object size under ``scale_variation``: the original size (25-60% of ``short``, from a
+    uniform draw) moved geometrically towards the log-uniform size in [4 px, ``short``] that
+    the same draw gives."""
+    quantile = min(max((size / short - 0.25) / 0.35, 0.0), 1.0)
+    wide = _MIN_OBJECT_PX * (short / _MIN_OBJECT_PX) ** quantile
+    return size ** (1.0 - strength) * wide**strength
+
+
+def _cue_background(lab: np.random.Generator, image: np.ndarray, cue: int) -> np.ndarray:
+    """The background recoloured with the cue class's colour family (brightness kept)."""
+    colour = np.asarray(_CUE_COLOURS[cue], dtype=np.float32) + lab.uniform(-10, 10, 3)
+    tint = (colour / colour.mean()).astype(np.float32)
+    return image.mean(axis=2, keepdims=True) * tint[None, None, :]
+
+
+def _ambiguous_shape(lab: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A large blob near the image centre: the one shape family of ambiguous objects."""
+    size = lab.uniform(0.55, 0.8) * min(height, width)
+    cy, cx = lab.uniform(0.3, 0.7) * height, lab.uniform(0.3, 0.7) * width
+    return _shape_mask(lab, 4, height, width, cy, cx, size)
+
+
+def _ambiguous_texture(lab: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Grey grain, the same for every class: a random level modulated by smoothed noise."""
+    level = lab.uniform(80, 190)
+    grain = ndimage.gaussian_filter(lab.standard_normal((height, width)).astype(np.float32), 1.5)
+    grey = level * (1.0 + 0.12 * grain / (grain.std() + 1e-6))
+    return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+
+
+def _ragged(lab: np.random.Generator, shape: np.ndarray, amplitude: float) -> np.ndarray:
+    """``shape`` with its edge moved in and out by smooth noise of std ``amplitude`` px."""
+    if not shape.any():
+        return shape
+    margin = int(np.ceil(4 * amplitude)) + 2
+    rows, cols = np.nonzero(shape.any(axis=1))[0], np.nonzero(shape.any(axis=0))[0]
+    window = (
+        slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+        slice(max(cols[0] - margin, 0), cols[-1] + margin + 1),
+    )
+    crop = shape[window]
+    noise = ndimage.gaussian_filter(lab.standard_normal(crop.shape).astype(np.float32), 1.0)
+    noise *= amplitude / (noise.std() + 1e-6)
+    depth = ndimage.distance_transform_edt(crop) - ndimage.distance_transform_edt(~crop)
+    out = np.zeros_like(shape)
+    out[window] = depth + noise > 0
+    return out
+
+
+def _fine_structures(
+    lab: np.random.Generator,
+    image: np.ndarray,
+    label: np.ndarray,
+    background: np.ndarray,
+    strength: float,
+    short: int,
+) -> None:
+    """Paint thin curves, cracks and specks into ``image`` / ``label`` (in place).
+
+    Every structure is drawn on one canvas with its own index (later ones on top); the
+    index then looks up the structure's class and colour (a crack shows the background).
+    """
+    height, width = label.shape
+    num_curves = int(lab.poisson(8.0 * strength))
+    num_specks = int(lab.poisson(12.0 * strength))
+    num = min(num_curves + num_specks, 254)
+    classes = np.zeros(num + 1, dtype=np.uint8)
+    colours = np.zeros((num + 1, 3), dtype=np.float32)
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for index in range(1, num + 1):
+        if index <= num_curves:  # a curve: a random walk of 3-6 steps, 1-3 px wide
+            crack = lab.random() < 0.25
+            class_index = 0 if crack else int(lab.integers(1, len(SYNTHETIC_CLASSES)))
+            y, x, angle = lab.uniform(0, height), lab.uniform(0, width), lab.uniform(0, 2 * np.pi)
+            points = [(x, y)]
+            for _ in range(int(lab.integers(3, 7))):
+                angle += lab.normal(0.0, 0.6)
+                step = lab.uniform(0.08, 0.25) * short
+                x, y = x + step * np.cos(angle), y + step * np.sin(angle)
+                points.append((x, y))
+            draw.line(points, fill=index, width=int(lab.integers(1, 4)), joint="curve")
+        else:  # a speck: a disc or square of 2-8 px
+            class_index = int(lab.integers(1, len(SYNTHETIC_CLASSES)))
+            r = np.exp(lab.uniform(np.log(2.0), np.log(8.0))) / 2
+            y, x = lab.uniform(0, height), lab.uniform(0, width)
+            shape = draw.ellipse if lab.random() < 0.5 else draw.rectangle
+            shape([x - r, y - r, x + r, y + r], fill=index)
+        classes[index] = class_index
+        if class_index:
+            colours[index] = np.asarray(_CLASS_COLOURS[class_index]) + lab.uniform(-20, 20, 3)
+    drawn = np.asarray(canvas)
+    mask = drawn > 0
+    which = drawn[mask]
+    image[mask] = np.where(classes[which, None] == 0, background[mask], colours[which])
+    label[mask] = classes[which]
+
+
+def _spare_thin(label: np.ndarray, edge: np.ndarray, void_width: int) -> np.ndarray:
+    """The void band ``edge`` without the inside of structures narrower than
+    ``2 * void_width + 3`` px, plus the pixels where two such structures of different classes
+    come within ``void_width`` of each other.
+
+    A pixel is in a narrow structure when no ``(2 * void_width + 3)``-square inside the image
+    and of one class covers it: the pixels a binary opening with that square removes from
+    their class (computed for all classes at once with separable min/max filters).
+    """
+    size = 2 * void_width + 1
+    labels = label.astype(np.int16)
+    low = ndimage.minimum_filter(labels, size=size + 2, mode="constant", cval=-1)
+    high = ndimage.maximum_filter(labels, size=size + 2, mode="constant", cval=-1)
+    thin = ~ndimage.maximum_filter(low == high, size=size + 2, mode="constant", cval=0)
+    shifted = labels + 1
+    high = ndimage.grey_dilation(np.where(thin, shifted, 0), size=size)
+    low = ndimage.grey_erosion(np.where(thin, shifted, 256), size=size)
+    clash = thin & ((high > shifted) | (low < shifted))
+    return (edge & ~thin) | clash
 
 
 def _background(
@@ -359,10 +696,14 @@ def _texture(
     xx: np.ndarray,
     cy: float,
     cx: float,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """The class's colour (jittered per object) modulated by the class's own texture."""
+    """The class's colour (jittered per object) modulated by the class's own texture, whose
+    period is multiplied by ``scale`` (kept within 2.5-48 px when ``scale`` is not 1)."""
     colour = np.array(_CLASS_COLOURS[class_index], dtype=np.float32) + rng.uniform(-20, 20, 3)
     period = rng.uniform(5, 9)
+    if scale != 1.0:
+        period = float(np.clip(period * scale, 2.5, 48.0))
     if class_index == 1:  # concentric rings
         pattern = np.sin(2 * np.pi * np.hypot(yy - cy, xx - cx) / period)
     elif class_index == 2:  # stripes

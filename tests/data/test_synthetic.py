@@ -1,15 +1,29 @@
-"""The synthetic dataset: real VOC layout, palette masks, determinism and caching."""
+"""The synthetic dataset: real VOC layout, palette masks, determinism, caching and the lab."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
+from seglit.data.cityscapes import CityscapesDataset
+from seglit.data.datamodules import SyntheticCityscapesDataModule, SyntheticVOCDataModule
 from seglit.data.palette import voc_palette
-from seglit.data.synthetic import MARKER_NAME, SYNTHETIC_CLASSES, write_synthetic_voc
+from seglit.data.synthetic import (
+    LAB_FACTORS,
+    MARKER_NAME,
+    SYNTHETIC_CLASSES,
+    describe_lab,
+    render_sample,
+    write_synthetic_cityscapes,
+    write_synthetic_voc,
+)
+from seglit.data.voc import VOCSegmentationDataset
 
 
 def _voc(root):
@@ -104,3 +118,327 @@ def test_never_overwrites_a_tree_it_did_not_write(tmp_path):
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         write_synthetic_voc(tmp_path, **kwargs)
+
+
+# --- The synthetic lab -------------------------------------------------------------------------
+
+LAB = tuple(LAB_FACTORS)
+SMALL = {"num_train": 3, "num_val": 2}
+
+# sha256 of render_sample's (image, label) arrays for seeds 0 and 1, images 0..5, recorded with
+# the generator as it was before the lab existed: every lab factor at 0 must keep it.
+ORIGINAL_SAMPLES_SHA256 = "c971babfc7f7959710472615a5831fa48d300ebff46bd2af9f4d360b31ea4242"
+
+# Synthetic class -> Cityscapes trainId after the labelIds mapping (road, car, building, sign,
+# vegetation).
+CITYSCAPES_TRAIN_IDS = (0, 13, 2, 7, 8)
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _images(root):
+    """The JPEG bytes of a synthetic VOC tree, image by image."""
+    return [p.read_bytes() for p in sorted((_voc(root) / "JPEGImages").glob("*.jpg"))]
+
+
+def _read_voc(root):
+    """Every (image, mask) of both splits, read by the VOC reader real data goes through."""
+    samples = []
+    for split in ("train", "val"):
+        dataset = VOCSegmentationDataset(root, split, num_classes=len(SYNTHETIC_CLASSES))
+        samples += [dataset.read(i) for i in range(len(dataset))]
+    return samples
+
+
+def _read_cityscapes(root):
+    samples = []
+    for split in ("train", "val"):
+        dataset = CityscapesDataset(root, split)
+        samples += [dataset.read(i) for i in range(len(dataset))]
+    return samples
+
+
+def test_lab_off_renders_the_original_samples():
+    digest = hashlib.sha256()
+    for seed in (0, 1):
+        for index in range(6):
+            image, label = render_sample(np.random.default_rng([seed, index]))
+            digest.update(image.tobytes())
+            digest.update(label.tobytes())
+            digest.update(repr(image.shape).encode())
+    assert digest.hexdigest() == ORIGINAL_SAMPLES_SHA256
+
+
+@pytest.mark.parametrize("writer", [write_synthetic_voc, write_synthetic_cityscapes])
+def test_lab_factors_at_zero_write_the_original_files(tmp_path, writer):
+    default = writer(tmp_path / "default", **SMALL, seed=5)
+    zero = writer(tmp_path / "zero", **SMALL, seed=5, **dict.fromkeys(LAB, 0.0))
+    assert _files(default) == _files(zero)
+    marker = next(default.rglob(MARKER_NAME))
+    assert not set(json.loads(marker.read_text())) & set(LAB), "no lab keys: old caches stay valid"
+    if writer is write_synthetic_voc:  # the masks are exactly render_sample's labels
+        for index, (_, mask) in enumerate(_read_voc(default)):
+            label = render_sample(np.random.default_rng([5, index]))[1]
+            assert np.array_equal(mask, label)
+
+
+def test_datamodule_cache_root_without_lab_is_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLIT_CACHE", str(tmp_path))
+    key = json.dumps({"num_train": 3, "num_val": 2, "seed": 0}, sort_keys=True).encode()
+    expected = str(tmp_path / f"synthetic_voc-{hashlib.sha1(key).hexdigest()[:10]}")
+    assert SyntheticVOCDataModule(**SMALL).root == expected
+    assert SyntheticVOCDataModule(**SMALL, **dict.fromkeys(LAB, 0.0)).root == expected
+    assert SyntheticVOCDataModule(**SMALL, min_size=57, max_size=131).root == expected
+
+
+@pytest.mark.parametrize("factor", LAB)
+def test_lab_factor_is_deterministic_recorded_and_never_reused(tmp_path, factor):
+    a = write_synthetic_voc(tmp_path / "a", **SMALL, seed=3, **{factor: 1.0})
+    b = write_synthetic_voc(tmp_path / "b", **SMALL, seed=3, **{factor: 1.0})
+    assert _files(a) == _files(b)
+    others = {
+        "other seed": write_synthetic_voc(tmp_path / "c", **SMALL, seed=4, **{factor: 1.0}),
+        "other strength": write_synthetic_voc(tmp_path / "d", **SMALL, seed=3, **{factor: 0.5}),
+        "factor off": write_synthetic_voc(tmp_path / "e", **SMALL, seed=3),
+    }
+    for name, other in others.items():
+        assert _images(other) != _images(a), name
+    assert json.loads((_voc(a) / MARKER_NAME).read_text())[factor] == 1.0
+    with pytest.raises(FileExistsError, match="overwrite=True"):  # a cache of 1.0 is not 0.5
+        write_synthetic_voc(a, **SMALL, seed=3, **{factor: 0.5})
+    for image_array, mask in _read_voc(a):  # the VOC reader accepts it
+        assert image_array.shape[:2] == mask.shape and 57 <= min(mask.shape)
+        assert set(np.unique(mask)) <= set(range(len(SYNTHETIC_CLASSES))) | {255}
+
+
+@pytest.mark.parametrize("factor", LAB)
+def test_lab_factor_in_the_cityscapes_layout(tmp_path, factor):
+    a = write_synthetic_cityscapes(tmp_path / "a", **SMALL, seed=2, **{factor: 1.0})
+    b = write_synthetic_cityscapes(tmp_path / "b", **SMALL, seed=2, **{factor: 1.0})
+    c = write_synthetic_cityscapes(tmp_path / "c", **SMALL, seed=2)
+    assert _files(a) == _files(b) and _files(a) != _files(c)
+    assert json.loads((a / "gtFine" / MARKER_NAME).read_text())[factor] == 1.0
+    samples = _read_cityscapes(a)
+    assert len(samples) == 5
+    for image, mask in samples:
+        assert image.shape[:2] == mask.shape
+        assert set(np.unique(mask)) <= set(CITYSCAPES_TRAIN_IDS) | {255}
+
+
+@pytest.mark.parametrize("datamodule", [SyntheticVOCDataModule, SyntheticCityscapesDataModule])
+def test_datamodule_lab_factors_give_their_own_cache_roots(tmp_path, monkeypatch, datamodule):
+    monkeypatch.setenv("SEGLIT_CACHE", str(tmp_path))
+    settings = [{}] + [{factor: s} for factor in LAB for s in (0.5, 1.0)]
+    settings += [dict.fromkeys(LAB, 1.0), {"min_size": 96, "max_size": 160}]
+    roots = [datamodule(**SMALL, **kwargs).root for kwargs in settings]
+    assert len(set(roots)) == len(roots)
+    dm = datamodule(**SMALL, fine_structure=0.5, batch_size=2)
+    assert dm.generator_args == {**SMALL, "seed": 0, "fine_structure": 0.5}
+    dm.setup("fit")  # generates into its own root and reads it back
+    assert json.loads(next(Path(dm.root).rglob(MARKER_NAME)).read_text())["fine_structure"] == 0.5
+    assert len(dm.train_dataset) == 3 and len(dm.val_dataset) == 2
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "1", True])
+def test_lab_strength_out_of_range_is_an_error(tmp_path, value):
+    with pytest.raises(ValueError, match="context"):
+        write_synthetic_voc(tmp_path, **SMALL, context=value)
+    with pytest.raises(ValueError, match="context"):
+        SyntheticVOCDataModule(**SMALL, context=value)
+
+
+def test_factors_combine(tmp_path):
+    both = write_synthetic_voc(tmp_path / "all", **SMALL, **dict.fromkeys(LAB, 1.0))
+    marker = json.loads((_voc(both) / MARKER_NAME).read_text())
+    assert {k: marker[k] for k in LAB} == dict.fromkeys(LAB, 1.0)
+    for factor in LAB:
+        single = write_synthetic_voc(tmp_path / factor, **SMALL, **{factor: 1.0})
+        assert _images(single) != _images(both)
+    assert len(_read_voc(both)) == 5
+
+
+def test_command_line_lab_flags(tmp_path):
+    from seglit.data.__main__ import main
+
+    argv = ["synthetic", "voc", "--root", str(tmp_path), "--num-train", "2", "--num-val", "1"]
+    assert (
+        main([*argv, "--fine-structure", "0.5", "--context", "1", "--scale-variation", "0.25"]) == 0
+    )
+    marker = json.loads((_voc(tmp_path) / MARKER_NAME).read_text())
+    assert (marker["fine_structure"], marker["context"], marker["scale_variation"]) == (
+        0.5,
+        1.0,
+        0.25,
+    )
+    assert main([*argv, "--context", "2"]) == 2  # out of range: one error line
+
+
+def test_docs_show_the_lab_table():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+    assert describe_lab() in docs, "docs/datasets.md: paste describe_lab()'s table"
+    for factor in LAB:
+        assert (
+            f"`{factor}`" in docs
+            and (
+                Path(__file__).resolve().parents[2] / "docs" / "img" / f"lab_{factor}.png"
+            ).is_file()
+        )
+
+
+# --- Each factor does what it says, measured on the label maps and images read back ------------
+
+
+def _lab_voc(root, seed=0, num_train=16, num_val=8, **factors):
+    write_synthetic_voc(root, num_train=num_train, num_val=num_val, seed=seed, **factors)
+    return _read_voc(root)
+
+
+@pytest.fixture(scope="module")
+def lab_data(tmp_path_factory):
+    """24 VOC-layout samples (seed 0) per setting, read back from disk."""
+    cache = {}
+
+    def get(**factors):
+        key = tuple(sorted(factors.items()))
+        if key not in cache:
+            cache[key] = _lab_voc(tmp_path_factory.mktemp("lab"), **factors)
+        return cache[key]
+
+    return get
+
+
+def _thin_share(masks) -> float:
+    """Share of foreground pixels in structures narrower than 5 px: the pixels a binary opening
+    with a 5x5 square removes from their class."""
+    thin = total = 0
+    for mask in masks:
+        for c in range(1, len(SYNTHETIC_CLASSES)):
+            m = mask == c
+            total += m.sum()
+            thin += (m & ~ndimage.binary_opening(m, structure=np.ones((5, 5), bool))).sum()
+    return thin / total
+
+
+def _oracle_miou(masks, stride: int) -> float:
+    """mIoU of the best a network scoring at ``stride`` can do without learnt upsampling: each
+    stride x stride block takes its most frequent label (void ignored), upsampled nearest."""
+    k = len(SYNTHETIC_CLASSES)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    for mask in masks:
+        h, w = mask.shape
+        gh, gw = -(-h // stride), -(-w // stride)
+        padded = np.full((gh * stride, gw * stride), 255, dtype=np.uint8)
+        padded[:h, :w] = mask
+        blocks = padded.reshape(gh, stride, gw, stride).transpose(0, 2, 1, 3)
+        votes = np.stack([(blocks == c).sum(axis=(2, 3)) for c in range(k)], axis=-1)
+        coarse = votes.argmax(axis=-1)
+        pred = np.kron(coarse, np.ones((stride, stride), dtype=int))[:h, :w]
+        valid = mask != 255
+        confusion += np.bincount(
+            mask[valid].astype(int) * k + pred[valid], minlength=k * k
+        ).reshape(k, k)
+    tp = np.diag(confusion)
+    return float(np.mean(tp / (confusion.sum(0) + confusion.sum(1) - tp)))
+
+
+def test_fine_structure_is_thin_and_labelled(lab_data):
+    off = [m for _, m in lab_data()]
+    fine = [m for _, m in lab_data(fine_structure=1.0)]
+    half = [m for _, m in lab_data(fine_structure=0.5)]
+    print("thin share 0 / 0.5 / 1:", _thin_share(off), _thin_share(half), _thin_share(fine))
+    assert _thin_share(off) < 0.03
+    assert _thin_share(half) > 0.12
+    assert _thin_share(fine) > 0.3  # kept their class: not swallowed by the void band
+    # The band still keeps different classes apart (4-neighbours never touch).
+    for m in fine:
+        m = m.astype(int)
+        for a, b in ((m[1:], m[:-1]), (m[:, 1:], m[:, :-1])):
+            assert not ((a != b) & (a != 255) & (b != 255)).any()
+
+
+def test_fine_structure_needs_full_resolution(lab_data):
+    off = [m for _, m in lab_data()]
+    fine = [m for _, m in lab_data(fine_structure=1.0)]
+    miou = {s: (_oracle_miou(off, s), _oracle_miou(fine, s)) for s in (8, 32)}
+    print("oracle mIoU (off, fine) by stride:", miou)
+    assert miou[32][1] < miou[32][0] - 0.05  # stride 32 (FCN-32s) loses more
+    assert miou[8][0] > 0.85 and miou[8][1] < miou[8][0] - 0.15  # even stride 8 loses much
+
+
+def _window_features(samples, r):
+    """For pixels at distance > r from their object's edge (every 5th): mean and std colour of
+    the (2r+1)-window around them, the image's mean background chromaticity, the class."""
+    local, cue, classes, image_ids = [], [], [], []
+    k = 2 * r + 1
+    for image_id, (image, mask) in enumerate(samples):
+        image = image.astype(np.float64)
+        mean = ndimage.uniform_filter(image, size=(k, k, 1))
+        std = np.sqrt(np.maximum(ndimage.uniform_filter(image**2, size=(k, k, 1)) - mean**2, 0))
+        background = image[mask == 0].mean(axis=0)
+        for c in range(1, len(SYNTHETIC_CLASSES)):
+            inside = ndimage.distance_transform_edt(mask == c) > r
+            ys, xs = np.nonzero(inside)
+            ys, xs = ys[::5], xs[::5]
+            local.append(np.concatenate([mean[ys, xs], std[ys, xs]], axis=1))
+            cue.append(np.tile(background / background.sum(), (len(ys), 1)))
+            classes += [c] * len(ys)
+            image_ids += [image_id] * len(ys)
+    return np.concatenate(local), np.concatenate(cue), np.array(classes), np.array(image_ids)
+
+
+def _nearest_centroid_accuracy(features, classes, train):
+    """Balanced accuracy on ``~train`` of a nearest-centroid classifier fit on ``train``."""
+    mu, sd = features[train].mean(0), features[train].std(0) + 1e-9
+    z = (features - mu) / sd
+    labels = np.unique(classes[train])
+    centroids = np.stack([z[train & (classes == c)].mean(0) for c in labels])
+    pred = labels[((z[~train, None] - centroids[None]) ** 2).sum(-1).argmin(1)]
+    truth = classes[~train]
+    return float(np.mean([np.mean(pred[truth == c] == c) for c in labels if (truth == c).any()]))
+
+
+def test_context_class_is_not_local_but_image_level(tmp_path):
+    r = 6
+    results = {}
+    for strength in (0.0, 1.0):
+        samples = _lab_voc(tmp_path / str(strength), num_train=32, num_val=32, context=strength)
+        local, cue, classes, image_ids = _window_features(samples, r)
+        train = image_ids < 32  # fit on the train split, score on val
+        assert len(np.unique(classes[~train])) == 4
+        results[strength] = (
+            _nearest_centroid_accuracy(local, classes, train),
+            _nearest_centroid_accuracy(cue, classes, train),
+        )
+        if strength:  # the cue (the background) always keeps a good part of the image
+            assert all((mask == 0).mean() > 0.3 for _, mask in samples)
+    print("balanced accuracy (window stats, background cue):", results)
+    assert results[0.0][0] > 0.95  # without the factor a small window tells the class ...
+    assert results[0.0][1] < 0.4  # ... and the background does not
+    assert results[1.0][0] < 0.3  # with it the window is at chance (0.25) ...
+    assert results[1.0][1] > 0.97  # ... and the image-level cue tells the class
+
+
+def _component_areas(samples):
+    """Per class, the pixel areas of its connected regions (4-connected, void excluded)."""
+    areas = {c: [] for c in range(1, len(SYNTHETIC_CLASSES))}
+    for _, mask in samples:
+        for c in areas:
+            regions, count = ndimage.label(mask == c)
+            areas[c] += np.bincount(regions.ravel())[1:].tolist()
+    return areas
+
+
+def test_scale_variation_spans_sizes(tmp_path):
+    # One object per image (no occlusion fragments) and one image size: the spread of the
+    # areas is the spread of the object sizes.
+    fixed = {"min_size": 96, "max_size": 96, "max_objects": 1}
+    spans = {}
+    for strength in (0.0, 1.0):
+        root = tmp_path / str(strength)
+        areas = _component_areas(_lab_voc(root, num_train=56, scale_variation=strength, **fixed))
+        spans[strength] = {c: np.percentile(a, 90) / np.percentile(a, 10) for c, a in areas.items()}
+    print("per-class p90/p10 area ratio:", spans)
+    assert all(span < 8 for span in spans[0.0].values())
+    assert all(span > 32 for span in spans[1.0].values())
