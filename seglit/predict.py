@@ -1,4 +1,8 @@
-"""Writing predictions: colourised palette masks and image overlays for ``seglit predict``."""
+"""Writing predictions for ``seglit predict``: palette masks, overlays with a legend, panels.
+
+The pictures themselves come from :mod:`seglit.visualize`; this module only wires them to
+Lightning's prediction loop.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
-
-def palette_image(label_map: np.ndarray, palette: list[tuple[int, int, int]]) -> Image.Image:
-    """A mode-"P" PNG image whose pixel values are class indices, coloured by ``palette``."""
-    image = Image.fromarray(label_map.astype(np.uint8), mode="P")
-    flat = [c for rgb in palette for c in rgb]
-    image.putpalette(flat + [0, 0, 0] * (256 - len(palette)))
-    return image
-
-
-def overlay(
-    rgb: np.ndarray, label_map: np.ndarray, palette: list[tuple[int, int, int]], alpha: float = 0.5
-) -> np.ndarray:
-    """Blend the class colours over an RGB image (uint8, H x W x 3)."""
-    colours = np.zeros((256, 3), dtype=np.float32)
-    colours[: len(palette)] = np.asarray(palette, dtype=np.float32)
-    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colours[label_map]
-    return blended.clip(0, 255).astype(np.uint8)
+from seglit.visualize import comparison_panel, denormalize, legend, overlay, palette_image
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``<name>.png`` (palette mask) and ``<name>_overlay.jpg`` for every prediction.
+    """Writes, for every prediction, ``<name>.png``, ``<name>_overlay.jpg`` and maybe a panel.
+
+    * ``<name>.png``: the label map as a palette PNG (pixel value = class index, VOC style);
+    * ``<name>_overlay.jpg``: the image with the predicted non-background classes tinted
+      (background and void untouched, class boundaries outlined) and a legend of the classes
+      present;
+    * ``<name>_panel.png``, only when the batch carries ground-truth masks (``"mask"``):
+      image | ground truth | prediction | errors (see :func:`seglit.visualize.comparison_panel`).
 
     Args:
         output_dir: Destination folder; ``None`` uses ``<default_root_dir>/predictions``.
-        overlay_alpha: Opacity of the class colours in the overlays (0 disables overlays).
+        overlay_alpha: Opacity of the class colours in the overlays and panels (0 disables
+            both).
     """
 
     def __init__(self, output_dir: str | None = None, overlay_alpha: float = 0.5) -> None:
@@ -60,18 +54,27 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         datamodule = trainer.datamodule
         palette = list(datamodule.palette)
-        mean = torch.tensor(datamodule.mean).view(3, 1, 1)
-        std = torch.tensor(datamodule.std).view(3, 1, 1)
+        class_names = list(datamodule.class_names)
         out = self._dir(trainer)
         preds = prediction["pred"].numpy()
         sizes = prediction.get("size") or [p.shape for p in preds]
+        masks = batch.get("mask")
         for i, name in enumerate(prediction["name"]):
             height, width = (int(v) for v in sizes[i])
             label_map = preds[i, :height, :width]
             stem = Path(str(name)).stem
             palette_image(label_map, palette).save(out / f"{stem}.png")
-            if self.overlay_alpha > 0:
-                image = batch["image"][i, :, :height, :width].detach().cpu().float()
-                rgb = ((image * std + mean) * 255).clamp(0, 255).permute(1, 2, 0).numpy()
-                blended = overlay(rgb.astype(np.uint8), label_map, palette, self.overlay_alpha)
-                Image.fromarray(blended).save(out / f"{stem}_overlay.jpg", quality=90)
+            if self.overlay_alpha <= 0:
+                continue
+            rgb = denormalize(
+                batch["image"][i, :, :height, :width], datamodule.mean, datamodule.std
+            )
+            tinted = overlay(rgb, label_map, palette, self.overlay_alpha)
+            tinted = legend(tinted, label_map, class_names, palette)
+            Image.fromarray(tinted).save(out / f"{stem}_overlay.jpg", quality=90)
+            if masks is not None:
+                target = masks[i, :height, :width].cpu().numpy()
+                panel = comparison_panel(
+                    rgb, target, label_map, palette, class_names, self.overlay_alpha
+                )
+                Image.fromarray(panel).save(out / f"{stem}_panel.png")

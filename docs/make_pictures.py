@@ -1,0 +1,106 @@
+"""Render the example pictures of the docs into ``docs/img/``: ``python docs/make_pictures.py``.
+
+* ``summary_miou.png`` and ``summary_class_iou.png``: :mod:`seglit.plots` on illustrative
+  summary rows (the shape of a VOC ablation: 21 classes, 3 seeds, one partial and one failed
+  variant); the numbers are made up, the pictures are what seglit draws for them.
+* ``overlay.png`` and ``panel.png``: :mod:`seglit.visualize` on a synthetic image from
+  :func:`seglit.data.synthetic.render_sample`. The "prediction" is the ground truth with
+  simulated mistakes (one object given the wrong class, a false-positive blob, edges moved),
+  so that every part of the pictures shows up without training a model.
+
+The PNGs are palette-quantized to stay small; everything else is the library's output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from seglit.data.palette import voc_palette
+from seglit.data.synthetic import SYNTHETIC_CLASSES, render_sample
+from seglit.data.voc import VOC_CLASSES
+from seglit.plots import plot_class_heatmap, plot_miou
+from seglit.report import Row
+from seglit.visualize import comparison_panel, legend, overlay
+
+OUT = Path(__file__).parent / "img"
+
+
+def summary_rows() -> list[Row]:
+    """Illustrative rows: a baseline, three variants with 3 seeds, a partial and a failed one."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.45, 0.85, size=len(VOC_CLASSES))
+    base[0] = 0.92  # background
+    variants = [  # name, mIoU shift, std, finished seeds, status, delta CI half-width
+        ("fcn32s", -0.034, 0.004, 3, "finished", 0.006),
+        ("fcn16s", -0.006, 0.003, 3, "finished", 0.005),
+        ("fcn8s", 0.0, 0.003, 3, "finished", None),
+        ("fcn8s-concat", 0.006, 0.004, 3, "finished", 0.004),
+        ("fcn8s-atonce", 0.002, 0.0, 1, "partial", 0.007),
+        ("fcn8s-bilinear", None, None, 0, "failed", None),
+    ]
+    rows = []
+    for name, shift, std, finished, status, half in variants:
+        row = Row(variant=name, status=status, runs=3, finished=finished, baseline=name == "fcn8s")
+        if shift is not None:
+            ious = np.clip(base + shift + rng.normal(0.0, 0.02, size=base.size), 0, 1)
+            row.mIoU_mean = float(base.mean() + shift)
+            row.mIoU_std = std
+            row.per_class_iou = {c: float(v) for c, v in zip(VOC_CLASSES, ious)}
+            row.delta = shift
+            if half is not None:
+                row.delta_ci_low, row.delta_ci_high = shift - half, shift + half
+        rows.append(row)
+    return rows
+
+
+def simulated_prediction(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ground truth with typical mistakes (no model involved, see the module docstring)."""
+    _, nearest = ndimage.distance_transform_edt(label == 255, return_indices=True)
+    pred = label[tuple(nearest)]  # void band filled from the closest labelled pixel
+    classes = [int(c) for c in np.unique(pred) if c != 0]
+    if classes:
+        last, first = classes[-1], classes[0]
+        pred[pred == last] = 1 + last % (len(SYNTHETIC_CLASSES) - 1)  # one class confused
+        grown = ndimage.binary_dilation(pred == first, iterations=4) & (pred == 0)
+        pred[grown] = first  # another one spills over its edges
+    yy, xx = np.mgrid[: label.shape[0], : label.shape[1]]
+    cy, cx = rng.uniform(0.2, 0.8, size=2) * label.shape
+    pred[(yy - cy) ** 2 / 150 + (xx - cx) ** 2 / 300 < 1] = 3  # a false-positive blob
+    return pred.astype(np.uint8)
+
+
+def save_small(array_or_path: np.ndarray | Path, path: Path) -> None:
+    """Save as a 256-colour PNG (docs size budget)."""
+    image = Image.open(array_or_path) if isinstance(array_or_path, Path) else None
+    image = image or Image.fromarray(array_or_path)
+    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def main() -> None:
+    """Write the four example PNGs."""
+    OUT.mkdir(exist_ok=True)
+    rows = summary_rows()
+    for plot, name in (
+        (plot_miou, "summary_miou.png"),
+        (plot_class_heatmap, "summary_class_iou.png"),
+    ):
+        save_small(plot(rows, OUT / name), OUT / name)
+
+    rng = np.random.default_rng(2)
+    image, label = render_sample(rng, min_size=200, max_size=240, max_objects=4)
+    pred = simulated_prediction(label, rng)
+    palette = voc_palette(len(SYNTHETIC_CLASSES))
+    tinted = legend(overlay(image, pred, palette), pred, SYNTHETIC_CLASSES, palette)
+    save_small(tinted, OUT / "overlay.png")
+    panel = comparison_panel(image, label, pred, palette, SYNTHETIC_CLASSES)
+    save_small(panel, OUT / "panel.png")
+    for path in sorted(OUT.glob("*.png")):
+        print(f"{path} {path.stat().st_size // 1024} KB")
+
+
+if __name__ == "__main__":
+    main()
