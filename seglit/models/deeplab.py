@@ -1,13 +1,15 @@
-"""DeepLab v1 (LargeFOV), v2 (ASPP, sum of branch logits), v3 (ASPP + image pooling, concat)
-and v3+ (v3 encoder + low-level decoder, atrous depthwise-separable convolutions).
+"""DeepLab v1 (LargeFOV), v2 (ASPP, sum of branch logits, multi-scale input fusion), v3 (ASPP
++ image pooling, concat) and v3+ (v3 encoder + low-level decoder, atrous depthwise-separable
+convolutions), on VGG16, ResNets or aligned Xception-65.
 
 Every model scores at the backbone's output stride and upsamples the logits to the input
 size (``upsample``; bilinear by default, as in the papers). CRF post-processing is not part
-of the network.
+of the network (``model.inference.crf``, :mod:`seglit.crf`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -15,21 +17,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglit.models.backbones import build_backbone
+from seglit.models.backbones import build_backbone, dropout_layer
 from seglit.models.base import SegmentationModel
 from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu
 from seglit.models.heads import FCNHead
 from seglit.models.knobs import (
     BackboneName,
+    DeepLabV3BackboneName,
+    DropoutKind,
     FusionMode,
     OutputStride,
-    ResNetName,
     UpsampleMode,
     check_choice,
 )
 from seglit.models.registry import register_model
 
-DecoderLayout = Literal["paper", "smp"]
+DecoderLayout = Literal["paper", "smp", "mmseg"]
+"""DeepLab v3+ decoder layouts: TF DeepLab (the paper's), smp 0.6's, mmseg's
+``DepthwiseSeparableASPPHead``."""
+V3Head = Literal["paper", "torchvision", "mmseg"]
+"""DeepLab v3 heads: the paper's, torchvision's ``DeepLabHead``, mmseg's ``ASPPHead``."""
 TINY_RESNET = {"backbone": "resnet18", "backbone_width": 4}
 
 
@@ -40,34 +47,66 @@ def _check_rates(name: str, rates: Sequence[int] | None) -> None:
         raise ValueError(f"invalid {name}={rates!r}; expected a non-empty list of ints >= 1")
 
 
+def _check_scales(scales: Sequence[float] | None) -> tuple[float, ...] | None:
+    if scales is None:
+        return None
+    ok = len(scales) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales
+    )
+    if not ok:
+        raise ValueError(
+            f"invalid msc_scales={scales!r}; expected a non-empty list of positive scales, "
+            "e.g. [1.0, 0.75, 0.5] (DeepLab v2's MSC), or null"
+        )
+    return tuple(float(v) for v in scales)
+
+
 def _scaled(channels: int, backbone_width: int | None) -> int:
     """Head width scaled like the backbone (``backbone_width / 64``)."""
     return channels if backbone_width is None else max(1, channels * backbone_width // 64)
 
 
 class _DeepLabBase(SegmentationModel):
-    """Common forward: backbone -> ``_logits`` -> upsample to input (+ aux head)."""
+    """Common forward: backbone -> ``_logits`` -> upsample to input (+ aux head), and
+    DeepLab v2's multi-scale input fusion (``msc_scales``)."""
 
     up_final: Upsample
     aux_classifier: nn.Module | None
+    msc_scales: tuple[float, ...] | None = None
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 
     def _init_common(
-        self, num_classes: int, upsample: str, aux: bool, aux_key: str, final_scale: int = 0
+        self,
+        num_classes: int,
+        upsample: str,
+        aux: bool,
+        aux_key: str,
+        final_scale: int = 0,
+        msc_scales: Sequence[float] | None = None,
     ) -> None:
-        """Final upsampling (by ``final_scale``; 0 = the output stride) and the aux head."""
+        """Final upsampling (by ``final_scale``; 0 = the output stride), the aux head and
+        the multi-scale inputs."""
         self.output_stride = self.backbone.output_stride
         scale = final_scale or self.output_stride
         self.up_final = Upsample(num_classes, num_classes, scale, upsample, bilinear_init=True)
         self._aux_key = aux_key
         self.aux_classifier = FCNHead(self.backbone.channels[aux_key], num_classes) if aux else None
+        self.msc_scales = _check_scales(msc_scales)
+        if self.msc_scales is not None and aux:
+            raise ValueError(
+                "invalid msc_scales together with aux=True: both supervise through the "
+                "'aux' output; use one of them"
+            )
 
-    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
-        """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux."""
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor | list[Tensor]]:
+        """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux
+        (``aux`` is the list of per-scale logits with ``msc_scales``)."""
         self.check_input(x)
         size = x.shape[-2:]
+        if self.msc_scales is not None:
+            return self._forward_msc(x)
         feats = self.backbone(x)
         out = self.up_final(self._logits(feats), size)
         if self.aux_classifier is not None and self.training:
@@ -76,16 +115,46 @@ class _DeepLabBase(SegmentationModel):
             return {"out": out, "aux": aux}
         return out
 
+    def _forward_msc(self, x: Tensor) -> Tensor | dict[str, Tensor | list[Tensor]]:
+        """DeepLab v2's MSC: run the network on the input resized by each scale, bring every
+        scale's logits to the size of the largest scale's (bilinear) and fuse them by
+        element-wise max. Training also returns each scale's logits (upsampled to the
+        input size) as ``aux`` so that every scale is supervised, as in the paper."""
+        size = x.shape[-2:]
+        logits = []
+        for s in self.msc_scales or ():
+            xs = x
+            if s != 1.0:
+                hw = [max(1, math.floor(d * s + 0.5)) for d in size]
+                xs = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+            logits.append(self._logits(self.backbone(xs)))
+        common = max((t.shape[-2:] for t in logits), key=lambda hw: hw[0] * hw[1])
+        resized = [
+            t
+            if t.shape[-2:] == common
+            else F.interpolate(t, size=common, mode="bilinear", align_corners=False)
+            for t in logits
+        ]
+        fused = torch.stack(resized).amax(0) if len(resized) > 1 else resized[0]
+        out = self.up_final(fused, size)
+        if not self.training:
+            return out
+        aux = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in logits]
+        return {"out": out, "aux": aux}
 
-def _vgg_fc_branch(in_ch: int, fc_ch: int, num_classes: int, dilation: int) -> nn.Sequential:
-    """DeepLab VGG head: fc6 (3x3, dilated) - fc7 (1x1) - fc8 (1x1 to classes)."""
+
+def _vgg_fc_branch(
+    in_ch: int, fc_ch: int, num_classes: int, dilation: int, dropout: str = "element"
+) -> nn.Sequential:
+    """DeepLab VGG head: fc6 (3x3, dilated) - fc7 (1x1) - fc8 (1x1 to classes), ReLU and
+    dropout 0.5 after fc6 and fc7 (element-wise as caffe's, or channel-wise)."""
     return nn.Sequential(
         nn.Conv2d(in_ch, fc_ch, 3, padding=dilation, dilation=dilation),
         nn.ReLU(inplace=True),
-        nn.Dropout2d(0.5),
+        dropout_layer(dropout),
         nn.Conv2d(fc_ch, fc_ch, 1),
         nn.ReLU(inplace=True),
-        nn.Dropout2d(0.5),
+        dropout_layer(dropout),
         nn.Conv2d(fc_ch, num_classes, 1),
     )
 
@@ -93,14 +162,20 @@ def _vgg_fc_branch(in_ch: int, fc_ch: int, num_classes: int, dilation: int) -> n
 @register_model("deeplabv1", tiny={"backbone_width": 4})
 class DeepLabV1(_DeepLabBase):
     """DeepLab v1 LargeFOV: VGG16 (3x3 pools, pool4/pool5 stride 1, conv5 dilation 2, output
-    stride 8), fc6 = 3x3 conv with dilation 12 and 1024 channels, fc7 = 1x1 1024, fc8 = 1x1.
+    stride 8), fc6 = 3x3 conv with dilation 12 and 1024 channels, fc7 = 1x1 1024, fc8 = 1x1,
+    ReLU + dropout 0.5 after fc6 and fc7 (DeepLab-LargeFOV's prototxt). 20,505,429
+    parameters at 21 classes, the paper's 20.5M (``tests/models/test_paper_configs.py``).
 
     Args:
         num_classes: Number of classes.
-        pretrained: ImageNet weights for the VGG16 convs (fc6/fc7 are new layers here).
+        pretrained: ImageNet weights for the VGG16 convs (fc6/fc7 are new layers here; the
+            paper subsamples VGG16's fc6/fc7).
         output_stride: 8 (the paper's), 16 or 32.
         fc6_dilation: Dilation of fc6 (12 = LargeFOV).
         fc_channels: Channels of fc6/fc7 (1024 = LargeFOV).
+        fc_dropout: Dropout after fc6/fc7: ``element`` (caffe's, the paper's) or ``channel``.
+        msc_scales: Multi-scale input fusion (DeepLab v2's MSC, see :class:`DeepLabV2`);
+            ``None`` (the v1 paper's) runs one scale.
         upsample: How logits are brought to the input size (``bilinear`` = paper).
         aux: Auxiliary FCN head on the pool4 stage.
         backbone_width: Scale the backbone (and fc channels) down; ``None`` = standard.
@@ -113,12 +188,15 @@ class DeepLabV1(_DeepLabBase):
         output_stride: OutputStride = 8,
         fc6_dilation: int = 12,
         fc_channels: int = 1024,
+        fc_dropout: DropoutKind = "element",
+        msc_scales: tuple[float, ...] | None = None,
         upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
         super().__init__(num_classes)
         _check_rates("fc6_dilation", [fc6_dilation])
+        check_choice("fc_dropout", fc_dropout, DropoutKind)
         self.backbone = build_backbone(
             "vgg16", output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
         )
@@ -127,8 +205,9 @@ class DeepLabV1(_DeepLabBase):
             _scaled(fc_channels, backbone_width),
             num_classes,
             fc6_dilation,
+            fc_dropout,
         )
-        self._init_common(num_classes, upsample, aux, "stride16")
+        self._init_common(num_classes, upsample, aux, "stride16", msc_scales=msc_scales)
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         return self.classifier(feats["out"])
@@ -139,17 +218,30 @@ class DeepLabV2(_DeepLabBase):
     """DeepLab v2: ASPP with one branch per rate, fused by **summing the branch logits**.
 
     ASPP-L: rates (6, 12, 18, 24); ASPP-S: (2, 4, 8, 12). With VGG16 each branch is
-    fc6 (3x3, rate r, 1024) - fc7 (1x1, 1024) - fc8 (1x1); with a ResNet each branch is a
-    single 3x3 conv with rate r straight to class scores (the paper's ResNet-101 variant).
+    fc6 (3x3, rate r, 1024) - fc7 (1x1, 1024) - fc8 (1x1), ReLU + dropout 0.5 after fc6 and
+    fc7 (DeepLab-v2 VGG16 ASPP-L: 37,877,652 parameters at 21 classes); with a ResNet (or
+    Xception-65) each branch is a single 3x3 conv with rate r straight to class scores (the
+    paper's ResNet-101 variant).
+
+    Multi-scale inputs (``msc_scales``, the paper's MSC, Sec. 3.1/4): the network runs on
+    the input resized by each scale (the paper: 1, 0.75, 0.5), each scale's logits are
+    resized (bilinear) to the largest scale's and fused by element-wise max. In training
+    the output is ``{"out": fused, "aux": [logits of each scale]}``: the paper supervises
+    the fused and every per-scale output with equal weight (``model.aux_weight: 1.0``).
+    The caffe reference shrinks the labels to each output's size; seglit upsamples each
+    output to the label instead.
 
     Args:
         num_classes: Number of classes.
-        backbone: ``vgg16`` or ``resnet18/34/50/101``.
+        backbone: ``vgg16``, ``resnet18/34/50/101`` or ``xception65``.
         pretrained: ImageNet weights for the backbone.
         output_stride: 8 (the paper's), 16 or 32.
         atrous_rates: One ASPP branch per rate.
+        fc_dropout: VGG16 branches' dropout after fc6/fc7: ``element`` (caffe's) or
+            ``channel``; no effect on the ResNet / Xception branches (no dropout).
+        msc_scales: Input scales for MSC, e.g. ``(1.0, 0.75, 0.5)``; ``None`` = one scale.
         upsample: How logits are brought to the input size.
-        aux: Auxiliary FCN head on the stride-16 stage.
+        aux: Auxiliary FCN head on the stride-16 stage (not together with ``msc_scales``).
         backbone_width: Scale the backbone down; ``None`` = standard widths.
     """
 
@@ -160,25 +252,30 @@ class DeepLabV2(_DeepLabBase):
         pretrained: bool = False,
         output_stride: OutputStride = 8,
         atrous_rates: tuple[int, ...] = (6, 12, 18, 24),
+        fc_dropout: DropoutKind = "element",
+        msc_scales: tuple[float, ...] | None = None,
         upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
         super().__init__(num_classes)
         _check_rates("atrous_rates", atrous_rates)
+        check_choice("fc_dropout", fc_dropout, DropoutKind)
         self.backbone = build_backbone(
             backbone, output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
         )
         in_ch = self.backbone.channels["out"]
         if backbone == "vgg16":
             fc_ch = _scaled(1024, backbone_width)
-            branches = [_vgg_fc_branch(in_ch, fc_ch, num_classes, r) for r in atrous_rates]
+            branches = [
+                _vgg_fc_branch(in_ch, fc_ch, num_classes, r, fc_dropout) for r in atrous_rates
+            ]
         else:
             branches = [
                 nn.Conv2d(in_ch, num_classes, 3, padding=r, dilation=r) for r in atrous_rates
             ]
         self.aspp = nn.ModuleList(branches)
-        self._init_common(num_classes, upsample, aux, "stride16")
+        self._init_common(num_classes, upsample, aux, "stride16", msc_scales=msc_scales)
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         x = feats["out"]
@@ -205,9 +302,14 @@ class ASPPPooling(nn.Sequential):
 
 class ASPP(nn.Module):
     """DeepLab v3 ASPP: 1x1 branch, one 3x3 branch per rate, optional image pooling;
-    **concatenated** and projected by 1x1 conv + BN + ReLU + Dropout(0.5).
+    **concatenated** and projected by a ``project_kernel`` conv + BN + ReLU (+ dropout).
 
-    Layout and state-dict keys match torchvision's ``ASPP`` (``convs.i``, ``project``).
+    Layout and state-dict keys match torchvision's ``ASPP`` (``convs.i``, ``project``) with
+    the defaults (1x1 projection, ``Dropout(0.5)``). The paper / TF DeepLab project with a
+    1x1 conv and drop 10% (``dropout=0.1``); mmseg's ``ASPPHead`` / v3+ head projects with
+    a 3x3 conv and no dropout (``project_kernel=3, dropout=0``). The branch order (image
+    pooling last) is torchvision's; TF DeepLab and mmseg put it first, which only permutes
+    the projection's input channels.
 
     Args:
         in_channels: Backbone channels.
@@ -216,6 +318,8 @@ class ASPP(nn.Module):
         image_pooling: Add the image-level pooling branch.
         separable: Use atrous depthwise-separable convs for the 3x3 branches (v3+).
         depthwise_bn: BN + ReLU after each depthwise conv (see :class:`SeparableConv2d`).
+        project_kernel: Kernel of the projection after the concatenation (1 or 3).
+        dropout: Element-wise dropout after the projection (0 = none).
     """
 
     def __init__(
@@ -226,6 +330,8 @@ class ASPP(nn.Module):
         image_pooling: bool = True,
         separable: bool = False,
         depthwise_bn: bool = True,
+        project_kernel: int = 1,
+        dropout: float = 0.5,
     ) -> None:
         super().__init__()
         convs: list[nn.Module] = [conv_bn_relu(in_channels, out_channels, 1)]
@@ -237,12 +343,20 @@ class ASPP(nn.Module):
         if image_pooling:
             convs.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(convs)
-        self.project = nn.Sequential(
-            nn.Conv2d(len(convs) * out_channels, out_channels, 1, bias=False),
+        project: list[nn.Module] = [
+            nn.Conv2d(
+                len(convs) * out_channels,
+                out_channels,
+                project_kernel,
+                padding=project_kernel // 2,
+                bias=False,
+            ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
-        )
+        ]
+        if dropout > 0:
+            project.append(nn.Dropout(dropout))
+        self.project = nn.Sequential(*project)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
@@ -256,7 +370,15 @@ def _v3_rates(atrous_rates: Sequence[int] | None, output_stride: int) -> tuple[i
 
 
 class DeepLabHead(nn.Sequential):
-    """v3 head as in torchvision: ASPP, 3x3 conv + BN + ReLU, 1x1 conv to classes."""
+    """The v3 head after the backbone, in one of three published layouts:
+
+    * ``paper`` (DeepLab v3 Sec. 3.3, TF DeepLab): ASPP concat -> 1x1 projection (256, BN,
+      ReLU) -> dropout 0.1 (TF DeepLab's ``keep_prob=0.9``) -> 1x1 conv to classes.
+    * ``torchvision`` (``DeepLabHead``): ASPP with ``Dropout(0.5)``, then an extra 3x3 conv
+      + BN + ReLU, then the 1x1 classifier; torchvision's state-dict keys.
+    * ``mmseg`` (``ASPPHead``): ASPP concat -> **3x3** projection + BN + ReLU ->
+      ``Dropout2d(0.1)`` -> 1x1 classifier.
+    """
 
     def __init__(
         self,
@@ -266,31 +388,66 @@ class DeepLabHead(nn.Sequential):
         channels: int = 256,
         image_pooling: bool = True,
         separable: bool = False,
+        layout: str = "torchvision",
     ) -> None:
-        super().__init__(
-            ASPP(in_channels, atrous_rates, channels, image_pooling, separable),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, num_classes, 1),
-        )
+        check_choice("head", layout, V3Head)
+        if layout == "torchvision":
+            super().__init__(
+                ASPP(in_channels, atrous_rates, channels, image_pooling, separable),
+                nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channels, num_classes, 1),
+            )
+        elif layout == "paper":
+            super().__init__(
+                ASPP(in_channels, atrous_rates, channels, image_pooling, separable, dropout=0.1),
+                nn.Conv2d(channels, num_classes, 1),
+            )
+        else:
+            super().__init__(
+                ASPP(
+                    in_channels,
+                    atrous_rates,
+                    channels,
+                    image_pooling,
+                    separable,
+                    project_kernel=3,
+                    dropout=0.0,
+                ),
+                nn.Dropout2d(0.1),
+                nn.Conv2d(channels, num_classes, 1),
+            )
 
 
 @register_model("deeplabv3", tiny=TINY_RESNET)
 class DeepLabV3(_DeepLabBase):
-    """DeepLab v3: dilated ResNet (output stride 8/16), multi-grid, ASPP with image pooling,
-    branches **concatenated** + 1x1 projection, then 3x3 conv and 1x1 classifier.
+    """DeepLab v3: dilated ResNet or aligned Xception-65 (output stride 8/16), multi-grid,
+    ASPP with image pooling, branches **concatenated**, then the head (``head``).
+
+    ``head="paper"`` (default) is the paper's: ASPP concat -> 1x1 projection (256, BN,
+    ReLU) -> 1x1 logits, with TF DeepLab's dropout 0.1 between them. ``"torchvision"`` is
+    torchvision's ``DeepLabHead`` (an extra 3x3 conv + BN + ReLU, dropout 0.5; 590,336
+    parameters more at 256 channels), used by :func:`~seglit.models.from_torchvision`;
+    ``"mmseg"`` is mmseg's ``ASPPHead`` (3x3 projection, ``Dropout2d(0.1)``).
+
+    Output stride: the ASPP rates default to (6, 12, 18) at OS16 and are doubled at OS8, the
+    backbone's dilations follow ``output_stride``; a network trained at OS16 is evaluated at
+    OS8 (the paper's 78.51 on VOC val) by rebuilding it with ``output_stride=8`` and
+    ``atrous_rates=None``: the parameters are the same, so its checkpoint loads strictly.
 
     Args:
         num_classes: Number of classes.
-        backbone: ``resnet18/34/50/101``.
+        backbone: ``resnet18/34/50/101`` or ``xception65``.
         pretrained: ImageNet weights for the backbone.
         output_stride: 8, 16 (the paper's training setting) or 32.
-        atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8.
+        atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8. A value
+            pins the rates at every output stride.
         multi_grid: Unit rates of the last stage, e.g. (1, 2, 4); ``None`` = torchvision's
-            dilation scheme (every unit the stage rate).
+            dilation scheme (every unit the stage rate, the first one the previous rate).
         image_pooling: Add the image-level pooling branch to ASPP.
         separable: Atrous depthwise-separable 3x3 ASPP branches.
+        head: ``paper``, ``torchvision`` or ``mmseg`` (see above).
         aspp_channels: ASPP width; ``None`` = 256 (scaled down with ``backbone_width``).
         upsample: How logits are brought to the input size.
         aux: Auxiliary FCN head on ``layer3`` (as torchvision's ``aux_loss``).
@@ -300,20 +457,22 @@ class DeepLabV3(_DeepLabBase):
     def __init__(
         self,
         num_classes: int,
-        backbone: ResNetName = "resnet101",
+        backbone: DeepLabV3BackboneName = "resnet101",
         pretrained: bool = False,
         output_stride: OutputStride = 16,
         atrous_rates: tuple[int, ...] | None = None,
         multi_grid: tuple[int, ...] | None = (1, 2, 4),
         image_pooling: bool = True,
         separable: bool = False,
+        head: V3Head = "paper",
         aspp_channels: int | None = None,
         upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
         super().__init__(num_classes)
-        check_choice("backbone", backbone, ResNetName)
+        check_choice("backbone", backbone, DeepLabV3BackboneName)
+        check_choice("head", head, V3Head)
         _check_rates("atrous_rates", atrous_rates)
         _check_rates("multi_grid", multi_grid)
         self.backbone = build_backbone(
@@ -327,6 +486,7 @@ class DeepLabV3(_DeepLabBase):
             ch,
             image_pooling,
             separable,
+            head,
         )
         self._init_common(num_classes, upsample, aux, "stride16")
 
@@ -336,48 +496,56 @@ class DeepLabV3(_DeepLabBase):
 
 @register_model("deeplabv3plus", tiny=TINY_RESNET)
 class DeepLabV3Plus(_DeepLabBase):
-    """DeepLab v3+: v3 encoder (ASPP output, no classifier) + a decoder that upsamples it x4
-    to the stride-4 features, fuses them with the low-level features reduced to 48 channels
-    (1x1 conv + BN + ReLU), refines with two 3x3 convs and classifies.
+    """DeepLab v3+: v3 encoder (ASPP output, no classifier) + a decoder that upsamples it to
+    the stride-4 features, fuses them with the low-level features reduced to 48 channels
+    (1x1 conv + BN + ReLU), refines with 3x3 convs and classifies.
+
+    Backbones: the dilated ResNets (low-level features: ``layer1``) or the paper's aligned
+    Xception-65 (low-level features: entry flow block 2 before its stride, 256 channels).
 
     ``fusion=concat`` is the paper's; ``fusion=sum`` reduces the low-level features to the
     ASPP width instead of 48 so the two maps can be added (the refinement convs then see
     ``aspp_channels`` instead of ``aspp_channels + 48`` channels).
 
-    ``decoder_layout`` picks between two published layouts of the same design:
+    ``decoder_layout`` picks between three published layouts of the same design:
 
-    * ``paper`` (TF DeepLab, mmseg): separable convs with BN + ReLU after the depthwise conv,
-      two 3x3 refinement convs after the fusion.
+    * ``paper`` (TF DeepLab, the v3+ paper): ASPP concat -> 1x1 projection + BN + ReLU ->
+      dropout 0.1; separable convs with BN + ReLU after the depthwise conv; two 3x3
+      refinement convs after the fusion; 1x1 classifier.
+    * ``mmseg`` (mmseg's ``DepthwiseSeparableASPPHead``, ``deeplabv3plus_r50-d8``): the
+      projection after the ASPP concat is a **3x3** conv + BN + ReLU (``bottleneck``; with
+      512 channels 10,485,760 weights more than a 1x1), no dropout there, two separable
+      refinement convs, then ``Dropout2d(0.1)`` and the 1x1 classifier (``cls_seg``).
     * ``smp`` (segmentation-models-pytorch 0.6's ``DeepLabV3Plus``): depthwise and pointwise
-      convs back to back, one 3x3 conv + BN + ReLU on the ASPP output (at the output
-      stride) and one after the fusion. It keeps fewer stride-4 activations for backward.
-      With ``atrous_rates=(12, 24, 36)`` and ``multi_grid=(1,)`` (smp dilates every block
-      of the last stage) it has smp's layers in smp's order, and smp's weights load into it
-      by position; the only difference is that smp's two fixed bilinear resizes use
-      ``align_corners=True`` (``tests/models/test_smp_parity.py``).
+      convs back to back, ASPP dropout 0.5, one 3x3 conv + BN + ReLU on the ASPP output (at
+      the output stride) and one after the fusion. It keeps fewer stride-4 activations for
+      backward. With ``atrous_rates=(12, 24, 36)`` and ``multi_grid=(1,)`` (smp dilates every
+      block of the last stage) it has smp's layers in smp's order, and smp's weights load
+      into it by position; the only difference is that smp's two fixed bilinear resizes
+      use ``align_corners=True`` (``tests/models/test_smp_parity.py``).
 
     Args:
         num_classes: Number of classes.
-        backbone: ``resnet18/34/50/101``.
+        backbone: ``resnet18/34/50/101`` or ``xception65`` (the paper's best).
         pretrained: ImageNet weights for the backbone.
         output_stride: 8, 16 (the paper's) or 32.
         atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8.
         multi_grid: Unit rates of the last stage; ``None`` = torchvision's scheme.
         image_pooling: Add the image-level pooling branch to ASPP.
         separable: Atrous depthwise-separable convs in ASPP and decoder (the paper's).
-        decoder_layout: ``paper`` or ``smp`` (see above).
         fusion: ``concat`` (paper) or ``sum`` of decoder inputs.
         low_level_channels: Reduction of the stride-4 features for concat (48 = paper).
         aspp_channels: ASPP/decoder width; ``None`` = 256 (scaled with ``backbone_width``).
         upsample: How the ASPP output and the logits are upsampled.
-        aux: Auxiliary FCN head on ``layer3``.
+        aux: Auxiliary FCN head on the stride-16 stage (``layer3``).
         backbone_width: Scale the backbone down; ``None`` = standard widths.
+        decoder_layout: ``paper``, ``mmseg`` or ``smp`` (see above).
     """
 
     def __init__(
         self,
         num_classes: int,
-        backbone: ResNetName = "resnet101",
+        backbone: DeepLabV3BackboneName = "resnet101",
         pretrained: bool = False,
         output_stride: OutputStride = 16,
         atrous_rates: tuple[int, ...] | None = None,
@@ -393,7 +561,7 @@ class DeepLabV3Plus(_DeepLabBase):
         decoder_layout: DecoderLayout = "paper",
     ) -> None:
         super().__init__(num_classes)
-        check_choice("backbone", backbone, ResNetName)
+        check_choice("backbone", backbone, DeepLabV3BackboneName)
         check_choice("fusion", fusion, FusionMode)
         check_choice("decoder_layout", decoder_layout, DecoderLayout)
         _check_rates("atrous_rates", atrous_rates)
@@ -403,28 +571,34 @@ class DeepLabV3Plus(_DeepLabBase):
         )
         ch = aspp_channels or _scaled(256, backbone_width)
         self.fusion = fusion
-        paper = decoder_layout == "paper"
+        smp = decoder_layout == "smp"
 
         def refine_conv(in_channels: int) -> nn.Module:
             if separable:
-                return SeparableConv2d(in_channels, ch, depthwise_bn=paper)
+                return SeparableConv2d(in_channels, ch, depthwise_bn=not smp)
             return conv_bn_relu(in_channels, ch, 3)
 
+        aspp_kwargs = {
+            "paper": {"dropout": 0.1},
+            "mmseg": {"project_kernel": 3, "dropout": 0.0},
+            "smp": {"dropout": 0.5, "depthwise_bn": False},
+        }[decoder_layout]
         self.aspp = ASPP(
             self.backbone.channels["out"],
             _v3_rates(atrous_rates, output_stride),
             ch,
             image_pooling,
             separable,
-            depthwise_bn=paper,
+            **aspp_kwargs,
         )
-        self.aspp_refine = None if paper else refine_conv(ch)
+        self.aspp_refine = refine_conv(ch) if smp else None
         low_ch = low_level_channels if fusion == "concat" else ch
         self.low_level = conv_bn_relu(self.backbone.channels["stride4"], low_ch, 1)
         self.up_aspp = Upsample(ch, ch, max(1, output_stride // 4), upsample, bilinear_init=True)
         in_ch = ch + low_ch if fusion == "concat" else ch
-        refine = [refine_conv(in_ch), refine_conv(ch)] if paper else [refine_conv(in_ch)]
+        refine = [refine_conv(in_ch)] if smp else [refine_conv(in_ch), refine_conv(ch)]
         self.decoder = nn.Sequential(*refine)
+        self.dropout = nn.Dropout2d(0.1) if decoder_layout == "mmseg" else None
         self.classifier = nn.Conv2d(ch, num_classes, 1)
         self._init_common(num_classes, upsample, aux, "stride16", final_scale=4)
 
@@ -435,4 +609,7 @@ class DeepLabV3Plus(_DeepLabBase):
             x = self.aspp_refine(x)
         x = self.up_aspp(x, low.shape[-2:])
         x = torch.cat([x, low], dim=1) if self.fusion == "concat" else x + low
-        return self.classifier(self.decoder(x))
+        x = self.decoder(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.classifier(x)

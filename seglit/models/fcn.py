@@ -1,15 +1,26 @@
 """Fully convolutional networks (Long et al. 2015): FCN-32s, FCN-16s, FCN-8s.
 
-The backbone (VGG16 with fc6/fc7 as convolutions, or a ResNet) produces features; 1x1
-"score" convolutions map features to class scores at stride 32 (``score_fr``), 16
-(``score_pool4``) and 8 (``score_pool3``). FCN-16s/8s upsample the coarser scores x2 and fuse
-them with the finer ones (``fusion=sum`` as in the paper, or ``concat`` followed by a 1x1
-conv 2C -> C initialised to ``[I, I]`` so it starts out equal to the sum), then upsample the
-result to the input size.
+The backbone (VGG16 with fc6/fc7 as convolutions, or a ResNet / Xception-65) produces
+features; 1x1 "score" convolutions map features to class scores at stride 32 (``score_fr``),
+16 (``score_pool4``) and 8 (``score_pool3``). FCN-16s/8s upsample the coarser scores x2 and
+fuse them with the finer ones (``fusion=sum`` as in the paper, or ``concat`` followed by a
+1x1 conv 2C -> C initialised to ``[I, I]`` so it starts out equal to the sum), then upsample
+the result to the input size.
 
-Sizes: all convs use "same" padding and pools are ceil-mode (no ``pad=100`` trick), so the
-stride-s map has ``ceil(H / s)`` pixels; upsampled maps are cropped at the bottom/right to
-the finer map / input size.
+What the reference nets (fcn.berkeleyvision.org ``voc-fcn*``) do and how to get it here:
+
+* score layers (``score_fr``, ``score_pool4``, ``score_pool3``) start at zero (caffe's
+  default ``constant`` filler; ``head="score"``);
+* upsampling: transposed convs (kernel 2s, stride s, no bias) initialised to bilinear
+  interpolation; learned in the paper's original experiments (``learn_upsampling=True``),
+  kept fixed in the reference implementation (``learn_upsampling=False``, lr_mult 0);
+* the "at-once" FCN-8s (``voc-fcn8s-atonce``) scales pool4 by 0.01 and pool3 by 0.0001
+  before their score layers (``skip_scale=True``; caffe ``Scale`` layers with lr_mult 0);
+* fc6 and fc7 are followed by ReLU and element-wise dropout 0.5 (``fc_dropout="element"``).
+
+Sizes: all convs use "same" padding and pools are ceil-mode (no ``pad=100`` on conv1_1, and
+fc6 is padded by 3), so the stride-s map has ``ceil(H / s)`` pixels; upsampled maps are
+cropped at the bottom/right to the finer map / input size instead of caffe's crop offsets.
 """
 
 from __future__ import annotations
@@ -22,11 +33,20 @@ from seglit.models.backbones import build_backbone
 from seglit.models.base import SegmentationModel
 from seglit.models.blocks import Fuse, Upsample
 from seglit.models.heads import FCNHead
-from seglit.models.knobs import BackboneName, FusionMode, OutputStride, UpsampleMode, check_choice
+from seglit.models.knobs import (
+    BackboneName,
+    DropoutKind,
+    FusionMode,
+    OutputStride,
+    UpsampleMode,
+    check_choice,
+)
 from seglit.models.registry import register_model
 
 FCNHeadName = Literal["score", "fcn"]
 TINY = {"backbone": "vgg16", "backbone_width": 4}
+SKIP_SCALES = {"pool4": 0.01, "pool3": 0.0001}
+"""voc-fcn8s-atonce's fixed ``scale_pool4`` / ``scale_pool3`` factors."""
 
 
 class FCN(SegmentationModel):
@@ -34,7 +54,8 @@ class FCN(SegmentationModel):
 
     Args:
         num_classes: Number of classes.
-        backbone: ``vgg16`` (fc6/fc7 as convs, the paper's) or ``resnet18/34/50/101``.
+        backbone: ``vgg16`` (fc6/fc7 as convs, the paper's), ``resnet18/34/50/101`` or
+            ``xception65``.
         pretrained: Load ImageNet weights for the backbone (from the torch hub cache).
         output_stride: 8, 16 or 32 (dilation replaces the last strides).
         fusion: How a skip's scores are merged with the upsampled coarser scores: ``sum``
@@ -43,7 +64,18 @@ class FCN(SegmentationModel):
         upsample: ``transposed`` (kernel 2s, stride s), ``bilinear``, ``nearest_conv`` or
             ``bilinear_conv``.
         bilinear_init: Initialise transposed convs to bilinear interpolation (FCN).
-        head: ``score`` (1x1 conv, the paper's) or ``fcn`` (torchvision's 3x3+BN+ReLU+1x1).
+        learn_upsampling: Train the bilinear-initialised transposed convs (the paper's
+            original experiments, default) or keep them fixed at bilinear interpolation
+            (``False``: ``requires_grad=False``, as the reference implementation's lr_mult 0;
+            needs ``upsample="transposed"`` with ``bilinear_init=True``, or ``bilinear``).
+        skip_scale: Multiply pool4 by 0.01 and pool3 by 0.0001 before ``score_pool4`` /
+            ``score_pool3`` (voc-fcn8s-atonce's fixed scale layers, for training all at once
+            from VGG16). FCN-32s has no skips and refuses it.
+        fc_dropout: Dropout after VGG16's fc6 and fc7: ``element`` (``nn.Dropout(0.5)``,
+            caffe's and torchvision's VGG, the paper's) or ``channel`` (``nn.Dropout2d``).
+            ResNet and Xception backbones have no dropout; there it changes nothing.
+        head: ``score`` (1x1 conv, zero-initialised, the paper's) or ``fcn``
+            (torchvision's 3x3 conv + BN + ReLU + dropout + 1x1).
         aux: Add an auxiliary FCN head on the stride-16 stage (training output becomes
             ``{"out", "aux"}``).
         backbone_width: Scale the backbone down (first-stage width; ``None`` = standard).
@@ -61,19 +93,41 @@ class FCN(SegmentationModel):
         fusion: FusionMode = "sum",
         upsample: UpsampleMode = "transposed",
         bilinear_init: bool = True,
+        learn_upsampling: bool = True,
+        skip_scale: bool = False,
+        fc_dropout: DropoutKind = "element",
         head: FCNHeadName = "score",
         aux: bool = False,
         backbone_width: int | None = None,
     ) -> None:
         super().__init__(num_classes)
         check_choice("head", head, FCNHeadName)
+        check_choice("fc_dropout", fc_dropout, DropoutKind)
         if self.skips == 0 and fusion != "sum":
             raise ValueError(
                 f"invalid fusion={fusion!r}: {type(self).__name__} has no skips to fuse"
             )
+        if self.skips == 0 and skip_scale:
+            raise ValueError(
+                f"invalid skip_scale=True: {type(self).__name__} has no skips to scale"
+            )
+        fixable = upsample == "bilinear" or (upsample == "transposed" and bilinear_init)
+        if not learn_upsampling and not fixable:
+            raise ValueError(
+                "invalid learn_upsampling=False: it keeps the transposed convs fixed at "
+                "bilinear interpolation, so it needs upsample='transposed' with "
+                f"bilinear_init=True (or 'bilinear'); got upsample={upsample!r}, "
+                f"bilinear_init={bilinear_init}"
+            )
         self.aux = aux
+        self.skip_scale = skip_scale
         self.backbone = build_backbone(
-            backbone, output_stride, pretrained, backbone_width, vgg_fc=True
+            backbone,
+            output_stride,
+            pretrained,
+            backbone_width,
+            vgg_fc=True,
+            vgg_dropout=fc_dropout,
         )
         self.output_stride = output_stride
         ch, st = self.backbone.channels, self.backbone.strides
@@ -97,11 +151,17 @@ class FCN(SegmentationModel):
             self.up_pool3 = up(stride // st["stride8"])
             self.fuse_pool3 = Fuse(c, fusion)
             stride = st["stride8"]
-        for name in ("score_pool4", "score_pool3"):
-            if hasattr(self, name):  # the paper zero-initialises the skip scores
-                nn.init.zeros_(getattr(self, name).weight)
-                nn.init.zeros_(getattr(self, name).bias)
+        # the reference nets' score layers use caffe's default filler: constant zero
+        scores = [self.classifier[0]] if head == "score" else []
+        scores += [getattr(self, n) for n in ("score_pool4", "score_pool3") if hasattr(self, n)]
+        for layer in scores:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.up_final = up(stride)
+        if not learn_upsampling:
+            for name in ("up_pool4", "up_pool3", "up_final"):
+                if hasattr(self, name):
+                    getattr(self, name).requires_grad_(False)
         self.aux_classifier = FCNHead(ch["stride16"], c) if aux else None
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
@@ -111,10 +171,16 @@ class FCN(SegmentationModel):
         feats = self.backbone(x)
         score = self.classifier(feats["out"])
         if self.skips >= 1:
-            skip = self.score_pool4(feats["stride16"])
+            pool4 = feats["stride16"]
+            if self.skip_scale:
+                pool4 = pool4 * SKIP_SCALES["pool4"]
+            skip = self.score_pool4(pool4)
             score = self.fuse_pool4(self.up_pool4(score, skip.shape[-2:]), skip)
         if self.skips >= 2:
-            skip = self.score_pool3(feats["stride8"])
+            pool3 = feats["stride8"]
+            if self.skip_scale:
+                pool3 = pool3 * SKIP_SCALES["pool3"]
+            skip = self.score_pool3(pool3)
             score = self.fuse_pool3(self.up_pool3(score, skip.shape[-2:]), skip)
         out = self.up_final(score, size)
         if self.aux_classifier is not None and self.training:

@@ -14,8 +14,11 @@ from typing import Literal, get_args
 ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
 """torchvision-layout ResNets (``seglit.models.backbones.ResNetBackbone``)."""
 
-BackboneName = Literal["vgg16", "resnet18", "resnet34", "resnet50", "resnet101"]
+BackboneName = Literal["vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "xception65"]
 """Every backbone :func:`seglit.models.backbones.build_backbone` builds."""
+
+DeepLabV3BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "xception65"]
+"""Backbones of DeepLab v3 / v3+: the dilated ResNets and aligned Xception-65 (v3+ paper)."""
 
 OutputStride = Literal[8, 16, 32]
 """Ratio of input size to the backbone's last feature map (dilation replaces strides)."""
@@ -25,6 +28,10 @@ UpsampleMode = Literal["transposed", "bilinear", "nearest_conv", "bilinear_conv"
 
 FusionMode = Literal["sum", "concat"]
 """How a skip connection is merged (:class:`seglit.models.blocks.Fuse`)."""
+
+DropoutKind = Literal["element", "channel"]
+"""``element``: ``nn.Dropout`` (caffe's and torchvision's VGG: single activations dropped);
+``channel``: ``nn.Dropout2d`` (whole feature maps dropped)."""
 
 
 def choices(knob: object) -> tuple[object, ...]:

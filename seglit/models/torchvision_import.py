@@ -31,7 +31,8 @@ def from_torchvision(tv_model: nn.Module) -> nn.Module:
 
     Supported: ``torchvision.models.segmentation.fcn_resnet50/101`` (-> :class:`FCN32s` with
     ``head="fcn"``, output stride 8, bilinear upsampling) and ``deeplabv3_resnet50/101``
-    (-> :class:`DeepLabV3`, output stride 8, rates (12, 24, 36), no multi-grid), with or
+    (-> :class:`DeepLabV3` with ``head="torchvision"``, output stride 8, rates (12, 24, 36),
+    no multi-grid), with or
     without the auxiliary head. In eval mode the outputs match torchvision's ``["out"]``.
 
     Args:
@@ -73,6 +74,7 @@ def from_torchvision(tv_model: nn.Module) -> nn.Module:
             multi_grid=None,
             image_pooling=True,
             separable=False,
+            head="torchvision",
             aspp_channels=aspp.project[0].out_channels,
             upsample="bilinear",
             aux=aux,

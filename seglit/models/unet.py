@@ -22,10 +22,13 @@ from torch import Tensor, nn
 from seglit.models.backbones import ResNetBackbone
 from seglit.models.base import SegmentationModel
 from seglit.models.blocks import Upsample, align_to, conv_bn_relu
+from seglit.models.heads import FCNHead
 from seglit.models.knobs import FusionMode, ResNetName, UpsampleMode, check_choice
 from seglit.models.registry import register_model
 
 ResNetUNetUpsample = Literal["nearest", "bilinear", "transposed"]
+UNetHead = Literal["1x1", "fcn"]
+"""U-Net classifier: the paper's 1x1 conv, or mmseg's FCN head."""
 # encoder features used as skips, deepest first; the last decoder stage has no skip
 RESNET_UNET_SKIPS = ("stride16", "stride8", "stride4", "stride2")
 
@@ -41,17 +44,62 @@ def double_conv(in_channels: int, out_channels: int, batch_norm: bool) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+class UpsampleNorm(nn.Module):
+    """A U-Net decoder upsampling followed by BN + ReLU: mmseg U-Net's ``InterpConv``
+    (``upsample="bilinear"``: bilinear resize, then 1x1 conv without bias + BN + ReLU) or
+    ``DeconvModule``-like (the other modes: :class:`~seglit.models.blocks.Upsample`, then
+    BN + ReLU).
+
+    Args:
+        in_channels: Channels of the deeper map.
+        out_channels: Channels after the upsampling (the skip's).
+        mode: Upsampling mode.
+        kernel_size: Transposed-conv kernel (``transposed`` only).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, mode: str, kernel_size: int | None = None
+    ) -> None:
+        super().__init__()
+        check_choice("upsample", mode, UpsampleMode)
+        self.up: Upsample | None = None
+        self.conv: nn.Conv2d | None = None
+        if mode == "bilinear":
+            self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        else:
+            self.up = Upsample(in_channels, out_channels, 2, mode, kernel_size=kernel_size)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor, size: Sequence[int]) -> Tensor:
+        """Upsample ``x`` to spatial ``size`` (H, W), then BN + ReLU."""
+        if self.up is not None:
+            x = self.up(x, size)
+        else:
+            size = (int(size[0]), int(size[1]))
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            x = self.conv(x)
+        return self.relu(self.bn(x))
+
+
 @register_model("unet", tiny={"base_width": 4, "depth": 3})
 class UNet(SegmentationModel):
     """U-Net for semantic segmentation.
 
     Level ``i`` (0-based) has ``base_width * 2**i`` channels; ``depth`` levels means
-    ``depth - 1`` poolings (the paper's U-Net is ``base_width=64, depth=5``, ~31M params).
+    ``depth - 1`` poolings (the paper's U-Net is ``base_width=64, depth=5, batch_norm=False``,
+    31.0M params; the paper's convs are unpadded, seglit's "same" padded).
 
     Skip fusion: every decoder stage first upsamples the deeper map *to the skip's channel
     count*. ``concat`` then concatenates (2C channels) and the double conv reduces 2C -> C;
     ``sum`` adds (C channels) and the double conv maps C -> C. Both variants see the same
     information with the same widths; they differ only in the first conv of each stage.
+
+    mmseg's UNet-S5-D16 + FCN (``fcn_unet_s5-d16``) is ``base_width=64, depth=5,
+    fusion="concat", upsample="bilinear", upsample_norm=True, batch_norm=True, head="fcn",
+    aux=True``: the same layers and parameter count (mmseg concatenates ``[skip, up]``,
+    seglit ``[up, skip]``: the first decoder conv's input channels are permuted).
 
     Args:
         num_classes: Number of output classes.
@@ -65,6 +113,14 @@ class UNet(SegmentationModel):
         batch_norm: Use BatchNorm after every conv (the paper has none).
         upsample_kernel: Kernel of the stride-2 transposed conv (2 = paper; 3 overlaps
             unevenly and invites checkerboard artifacts; 4 overlaps evenly).
+        upsample_norm: BN + ReLU after each decoder upsampling (mmseg U-Net's
+            ``InterpConv``; with ``upsample="bilinear"`` the order becomes resize -> 1x1
+            conv without bias -> BN -> ReLU). Needs ``batch_norm=True``.
+        head: ``1x1`` (the paper's 1x1 conv to classes) or ``fcn`` (mmseg's ``FCNHead``:
+            3x3 conv to ``base_width`` + BN + ReLU + ``Dropout2d(0.1)`` + 1x1).
+        aux: Auxiliary mmseg ``FCNHead`` (3x3 conv ``2 * base_width`` -> ``base_width``
+            + BN + ReLU + ``Dropout2d(0.1)`` + 1x1) on the level-1 (stride 2) decoder map;
+            training output becomes ``{"out", "aux"}``.
     """
 
     def __init__(
@@ -77,9 +133,18 @@ class UNet(SegmentationModel):
         upsample: UpsampleMode = "transposed",
         batch_norm: bool = True,
         upsample_kernel: int = 2,
+        upsample_norm: bool = False,
+        head: UNetHead = "1x1",
+        aux: bool = False,
     ) -> None:
         super().__init__(num_classes, in_channels)
         check_choice("fusion", fusion, FusionMode)
+        check_choice("head", head, UNetHead)
+        if upsample_norm and not batch_norm:
+            raise ValueError(
+                "invalid upsample_norm=True with batch_norm=False: it adds BatchNorm after "
+                "each upsampling (mmseg's InterpConv), in a network with BatchNorm"
+            )
         if upsample_kernel < 2:
             raise ValueError(f"invalid upsample_kernel={upsample_kernel!r}; expected an int >= 2")
         if depth < 2:
@@ -101,13 +166,23 @@ class UNet(SegmentationModel):
         self.decoder = nn.ModuleList()
         for i in reversed(range(depth - 1)):
             kernel = upsample_kernel if upsample == "transposed" else None
-            self.ups.append(Upsample(widths[i + 1], widths[i], 2, upsample, kernel_size=kernel))
+            if upsample_norm:
+                self.ups.append(UpsampleNorm(widths[i + 1], widths[i], upsample, kernel))
+            else:
+                self.ups.append(Upsample(widths[i + 1], widths[i], 2, upsample, kernel_size=kernel))
             fused = 2 * widths[i] if fusion == "concat" else widths[i]
             self.decoder.append(double_conv(fused, widths[i], batch_norm))
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        if head == "1x1":
+            self.head: nn.Module = nn.Conv2d(widths[0], num_classes, 1)
+        else:
+            self.head = FCNHead(widths[0], num_classes, widths[0], channel_dropout=True)
+        self.aux_classifier = (
+            FCNHead(widths[1], num_classes, widths[0], channel_dropout=True) if aux else None
+        )
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Map (N, in_channels, H, W) to logits (N, num_classes, H, W)."""
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        """Map (N, in_channels, H, W) to logits (N, num_classes, H, W); ``{"out", "aux"}``
+        when training with ``aux``."""
         self.check_input(x)
         min_size = 2 ** (self.depth - 1)
         if min(x.shape[-2:]) < min_size:
@@ -122,12 +197,21 @@ class UNet(SegmentationModel):
             x = block(x)
             skips.append(x)
         x = skips.pop()
-        for up, block in zip(self.ups, self.decoder):
+        want_aux = self.aux_classifier is not None and self.training
+        level1 = x if want_aux and self.depth == 2 else None  # decoder map at stride 2 (aux)
+        for i, (up, block) in enumerate(zip(self.ups, self.decoder)):
             skip = skips.pop()
             x = up(x, skip.shape[-2:])
             x = torch.cat([x, skip], dim=1) if self.fusion == "concat" else x + skip
             x = block(x)
-        return self.head(x)
+            if want_aux and i == self.depth - 3:
+                level1 = x
+        out = self.head(x)
+        if want_aux:
+            aux = self.aux_classifier(level1)
+            aux = F.interpolate(aux, size=out.shape[-2:], mode="bilinear", align_corners=False)
+            return {"out": out, "aux": aux}
+        return out
 
 
 # ------------------------------------------------------------------ U-Net, ResNet encoder

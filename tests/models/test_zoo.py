@@ -50,10 +50,12 @@ def forward_backward(model: torch.nn.Module, size: tuple[int, int] = (33, 35)) -
     out = model(torch.randn(2, 3, *size))
     outputs = out if isinstance(out, dict) else {"out": out}
     assert set(outputs) <= {"out", "aux"} and "out" in outputs
-    for key, logits in outputs.items():
+    # "aux" may be one tensor or a list of them (DeepLab v2's per-scale logits)
+    flat = [(key, t) for key, v in outputs.items() for t in (v if isinstance(v, list) else [v])]
+    for key, logits in flat:
         assert logits.shape == (2, NUM_CLASSES, *size), key
         assert torch.isfinite(logits).all(), key
-    sum(o.square().mean() for o in outputs.values()).backward()
+    sum(t.square().mean() for _, t in flat).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:5]}"
     model.eval()
