@@ -6,8 +6,8 @@ three). ``seglit`` is :func:`seglit.inference.predict_logits`;
 ``peer`` is the plain loop a researcher would write: one window at a time, logits summed
 into a buffer and divided by a count map. Their outputs are asserted equal. TTA rows are
 compared with seglit's single-view slide inference. Every row also gives the peak tensor
-memory of one call (``common.PeakMemory``: exact on the CPU). A last table times
-:class:`seglit.crf.DenseCRF` on a VOC-sized 21-class input for two bilateral windows.
+memory of one call (``common.PeakMemory``: exact on the CPU). The dense CRF has its own
+benchmark, ``benchmarks/crf.py``.
 
     python benchmarks/inference.py          # 1024x2048, 3 timed rounds, mmseg's 6 scales
     python benchmarks/inference.py --quick  # 512x1024, 1 round, 3 scales (< 1 min, 2 cores)
@@ -27,7 +27,6 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PeakMemory, ratio_interval  # noqa: E402
 
-from seglit.crf import DenseCRF  # noqa: E402
 from seglit.inference import InferenceConfig, predict_logits, slide_windows  # noqa: E402
 
 NUM_CLASSES = 19
@@ -137,30 +136,6 @@ def main() -> None:
         row(name, config)
     print(f"scales: {scales}; peak = tensor memory one call allocates above what was held before")
     print(f"slide seglit/peer 95% CI (bootstrap over the paired rounds): {low:.3f}-{high:.3f}")
-    crf_table(rounds=1 if args.quick else 2)
-
-
-def crf_table(rounds: int) -> None:
-    """DenseCRF cost on a VOC-sized input: 1x21x375x500 probabilities."""
-    g = torch.Generator().manual_seed(0)
-    probs = torch.softmax(3 * torch.randn(1, 21, 375, 500, generator=g), dim=1)
-    # Piecewise-constant colours with noise, closer to a photo than uniform noise.
-    blocks = torch.rand(1, 3, 375 // 25 + 1, 500 // 25, generator=g) * 255
-    image = blocks.repeat_interleave(25, 2)[:, :, :375].repeat_interleave(25, 3)
-    image = (image + 4 * torch.randn(image.shape, generator=g)).clamp(0, 255)
-    print("\nDenseCRF on 1x21x375x500 (VOC-sized), median of", rounds, "round(s)")
-    print(
-        f"{'window x dilation (neighbours)':<34}{'setup (s)':>11}{'per iter (s)':>14}"
-        f"{'10 iter (s)':>13}"
-    )
-    for window, dilation in ((5, 5), (3, 8)):
-        one = DenseCRF(iterations=1, window=window, dilation=dilation)
-        ten = DenseCRF(iterations=10, window=window, dilation=dilation)
-        t1 = median_time(lambda one=one: one(probs, image), rounds)
-        t10 = median_time(lambda ten=ten: ten(probs, image), rounds)
-        per_iter = max(t10 - t1, 0.0) / 9
-        name = f"{window} x {dilation} ({(2 * window + 1) ** 2 - 1})"
-        print(f"{name:<34}{max(t1 - per_iter, 0.0):>11.3f}{per_iter:>14.3f}{t10:>13.3f}")
 
 
 if __name__ == "__main__":

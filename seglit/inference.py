@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from seglit.crf import DenseCRF
 
-__all__ = ["InferenceConfig", "predict_logits", "slide_windows"]
+__all__ = [
+    "InferenceConfig",
+    "predict_log_probs",
+    "predict_logits",
+    "refine_with_crf",
+    "slide_windows",
+]
 
 
 def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
@@ -68,10 +74,8 @@ class InferenceConfig:
         crf_gaussian_weight: weight of the appearance-free Gaussian kernel.
         crf_gaussian_sxy: its spatial std (pixels).
         crf_bilateral_weight: weight of the bilateral kernel.
-        crf_bilateral_sxy: its spatial std (pixels; truncated to the window).
+        crf_bilateral_sxy: its spatial std (pixels).
         crf_bilateral_srgb: its colour std (0-255 scale).
-        crf_window: bilateral window radius in neighbour steps.
-        crf_dilation: pixel spacing of bilateral neighbours.
     """
 
     mode: Literal["whole", "slide"] = "whole"
@@ -87,8 +91,6 @@ class InferenceConfig:
     crf_bilateral_weight: float = 4.0
     crf_bilateral_sxy: float = 67.0
     crf_bilateral_srgb: float = 3.0
-    crf_window: int = 5
-    crf_dilation: int = 5
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -133,8 +135,6 @@ class InferenceConfig:
                 bilateral_weight=self.crf_bilateral_weight,
                 bilateral_sxy=self.crf_bilateral_sxy,
                 bilateral_srgb=self.crf_bilateral_srgb,
-                window=self.crf_window,
-                dilation=self.crf_dilation,
             )
         except ValueError as err:
             raise ValueError(f"inference.crf_*: {err}") from None
@@ -206,13 +206,75 @@ def _view_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Ten
 
 
 @torch.no_grad()
+def predict_log_probs(net: nn.Module, images: Tensor, config: InferenceConfig) -> Tensor:
+    """The network's per-pixel class log-probabilities at the images' size, before any CRF.
+
+    Applies ``config``'s mode (whole / slide) and test-time augmentation (scales x flips:
+    probabilities averaged over the views).
+
+    Args:
+        net: maps ``(N, 3, H, W)`` to logits ``(N, C, h, w)`` (or a dict with ``"out"``);
+            logits at another size are resized bilinearly to the input size.
+        images: normalised network input ``(N, 3, H, W)``.
+        config: inference mode and TTA settings (``config.crf`` is ignored here).
+
+    Returns:
+        ``(N, C, H, W)`` log-probabilities.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if config.scales == [1.0] and not config.flip:
+        logits = _view_logits(net, images, config).float()
+        if config.mode == "slide":  # our own buffer: log_softmax in place, one C x H x W less
+            return logits.sub_(torch.logsumexp(logits, dim=1, keepdim=True))
+        return torch.log_softmax(logits, dim=1)  # the net's own output: never overwritten
+    probs: Tensor | None = None
+    n_views = 0
+    for scale in config.scales:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        scaled = images
+        if size != (h, w):
+            scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        for flip in (False, True) if config.flip else (False,):
+            view = scaled.flip(-1) if flip else scaled
+            logits = _view_logits(net, view, config)
+            if flip:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            p = torch.softmax(logits.float(), dim=1)
+            probs = p if probs is None else probs.add_(p)
+            n_views += 1
+    assert probs is not None
+    return probs.div_(n_views).clamp_(min=1e-12).log_()
+
+
+@torch.no_grad()
+def refine_with_crf(log_probs: Tensor, raw_images: Tensor, config: InferenceConfig) -> Tensor:
+    """Refine log-probabilities with the dense CRF of ``config``; returns log-probabilities.
+
+    Args:
+        log_probs: ``(N, C, H, W)`` from :func:`predict_log_probs`.
+        raw_images: ``(N, 3, H, W)`` RGB on the 0-255 scale at the same size.
+        config: the ``crf_*`` settings.
+    """
+    if raw_images.shape[0] != log_probs.shape[0] or raw_images.shape[-2:] != log_probs.shape[-2:]:
+        raise ValueError(
+            f"raw_images {tuple(raw_images.shape)} must match the predictions "
+            f"{tuple(log_probs.shape)} in batch and spatial size"
+        )
+    refined = config.build_crf().to(log_probs.device)(log_probs.exp(), raw_images)
+    return refined.clamp(min=1e-12).log()
+
+
 def predict_logits(
     net: nn.Module,
     images: Tensor,
     config: InferenceConfig,
     raw_images: Tensor | None = None,
 ) -> Tensor:
-    """Per-pixel class log-probabilities at the images' resolution.
+    """Per-pixel class log-probabilities at the images' resolution, CRF included when on.
 
     Args:
         net: maps ``(N, 3, H, W)`` to logits ``(N, C, h, w)`` (or a dict with ``"out"``);
@@ -226,50 +288,13 @@ def predict_logits(
         ``(N, C, H, W)`` log-probabilities (see the module docstring); use ``argmax(1)`` for
         labels and upsample to the label's original size before scoring.
     """
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
     if config.crf and raw_images is None:
         raise ValueError(
             "inference.crf is on but no raw_images were given: DenseCRF needs the "
             "unnormalised RGB images (0-255) at the same size as images"
         )
-    h, w = images.shape[-2:]
-    single_view = config.scales == [1.0] and not config.flip
-    if single_view:
-        logits = _view_logits(net, images, config).float()
-        if config.mode == "slide":  # our own buffer: log_softmax in place, one C x H x W less
-            log_probs = logits.sub_(torch.logsumexp(logits, dim=1, keepdim=True))
-        else:  # the net's own output, which a hook may hold: never overwritten
-            log_probs = torch.log_softmax(logits, dim=1)
-    else:
-        probs: Tensor | None = None
-        n_views = 0
-        for scale in config.scales:
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            scaled = images
-            if size != (h, w):
-                scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-            for flip in (False, True) if config.flip else (False,):
-                view = scaled.flip(-1) if flip else scaled
-                logits = _view_logits(net, view, config)
-                if flip:
-                    logits = logits.flip(-1)
-                if logits.shape[-2:] != (h, w):
-                    logits = F.interpolate(
-                        logits, size=(h, w), mode="bilinear", align_corners=False
-                    )
-                p = torch.softmax(logits.float(), dim=1)
-                probs = p if probs is None else probs.add_(p)
-                n_views += 1
-        assert probs is not None
-        log_probs = probs.div_(n_views).clamp_(min=1e-12).log_()
+    log_probs = predict_log_probs(net, images, config)
     if config.crf:
         assert raw_images is not None
-        if raw_images.shape[0] != images.shape[0] or raw_images.shape[-2:] != (h, w):
-            raise ValueError(
-                f"raw_images {tuple(raw_images.shape)} must match images "
-                f"{tuple(images.shape)} in batch and spatial size"
-            )
-        refined = config.build_crf().to(images.device)(log_probs.exp(), raw_images)
-        log_probs = refined.clamp(min=1e-12).log()
+        log_probs = refine_with_crf(log_probs, raw_images, config)
     return log_probs

@@ -25,6 +25,7 @@ TIMEOUT_S = 240  # --quick promises < 3 minutes on 2 cores
 # A line naming the ratio ("ratio", "seglit/peer", "seglit / reference", ...) ...
 RATIO_NAME = re.compile(r"ratio|seglit\s*/\s*\w+", re.IGNORECASE)
 NUMBER = re.compile(r"\d+\.\d+")
+CRF_REFERENCE_MISSING = "benchmarks/crf.py's reference, pydensecrf2, is not installed"
 
 
 def test_benchmarks_found() -> None:
@@ -33,6 +34,8 @@ def test_benchmarks_found() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
+    if script.name == "crf.py":
+        pytest.importorskip("pydensecrf.densecrf", reason=CRF_REFERENCE_MISSING)
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -63,6 +66,30 @@ def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
     assert mem and any(NUMBER.search(line) for line in lines[mem[0] :]), (
         f"{script.name} printed no memory ratio:\n{proc.stdout[-3000:]}"
     )
+
+
+@pytest.mark.parametrize("reference", [True, False], ids=["pydensecrf2", "seglit-only"])
+def test_crf_benchmark_quick(reference: bool, tmp_path: Path) -> None:
+    """benchmarks/crf.py --quick: labels agree with pydensecrf2's; without it, seglit alone."""
+    if reference:
+        pytest.importorskip("pydensecrf.densecrf", reason=CRF_REFERENCE_MISSING)
+    extra = [] if reference else ["--no-reference"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "crf.py"), "--quick", *extra],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    rows = [row for row in rows if row[:1] in (["3"], ["12"])]  # the two noise levels
+    assert len(rows) == 2, proc.stdout
+    if reference:  # noise, seglit, reference, ratio, CI, agree %, MiBs, mem ratio
+        assert all(len(row) == 9 and float(row[5]) >= 99.0 for row in rows), proc.stdout
+    else:
+        assert all(len(row) == 3 and float(row[1]) > 0 for row in rows), proc.stdout
 
 
 def _common():

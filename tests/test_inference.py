@@ -153,7 +153,7 @@ def test_multiscale_averages_probabilities():
 
 def test_crf_requires_raw_images_and_refines():
     net, x = conv_net(3), images(n=1, h=24, w=24)
-    config = InferenceConfig(crf=True, crf_iterations=2, crf_window=2, crf_dilation=2)
+    config = InferenceConfig(crf=True, crf_iterations=2)
     with pytest.raises(ValueError, match="raw_images"):
         predict_logits(net, x, config)
     raw = torch.rand(1, 3, 24, 24) * 255
