@@ -1,21 +1,22 @@
 """Lightning callbacks that seglit adds to every run.
 
-* :class:`Checkpoint` keeps the best checkpoints by ``val/mIoU`` and an always-current
-  ``last.ckpt`` to resume from.
 * :class:`TrainSpeedMonitor` logs training throughput (images/s) and peak memory.
 * :class:`RunSummaryWriter` keeps the validation history and writes ``metrics.json``
-  (and the best epoch's per-image confusion matrices) when ``fit`` finishes, and
+  (and the best epoch's per-image confusion matrices) when ``fit`` ends, and
   ``validate_metrics.json`` / ``test_metrics.json`` after ``seglit validate`` / ``test``.
-  Its state is saved in checkpoints, so a resumed run keeps its full history and wall time.
+  Its state is saved in checkpoints, so a resumed run keeps its full history, wall time,
+  throughput and peak memory.
+* :class:`ProgressReporter` writes ``progress.json`` for the recipe runner's live line.
+
+The best and ``last.ckpt`` checkpoints are in :mod:`seglit.checkpoints`; the file formats
+in :mod:`seglit.artifacts`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import resource
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,19 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
-METRICS_FILE = "metrics.json"
-IMAGE_CONFMATS_FILE = "val_image_confmats.npz"
+from seglit.artifacts import (
+    FINISHED,
+    IMAGE_CONFMATS_FILE,
+    METRICS_BACKUP,
+    PROGRESS_ENV,
+    EvalResult,
+    atomic_file,
+    write_json,
+    write_metrics,
+)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -35,73 +44,6 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Checkpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is refreshed after every validation.
-
-    Lightning 2.6 rewrites ``last.ckpt`` at the end of validation only when a top-k
-    checkpoint was written in the same step, so after an epoch without improvement
-    ``last.ckpt`` is stale and a resumed run would redo finished epochs. seglit's recipes
-    resume from ``last.ckpt``: it must always be the latest state. When a best checkpoint
-    of the same step was just written, ``last.ckpt`` is a hard link to it rather than a
-    second serialisation of the same state.
-    """
-
-    _last_written_step: int = -1
-
-    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        if not self.save_last:
-            return
-        filepath = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
-        just_saved = self._last_checkpoint_saved
-        local = "://" not in filepath
-        if local and trainer.is_global_zero and os.path.lexists(filepath):
-            os.remove(filepath)  # never write through a hard link into a best-*.ckpt
-        if (
-            local
-            and self.save_last is True
-            and self._last_global_step_saved == trainer.global_step
-            and just_saved
-            and just_saved != filepath
-        ):
-            # A checkpoint of this very step was just written: link to it instead of
-            # serialising the same state twice (a hard link survives top-k rotation).
-            if trainer.is_global_zero:
-                _link_or_copy(just_saved, filepath)
-            trainer.strategy.barrier()
-            self.last_model_path = filepath
-        else:
-            super()._save_last_checkpoint(trainer, monitor_candidates)
-        self._last_written_step = trainer.global_step
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._refresh_last(trainer)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._refresh_last(trainer)
-
-    def _refresh_last(self, trainer: L.Trainer) -> None:
-        """Write ``last.ckpt`` if the parent class skipped it at this step."""
-        if (
-            self.save_last
-            and trainer.state.fn == TrainerFn.FITTING
-            and not trainer.sanity_checking
-            and not trainer.fast_dev_run
-            and self._last_written_step != trainer.global_step
-        ):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 class TrainSpeedMonitor(Callback):
@@ -147,10 +89,10 @@ def _synchronize(device: torch.device) -> None:
 class RunSummaryWriter(Callback):
     """Records every validation epoch and writes ``metrics.json`` when ``fit`` ends.
 
-    ``metrics.json`` holds ``status`` ("finished"), the best epoch (by val mIoU) with its
-    metrics and per-class IoU, the validation history, parameter count, wall time,
-    throughput and peak memory. The best epoch's per-image confusion matrices go to
-    ``val_image_confmats.npz`` (used for paired bootstrap confidence intervals).
+    ``metrics.json`` holds ``status`` ("finished"), the run's ``fingerprint``, the best epoch
+    (by val mIoU) with its metrics and per-class IoU, the validation history, parameter
+    count, wall time, throughput and peak memory. The best epoch's per-image confusion
+    matrices go to ``val_image_confmats.npz`` (for the summary's confidence intervals).
 
     Args:
         dirpath: Where to write the files; ``None`` uses ``trainer.log_dir`` (or
@@ -159,9 +101,12 @@ class RunSummaryWriter(Callback):
 
     def __init__(self, dirpath: str | None = None) -> None:
         self.dirpath = dirpath
+        self.fingerprint: str | None = None
+        """Set by the seglit CLI: the digest of the run's resolved config."""
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.best_image_confmats: dict[str, Any] | None = None
+        self.measured: dict[str, float | None] = {}
         self.elapsed_before = 0.0
         self._fit_start = time.perf_counter()
 
@@ -176,50 +121,58 @@ class RunSummaryWriter(Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         self._fit_start = time.perf_counter()
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        # Kept in the state (and so in checkpoints): a resume that has nothing left to train
+        # still reports what the run measured.
+        for key, name in (
+            ("train_images_per_sec", "train/images_per_sec"),
+            ("peak_mem_mb", "train/peak_mem_mb"),
+        ):
+            value = trainer.callback_metrics.get(name)
+            if value is not None:
+                self.measured[key] = float(value)
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
-        result = getattr(pl_module, "last_eval", None)
-        if trainer.sanity_checking or not result or result.get("stage") != "val":
+        result: EvalResult | None = getattr(pl_module, "last_eval", None)
+        if trainer.sanity_checking or result is None or result.stage != "val":
             return
         if trainer.state.fn == TrainerFn.VALIDATING:
             self._write_eval(trainer, result, "validate")
             return
-        entry = {"epoch": result["epoch"], "step": result["step"], **result["metrics"]}
-        entry["IoU"] = {k: _finite_or_none(v) for k, v in result["IoU"].items()}
-        entry["confmat"] = result["confmat"].tolist()
+        if result.step != trainer.global_step:
+            return  # not this validation's result
+        entry = _finite_record(result.record())
         self.history = [h for h in self.history if h["step"] != entry["step"]] + [entry]
-        if self.best is None or entry["mIoU"] > self.best["mIoU"]:
+        if self.best is None or _score(entry) > _score(self.best):
             self.best = entry
             self.best_image_confmats = {
-                "names": list(result["image_names"]),
-                "confmats": result["image_confmats"].clone(),  # a tensor: checkpoint-safe
+                "names": list(result.image_names),
+                "confmats": torch.as_tensor(result.image_confmats).clone(),  # checkpoint-safe
             }
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
-        result = getattr(pl_module, "last_eval", None)
-        if result and result.get("stage") == "test":
+        result: EvalResult | None = getattr(pl_module, "last_eval", None)
+        if result is not None and result.stage == "test":
             self._write_eval(trainer, result, "test")
 
-    def _write_eval(self, trainer: L.Trainer, result: dict[str, Any], name: str) -> None:
+    def _write_eval(self, trainer: L.Trainer, result: EvalResult, name: str) -> None:
         """Write ``validate_metrics.json`` / ``test_metrics.json`` for a standalone evaluation."""
         if not trainer.is_global_zero:
             return
         payload = {
-            **result["metrics"],
-            "IoU": {k: _finite_or_none(v) for k, v in result["IoU"].items()},
-            "confmat": result["confmat"].tolist(),
-            "num_images": len(result["image_names"]),
-            "image_names": list(result["image_names"]),
+            **_finite_record(result.record()),
+            "fingerprint": self.fingerprint,
+            "num_images": len(result.image_names),
+            "image_names": list(result.image_names),
         }
-        out = self.output_dir(trainer)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}_metrics.json").write_text(json.dumps(payload, indent=2))
+        write_json(self.output_dir(trainer) / f"{name}_metrics.json", payload)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         if not trainer.is_global_zero:
             return
-        metrics = trainer.callback_metrics
         summary = {
-            "status": "finished",
+            "status": FINISHED,
+            "fingerprint": self.fingerprint,
             "best": self.best,
             "history": self.history,
             "epochs": trainer.current_epoch,
@@ -227,26 +180,28 @@ class RunSummaryWriter(Callback):
             "params": sum(p.numel() for p in _net(pl_module).parameters()),
             "gflops": _gflops(trainer, pl_module),
             "wall_time_s": round(self.elapsed(), 3),
-            "train_images_per_sec": _metric(metrics, "train/images_per_sec"),
-            "peak_mem_mb": _metric(metrics, "train/peak_mem_mb"),
+            "train_images_per_sec": self.measured.get("train_images_per_sec"),
+            "peak_mem_mb": self.measured.get("peak_mem_mb"),
         }
         out = self.output_dir(trainer)
-        out.mkdir(parents=True, exist_ok=True)
         if self.best_image_confmats is not None:
-            np.savez_compressed(
-                out / IMAGE_CONFMATS_FILE,
-                names=np.array(self.best_image_confmats["names"]),
-                confmats=self.best_image_confmats["confmats"].numpy(),
-            )
-        tmp = out / (METRICS_FILE + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(out / METRICS_FILE)
+            with atomic_file(out / IMAGE_CONFMATS_FILE, "wb") as handle:
+                np.savez_compressed(
+                    handle,
+                    names=np.array(self.best_image_confmats["names"]),
+                    confmats=self.best_image_confmats["confmats"].numpy(),
+                )
+        write_json(
+            out / METRICS_BACKUP, summary
+        )  # the copy a damaged metrics.json is restored from
+        write_metrics(out, summary)  # last: its presence means the run finished
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
         return {
             "history": self.history,
             "best": self.best,
             "best_image_confmats": self.best_image_confmats,
+            "measured": self.measured,
             "elapsed_before": self.elapsed(),
         }
 
@@ -254,8 +209,60 @@ class RunSummaryWriter(Callback):
         self.history = state_dict["history"]
         self.best = state_dict["best"]
         self.best_image_confmats = state_dict["best_image_confmats"]
+        self.measured = state_dict.get("measured", {})
         self.elapsed_before = state_dict["elapsed_before"]
         self._fit_start = time.perf_counter()
+
+
+class ProgressReporter(Callback):
+    """Writes ``progress.json`` for the recipe runner's live console line.
+
+    Inert unless the environment variable ``SEGLIT_PROGRESS_FILE`` names the file (the
+    runner sets it for the variants it starts). Global rank zero only; at most one write
+    per ``interval_s`` during training, and one after every validation.
+
+    Args:
+        interval_s: Seconds between two writes during training.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.path = os.environ.get(PROGRESS_ENV)
+        self.interval_s = interval_s
+        self._last_write = 0.0
+        self._start = time.perf_counter()
+        self._val_miou: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if time.perf_counter() - self._last_write >= self.interval_s:
+            self._write(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        result: EvalResult | None = getattr(pl_module, "last_eval", None)
+        if not trainer.sanity_checking and result is not None and result.stage == "val":
+            self._val_miou = result.metrics.get("mIoU")
+        self._write(trainer)
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if self.path is None or not trainer.is_global_zero:
+            return
+        self._last_write = time.perf_counter()
+        loss = trainer.callback_metrics.get("train/loss_step")
+        total = trainer.estimated_stepping_batches
+        write_json(
+            self.path,
+            {
+                "epoch": trainer.current_epoch,
+                "max_epochs": trainer.max_epochs,
+                "step": trainer.global_step,
+                "total_steps": None if math.isinf(total) else int(total),
+                "loss": None if loss is None else float(loss),
+                "val_mIoU": self._val_miou,
+                "elapsed_s": round(self._last_write - self._start, 1),
+            },
+        )
 
 
 def _net(pl_module: L.LightningModule) -> torch.nn.Module:
@@ -275,10 +282,13 @@ def _gflops(trainer: L.Trainer, pl_module: L.LightningModule) -> float | None:
         return None
 
 
-def _metric(metrics: dict[str, Any], key: str) -> float | None:
-    value = metrics.get(key)
-    return None if value is None else float(value)
+def _score(entry: dict[str, Any]) -> float:
+    """An entry's mIoU for ranking (an undefined mIoU ranks last)."""
+    return -math.inf if entry.get("mIoU") is None else entry["mIoU"]
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
+def _finite_record(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN -> None in a record's scalars and per-class IoU (JSON has no NaN)."""
+    out = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+    out["IoU"] = {k: None if v is None or math.isnan(v) else v for k, v in record["IoU"].items()}
+    return out

@@ -7,19 +7,28 @@ is a real :class:`~lightning.pytorch.cli.LightningCLI`. On top of Lightning it:
   :class:`~seglit.data.SegmentationDataModule` as ``data``;
 * links ``data.num_classes`` and ``data.class_names`` into the model and the net, so a
   config never states the number of classes twice;
-* always adds a ``checkpoint`` callback (best by ``val/mIoU`` plus ``last.ckpt``), a
-  ``run_summary`` callback (``metrics.json``), a ``predict_writer`` (colourised masks and
-  overlays from ``seglit predict``), ``wandb_media`` (per-class IoU table, confusion
-  matrix and sample masks when the logger is W&B) and a throughput monitor;
-* turns off Lightning's distributed sampler: seglit's datamodules shard data themselves
-  so that validation scores every image exactly once under DDP.
+* always adds a ``checkpoint`` callback (best by ``val/mIoU``), an always-current
+  ``last.ckpt``, atomic checkpoint writes, a ``run_summary`` callback (``metrics.json``),
+  a ``predict_writer`` (colourised masks and overlays from ``seglit predict``),
+  ``wandb_media`` (per-class IoU table, confusion matrix and sample masks when the logger
+  is W&B), a throughput monitor and, with a logger, Lightning's ``LearningRateMonitor``;
+* never overwrites a finished run: when ``run_summary.dirpath`` names a folder that holds a
+  result, ``fit`` writes to ``<folder>/fit/version_<n>`` instead (unless it resumes that
+  very run from one of its checkpoints), and ``validate`` / ``test`` / ``predict`` always
+  write to ``<folder>/<subcommand>/version_<n>``; each job is its own W&B run
+  (``job_type`` = the subcommand);
+* records the run's fingerprint (:func:`seglit.artifacts.fingerprint`) in
+  ``fingerprint.json`` and ``metrics.json``.
 
-An unknown key or a wrong type, in the config file or on the command line, exits with a
-non-zero status and a message naming the key, before anything is instantiated.
+An unknown key or a wrong type, in the config file or on the command line, exits with
+status 2 and one line naming the key, before anything is instantiated.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import re
 import sys
 import tempfile
 import warnings
@@ -28,9 +37,21 @@ from typing import Any
 
 import torch
 import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from seglit.callbacks import Checkpoint, RunSummaryWriter, TrainSpeedMonitor
+from seglit.artifacts import (
+    CHECKPOINT_DIR,
+    FAILED,
+    RESOLVED_CONFIG_FILE,
+    WANDB_LOGGER_CLASS,
+    Fingerprint,
+    new_run_id,
+    next_version_dir,
+    read_metrics,
+)
+from seglit.callbacks import ProgressReporter, RunSummaryWriter, TrainSpeedMonitor
+from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
 from seglit.predict import PredictionWriter
@@ -39,10 +60,13 @@ from seglit.wandb_media import WandbMedia
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/mIoU",
     "checkpoint.mode": "max",
-    "checkpoint.save_last": True,
     "checkpoint.filename": "best-epoch{epoch:03d}-step{step:06d}",
     "checkpoint.auto_insert_metric_name": False,
 }
+
+
+class ConfigError(ValueError):
+    """A config that the seglit CLI rejects (unknown key, wrong type, bad combination)."""
 
 
 class LoggedSaveConfigCallback(SaveConfigCallback):
@@ -55,27 +79,22 @@ class LoggedSaveConfigCallback(SaveConfigCallback):
             trainer.logger.log_hyperparams(config)
 
 
-class ConfigError(ValueError):
-    """A config that the seglit CLI rejects (unknown key, wrong type, bad combination)."""
-
-
 class SeglitCLI(LightningCLI):
     """LightningCLI for seglit (see the module docstring for what it adds)."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault(
-            "save_config_kwargs", {"config_filename": "resolved_config.yaml", "overwrite": True}
+            "save_config_kwargs", {"config_filename": RESOLVED_CONFIG_FILE, "overwrite": True}
         )
         kwargs.setdefault("save_config_callback", LoggedSaveConfigCallback)
-        trainer_defaults = {"use_distributed_sampler": False, **kwargs.pop("trainer_defaults", {})}
         # No prefix matching: `--trainer.max_epoch` is a typo, not `--trainer.max_epochs`.
         kwargs["parser_kwargs"] = {"allow_abbrev": False, **kwargs.get("parser_kwargs", {})}
+        self.fingerprint: Fingerprint | None = None
         super().__init__(
             SegmentationModule,
             SegmentationDataModule,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
-            trainer_defaults=trainer_defaults,
             args=args,
             run=run,
             **kwargs,
@@ -88,39 +107,70 @@ class SeglitCLI(LightningCLI):
             "data.num_classes", "model.net.init_args.num_classes", apply_on="instantiate"
         )
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(Checkpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(RunSummaryWriter, "run_summary")
         parser.add_lightning_class_args(PredictionWriter, "predict_writer")
         parser.add_lightning_class_args(WandbMedia, "wandb_media")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse; a bad key or value becomes a :class:`ConfigError` of one line."""
+        try:
+            super().parse_arguments(parser, args)
+        except Exception as err:
+            if type(err).__name__ != "ArgumentError":  # jsonargparse's (and argparse's)
+                raise
+            argv = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]
+            raise ConfigError(describe_parse_error(parser, argv, err)) from None
+
+    def _subcommand_config(self) -> tuple[str | None, Any]:
+        subcommand = self.config.get("subcommand")
+        return subcommand, self.config.get(subcommand) if subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        """Reject settings that cannot work on this machine before building anything."""
-        config = (
-            self.config.get(self.config.get("subcommand"))
-            if "subcommand" in self.config
-            else self.config
-        )
+        """Reject impossible settings, then place the job's outputs (never over a result)."""
+        subcommand, config = self._subcommand_config()
         if config is None:
             return
-        net_args = config.get("model.net.init_args") if config.get("model.net") else None
-        if net_args is not None and net_args.get("num_classes") is not None:
-            raise ConfigError(
-                "model.net.init_args.num_classes is set from data.num_classes; remove it "
-                "from the config (the dataset decides the number of classes)"
-            )
-        trainer = config.get("trainer", {})
-        if trainer.get("sync_batchnorm") and not _gpu_requested(trainer):
-            raise ConfigError(
-                "trainer.sync_batchnorm=true needs GPUs (SyncBatchNorm runs over NCCL); "
-                "this run is on the CPU: set trainer.sync_batchnorm=false or use "
-                "trainer.accelerator=gpu"
-            )
+        check_config(config)
+        if subcommand is not None:
+            self.fingerprint = Fingerprint.of(config.as_dict())
+            place_outputs(subcommand, config, self.fingerprint)
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: D102
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.insert(0, TrainSpeedMonitor())
+        best = trainer.checkpoint_callback
+        trainer.callbacks.append(LastCheckpoint(best.dirpath if best else None))
+        trainer.callbacks.append(ProgressReporter())
+        if trainer.loggers:
+            trainer.callbacks.append(LearningRateMonitor(logging_interval="step"))
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        for callback in trainer.callbacks:
+            if isinstance(callback, RunSummaryWriter) and self.fingerprint is not None:
+                callback.fingerprint = self.fingerprint.digest
         return trainer
+
+
+def check_config(config: Any) -> None:
+    """Reject settings that cannot work, before anything is built.
+
+    Raises:
+        ConfigError: naming the key and the way out.
+    """
+    net_args = config.get("model.net.init_args") if config.get("model.net") else None
+    if net_args is not None and net_args.get("num_classes") is not None:
+        raise ConfigError(
+            "model.net.init_args.num_classes is set from data.num_classes; remove it "
+            "from the config (the dataset decides the number of classes)"
+        )
+    trainer = config.get("trainer", {})
+    if trainer.get("sync_batchnorm") and not _gpu_requested(trainer):
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs GPUs (SyncBatchNorm runs over NCCL); "
+            "this run is on the CPU: set trainer.sync_batchnorm=false or use "
+            "trainer.accelerator=gpu"
+        )
 
 
 def _gpu_requested(trainer: Any) -> bool:
@@ -130,26 +180,181 @@ def _gpu_requested(trainer: Any) -> bool:
     return accelerator == "auto" and torch.cuda.is_available()
 
 
-class _ParsedOnly(Exception):
-    """Raised to stop the CLI right after parsing (used by :func:`validate_config`)."""
-
-    def __init__(self, config: Any) -> None:
-        super().__init__("parsed")
-        self.config = config
+# ----------------------------------------------------------------------------- job outputs
 
 
-class _ParseOnlyCLI(SeglitCLI):
-    def _set_seed(self) -> None:
-        pass
+def _holds_a_run(folder: Path, fingerprint: Fingerprint) -> bool:
+    """Whether ``folder`` holds a run to protect: a finished result, checkpoints, or outputs
+    of another config (a failed attempt of this very config may be retried in place)."""
+    recorded = Fingerprint.read(folder)
+    if recorded is not None and recorded.digest != fingerprint.digest:
+        return True
+    if any((folder / CHECKPOINT_DIR).glob("*.ckpt")):
+        return True
+    try:
+        metrics = read_metrics(folder)
+    except ValueError:
+        return True  # unreadable: not ours to overwrite
+    return metrics is not None and metrics.get("status") != FAILED
 
-    def before_instantiate_classes(self) -> None:
-        super().before_instantiate_classes()
-        raise _ParsedOnly(self.config)
+
+def _resumes_in_place(config: Any, folder: Path, fingerprint: Fingerprint) -> bool:
+    """A ``fit`` resuming this folder's own run from one of its checkpoints."""
+    ckpt = config.get("ckpt_path")
+    if not ckpt or not Path(ckpt).is_file():
+        return False
+    inside = Path(ckpt).resolve().is_relative_to(folder.resolve())
+    recorded = Fingerprint.read(folder)
+    return inside and (recorded is None or recorded.digest == fingerprint.digest)
 
 
-def validate_config(
+def place_outputs(subcommand: str, config: Any, fingerprint: Fingerprint) -> None:
+    """Point a job's outputs at a folder where they overwrite nothing (module docstring).
+
+    Acts only when ``run_summary.dirpath`` names the run folder (the recipe runner's
+    variants, and any config that states it); otherwise Lightning's own versioned layout
+    applies. ``fit`` writes ``fingerprint.json`` into the folder it uses.
+    """
+    if not config.get("run_summary.dirpath"):
+        return
+    folder = Path(config["run_summary.dirpath"])
+    job_dir = folder
+    if subcommand != "fit":
+        job_dir = next_version_dir(folder, subcommand)
+    elif _holds_a_run(folder, fingerprint) and not _resumes_in_place(config, folder, fingerprint):
+        job_dir = next_version_dir(folder, "fit")
+        print(
+            f"seglit: {folder} already holds a run; this fit writes to {job_dir} "
+            "(the existing results are left untouched)",
+            file=sys.stderr,
+        )
+    if job_dir != folder:
+        config["run_summary.dirpath"] = str(job_dir)
+        config["trainer.default_root_dir"] = str(job_dir)
+        checkpoints = config.get("checkpoint.dirpath")
+        if checkpoints is None or Path(checkpoints) == folder / CHECKPOINT_DIR:
+            config["checkpoint.dirpath"] = str(job_dir / CHECKPOINT_DIR)
+    _set_wandb_identity(subcommand, config, job_dir, new_run=job_dir != folder)
+    if subcommand == "fit":
+        job_dir.mkdir(parents=True, exist_ok=True)
+        if Fingerprint.read(job_dir) != fingerprint:
+            fingerprint.write(job_dir)
+
+
+def _set_wandb_identity(subcommand: str, config: Any, job_dir: Path, new_run: bool) -> None:
+    """One W&B run per (run folder, job): its own job type, and a new id for a new job."""
+    logger = config.get("trainer.logger")
+    if getattr(logger, "class_path", None) != WANDB_LOGGER_CLASS:
+        return
+    init = logger.init_args
+    init.job_type = subcommand
+    init.save_dir = str(job_dir)
+    if new_run or not init.get("id"):
+        base = init.get("name") or job_dir.parent.name
+        init.name = base if subcommand == "fit" else f"{base}-{subcommand}"
+        init.id = new_run_id(init.name)
+
+
+# --------------------------------------------------------------------- checks for the runner
+
+
+class _Parser(Exception):
+    """Carries the CLI's parser out of :class:`_ParserOnlyCLI`."""
+
+    def __init__(self, parser: LightningArgumentParser) -> None:
+        super().__init__("parser")
+        self.parser = parser
+
+
+class _ParserOnlyCLI(SeglitCLI):
+    """Builds the seglit CLI's parser and stops before parsing anything."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:  # noqa: D102
+        raise _Parser(parser)
+
+
+class ConfigChecker:
+    """Parses, type-checks and builds configs exactly as ``seglit fit --config`` would.
+
+    The parser is built once and reused, so checking the many variants of a recipe costs
+    little. Nothing here trains, reads data, or starts a logger.
+    """
+
+    def __init__(self) -> None:
+        self._parser: LightningArgumentParser | None = None
+
+    @property
+    def parser(self) -> LightningArgumentParser:
+        """The ``seglit`` parser (built on first use)."""
+        if self._parser is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+                    _ParserOnlyCLI(args=[], parser_kwargs={"exit_on_error": False})
+            except _Parser as captured:
+                self._parser = captured.parser
+        assert self._parser is not None
+        return self._parser
+
+    def _parse(self, config: dict[str, Any], subcommand: str, source: str) -> Any:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            args = [subcommand, "--config", str(path)]
+            try:
+                parsed = self.parser.parse_args(args)
+                check_config(parsed[subcommand])
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
+            except Exception as err:  # jsonargparse's ArgumentError and friends
+                message = describe_parse_error(self.parser, args, err)
+                raise ConfigError(f"{source}: {message}") from None
+        return parsed
+
+    def resolve(
+        self, config: dict[str, Any], subcommand: str = "fit", source: str = "config"
+    ) -> dict[str, Any]:
+        """The resolved config (every default filled in): the input of a fingerprint.
+
+        Raises:
+            ConfigError: naming ``source`` and the offending key.
+        """
+        return self._parse(config, subcommand, source)[subcommand].as_dict()
+
+    def build(self, config: dict[str, Any], source: str = "config") -> Any:
+        """Build what is cheap to build, so values that cannot work are named before training.
+
+        The net is built on the ``meta`` device (shapes only), the datamodule and the
+        callbacks with their settings, the optimizer on a dummy parameter and the LR
+        scheduler on it; no Trainer, no data read, no logger.
+
+        Returns:
+            The datamodule (for :meth:`~seglit.data.SegmentationDataModule.check_data`).
+
+        Raises:
+            ConfigError: naming ``source`` and what failed.
+        """
+        quiet = {**config, "trainer": {**config.get("trainer", {}), "logger": False}}
+        parsed = self._parse(quiet, "fit", source)
+        try:
+            with torch.device("meta"):
+                built = self.parser.instantiate_classes(parsed).fit
+            optimizer = built.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+        except Exception as err:
+            raise ConfigError(f"{source}: {short_error(err)}") from None
+        try:
+            built.model.scheduler_factory(optimizer)
+        except Exception as err:
+            raise ConfigError(f"{source}: model.lr_scheduler: {short_error(err)}") from None
+        return built.data
+
+
+_checker = ConfigChecker()
+
+
+def resolve_config(
     config: dict[str, Any], subcommand: str = "fit", source: str = "config"
-) -> None:
+) -> dict[str, Any]:
     """Parse and type-check a config exactly as ``seglit SUBCOMMAND --config`` would.
 
     Nothing is instantiated: no model is built and no data is read.
@@ -159,32 +364,116 @@ def validate_config(
         subcommand: The Lightning subcommand whose arguments apply.
         source: What to call the config in error messages.
 
+    Returns:
+        The resolved config (every default filled in), the input of
+        :func:`seglit.artifacts.fingerprint`.
+
     Raises:
-        ConfigError: With jsonargparse's message naming the offending key.
+        ConfigError: With a message naming the offending key.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-                _ParseOnlyCLI(
-                    args=[subcommand, "--config", str(path)], parser_kwargs={"exit_on_error": False}
-                )
-        except _ParsedOnly:
-            return
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
-        except Exception as err:  # jsonargparse's ArgumentError and friends
-            raise ConfigError(f"{source}: {err}") from None
-    raise ConfigError(f"{source}: the config was not parsed")  # pragma: no cover
+    return _checker.resolve(config, subcommand, source)
+
+
+def validate_config(
+    config: dict[str, Any], subcommand: str = "fit", source: str = "config"
+) -> None:
+    """Raise :class:`ConfigError` unless ``config`` parses (see :func:`resolve_config`)."""
+    _checker.resolve(config, subcommand, source)
+
+
+def check_buildable(config: dict[str, Any], source: str = "config") -> Any:
+    """See :meth:`ConfigChecker.build`."""
+    return _checker.build(config, source)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+_UNRECOGNIZED = re.compile(r"[Uu]nrecognized arguments: (.+)")
+_NOT_ACCEPTED = re.compile(r"does not accept option '([^']+)'")
+
+
+def short_error(err: BaseException) -> str:
+    """The first lines of an error, joined: the key, what was expected, what was given."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    message = " ".join(lines[:3])
+    return message if len(message) < 400 else message[:397] + "..."
+
+
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)":')
+
+
+def _readable_types(text: str) -> str:
+    text = re.sub(r"\bExpected an? ", "expected ", text)
+    text = re.sub(r"<class '(?:[\w]+\.)*(\w+)'>", r"\1", text)
+    return re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", text)
+
+
+def describe_parse_error(parser: Any, args: list[str] | None, err: BaseException) -> str:
+    """One line for a parser error: the full key, what was expected and what was given;
+    an unknown key is named with the closest valid one."""
+    message = str(err)
+    keys = _PARSER_KEY.findall(message)
+    if keys:
+        # nested classes (class_path / init_args): jsonargparse names each level's key
+        path = ".init_args.".join(keys)
+        reason = message.split(f'Parser key "{keys[-1]}":', 1)[1].strip().splitlines()
+        reason = [line.strip() for line in reason[:2]] if reason else ["invalid"]
+        text = reason[0] if not reason[0].endswith(":") else " ".join(reason)
+        return f"{path}: {_readable_types(text)}"
+    unknown = _NOT_ACCEPTED.findall(message)
+    match = _UNRECOGNIZED.search(message)
+    if match:
+        unknown += [a.split("=", 1)[0].removeprefix("--") for a in match.group(1).split()]
+    if not unknown:
+        return _readable_types(short_error(err))
+    known = _long_options(parser, args or [])
+    hints = []
+    for key in unknown:
+        if not key or key.startswith("-"):
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hints.append(f"key {key!r} is not accepted{hint}")
+    return "; ".join(hints) or short_error(err)
+
+
+def _long_options(parser: Any, args: list[str]) -> list[str]:
+    """The long option names of the subcommand named in ``args`` (for suggestions)."""
+    subcommands = parser._subcommands_action.choices if parser._subcommands_action else {}
+    sub = next((a for a in args if a in subcommands), None)
+    target = subcommands.get(sub, parser)
+    return [o.removeprefix("--") for o in target._option_string_actions if o.startswith("--")]
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's advertising tips (``💡 Tip: ... try installing ...``) from the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        return not str(record.getMessage()).startswith("💡")
+
+
+def quiet_third_party_noise() -> None:
+    """Keep what matters in a run's log: drop Lightning's tips and a torch-internal
+    deprecation notice Lightning triggers; every warning that can change a result stays."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``seglit`` console script and ``python -m seglit``."""
+    """Entry point of the ``seglit`` console script and ``python -m seglit``.
+
+    Configuration errors print one line naming the key and exit with status 2; a training
+    loss that turns NaN exits with status 1.
+    """
+    quiet_third_party_noise()
     try:
-        SeglitCLI(args=args)
-    except (ConfigError, NonFiniteLossError) as err:
+        SeglitCLI(args=args, parser_kwargs={"exit_on_error": False})
+    except ConfigError as err:
+        print(f"seglit: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except NonFiniteLossError as err:
         print(f"seglit: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

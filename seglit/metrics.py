@@ -25,6 +25,7 @@ from torchmetrics import Metric
 
 __all__ = [
     "SegmentationMetrics",
+    "checkerboard_score",
     "confusion_matrix",
     "metrics_from_confmat",
     "per_image_confusion",
@@ -267,3 +268,51 @@ class SegmentationMetrics(Metric):
     def compute(self) -> dict[str, Tensor]:
         """Metrics over everything seen since the last reset (see :func:`metrics_from_confmat`)."""
         return metrics_from_confmat(self.confmat)
+
+
+def checkerboard_score(probs: Tensor, period: int, max_size: int = 256) -> Tensor:
+    """Share of a probability map's spectral energy at the up-sampling period's aliases.
+
+    A decoder that upsamples by stride ``s`` with unevenly overlapping kernels (a transposed
+    convolution whose kernel is not a multiple of its stride) stamps a pattern repeating
+    every ``s`` pixels on its output (Odena et al. 2016, "Deconvolution and Checkerboard
+    Artifacts"). Such a pattern puts its energy exactly at the spatial frequencies
+    ``(k / s, l / s)``. The score is the fraction of the map's non-constant energy (2-D
+    power spectrum, summed over classes, mean removed per class) at those frequencies,
+    ``(k, l) != (0, 0)``: 0 for a map without periodic structure at ``s``, near 1 for a pure
+    checkerboard. Smooth maps score near ``0``; the expected share of white noise is about
+    ``s^2 / (H W)``.
+
+    Args:
+        probs: ``(N, C, H, W)`` class probabilities.
+        period: The up-sampling stride ``s`` (e.g. the model's output stride: its aliases
+            include those of every x2 step below it).
+        max_size: The score is computed on the top-left crop of at most this many pixels a
+            side (rounded down to a multiple of ``period``), to bound the FFT's cost.
+
+    Returns:
+        ``(N,)`` float64 scores; NaN for an image smaller than ``period`` or a constant map.
+    """
+    if probs.ndim != 4:
+        raise ValueError(f"probs must be (N, C, H, W), got shape {tuple(probs.shape)}")
+    if period < 2:
+        raise ValueError(f"period must be >= 2, got {period}")
+    n = probs.shape[0]
+    h = min(probs.shape[-2], max_size) // period * period
+    w = min(probs.shape[-1], max_size) // period * period
+    if h == 0 or w == 0:
+        return torch.full((n,), math.nan, dtype=torch.float64)
+    x = probs[..., :h, :w].double()
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.rfft2(x).abs().square().sum(dim=1)  # (N, h, w // 2 + 1)
+    # rfft2 keeps half the columns: every column but 0 and Nyquist stands for two.
+    weight = torch.full((power.shape[-1],), 2.0, dtype=torch.float64, device=power.device)
+    weight[0] = 1.0
+    if w % 2 == 0:
+        weight[-1] = 1.0
+    power = power * weight
+    rows = torch.arange(0, h, h // period, device=power.device)
+    cols = torch.arange(0, power.shape[-1], w // period, device=power.device)
+    alias = power[:, rows][:, :, cols].sum(dim=(-2, -1)) - power[:, 0, 0]
+    total = power.sum(dim=(-2, -1)) - power[:, 0, 0]
+    return torch.where(total > 0, alias / total.clamp(min=1e-300), math.nan)

@@ -10,18 +10,20 @@ e.g. DeepLab v2's per-scale outputs). Batches are dicts with ``"image"``
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from seglit import IGNORE_INDEX
-from seglit.inference import InferenceConfig, predict_logits
-from seglit.metrics import SegmentationMetrics, per_image_confusion
+from seglit.artifacts import EvalResult
+from seglit.evaluation import ImageRecord, eval_result, gather_unique_records
+from seglit.inference import InferenceConfig, predict_log_probs, predict_logits, refine_with_crf
+from seglit.metrics import checkerboard_score, per_image_confusion
 from seglit.optim import PolyLR, default_sgd
 
 
@@ -76,6 +78,9 @@ class SegmentationModule(L.LightningModule):
             window, multi-scale / flip TTA, CRF).
         channels_last: Run the net in channels-last memory format.
         compile: Wrap the net's forward in ``torch.compile``.
+        measure_checkerboard: Score checkerboard artifacts of the predicted probabilities at
+            validation (:func:`seglit.metrics.checkerboard_score` at the net's output stride;
+            ``val/checkerboard``).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class SegmentationModule(L.LightningModule):
         inference: InferenceConfig | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        measure_checkerboard: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
@@ -122,15 +128,12 @@ class SegmentationModule(L.LightningModule):
         self.compile = compile
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weight, persistent=False)
-        self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
-        self.test_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
-        self._image_confmats: list[tuple[list[str], Tensor]] = []
-        self._loss_sum = torch.zeros((), dtype=torch.float64)
-        self._loss_weight = torch.zeros((), dtype=torch.float64)
+        self.measure_checkerboard = measure_checkerboard
+        self._records: list[ImageRecord] = []
         self._train_loss_sum = torch.zeros((), dtype=torch.float64)
         self._train_loss_weight = torch.zeros((), dtype=torch.float64)
-        self.last_eval: dict[str, Any] | None = None
-        """Metrics of the last finished validation/test epoch (read by callbacks)."""
+        self.last_eval: EvalResult | None = None
+        """The last finished validation/test epoch's result (read by callbacks)."""
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # A plain attribute, not a submodule: the compiled wrapper (or ``net`` itself) must
@@ -167,25 +170,28 @@ class SegmentationModule(L.LightningModule):
                 f"training loss is {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}"
                 + (f", images {list(names)}" if names is not None else "")
-                + "); the last good checkpoint is kept"
+                + f"); {self._checkpoint_note()}"
             )
         batch_size = images.shape[0]
         # The epoch mean is kept here (no host sync) rather than by self.log(on_epoch=True),
         # which costs ~1 ms a step in Lightning's result collection (docs/performance.md).
         self._train_loss_sum += loss.detach().double() * batch_size
         self._train_loss_weight += batch_size
-        if self._is_logging_step():
-            self.log(
-                "train/loss_step", loss.detach(), prog_bar=True, batch_size=batch_size, on_step=True
-            )
-            # straight to the loggers, as LearningRateMonitor does
-            self._log_to_loggers({"lr": self.optimizers().param_groups[0]["lr"]})
+        self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=batch_size)
         return loss
 
-    def _is_logging_step(self) -> bool:
-        """Whether Lightning sends this training step's ``on_step`` values to the loggers."""
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
-        return (step + 1) % max(1, self.trainer.log_every_n_steps) == 0
+    def _checkpoint_note(self) -> str:
+        """What a failed run leaves to resume from: the last checkpoint written, if any."""
+        paths = {
+            Path(path)
+            for cb in self.trainer.checkpoint_callbacks
+            for path in (getattr(cb, "last_model_path", ""), getattr(cb, "best_model_path", ""))
+            if path and Path(path).is_file()
+        }
+        if paths:
+            latest = max(paths, key=lambda p: p.stat().st_mtime)
+            return f"the last good checkpoint is kept: {latest}"
+        return "no checkpoint was written before it (nothing to resume from)"
 
     def on_train_epoch_start(self) -> None:  # noqa: D102
         self._train_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -262,131 +268,115 @@ class SegmentationModule(L.LightningModule):
         return ((images * std + mean) * 255.0).clamp(0, 255)
 
     def predict_logits(self, images: Tensor) -> Tensor:
-        """Logits at the images' size using the configured inference mode."""
+        """Log-probabilities at the images' size with the configured inference (CRF included)."""
         return predict_logits(self, images, self.inference, raw_images=self._raw_images(images))
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, metrics: SegmentationMetrics) -> None:
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        """Score a batch: one record per image (confusion matrix, loss, checkerboard)."""
         images, masks = batch["image"], batch["mask"]
-        logits = resize_logits(self.predict_logits(images), masks.shape[-2:])
-        # Dataset-level loss: summed here, divided once at the epoch's end (no per-step
-        # self.log and no host sync; an all-void image simply adds nothing).
-        valid = masks != self.ignore_index
-        weight_sum = (
-            valid.sum()
-            if self.class_weights is None
-            else (self.class_weights[masks.clamp(0, self.num_classes - 1)] * valid).sum()
-        )
-        self._loss_sum += F.cross_entropy(
-            logits,
+        log_probs = predict_log_probs(self, images, self.inference)
+        scored = resize_logits(log_probs, masks.shape[-2:])
+        before_crf = None
+        if self.inference.crf:
+            before_crf = per_image_confusion(
+                scored, masks, self.num_classes, self.ignore_index
+            ).cpu()
+            refined = refine_with_crf(log_probs, self._raw_images(images), self.inference)
+            scored = resize_logits(refined, masks.shape[-2:])
+        confmats = per_image_confusion(scored, masks, self.num_classes, self.ignore_index).cpu()
+        pixel_loss = F.cross_entropy(
+            scored,
             masks,
             weight=self.class_weights,
             ignore_index=self.ignore_index,
-            reduction="sum",
-        ).detach()
-        self._loss_weight += weight_sum
-        preds = logits.argmax(1)
-        # one counting pass: the per-image matrices (for the bootstrap) sum to the batch's
-        confmats = per_image_confusion(preds, masks, self.num_classes, self.ignore_index)
-        metrics.update(confmat=confmats.sum(0))
-        names = list(
-            batch.get("name")
-            or [f"{stage}-{len(self._image_confmats)}-{i}" for i in range(len(preds))]
+            reduction="none",
         )
-        self._image_confmats.append((names, confmats.cpu()))
+        valid = masks != self.ignore_index
+        weights = (
+            valid.double()
+            if self.class_weights is None
+            else self.class_weights[masks.clamp(0, self.num_classes - 1)].double() * valid
+        )
+        loss_sums = pixel_loss.double().sum(dim=(-2, -1)).cpu()
+        loss_weights = weights.sum(dim=(-2, -1)).cpu()
+        checker = self._checkerboard(log_probs, valid)
+        rank = self.global_rank
+        names = batch.get("name") or [
+            f"{stage}-rank{rank}-{len(self._records) + i}" for i in range(len(images))
+        ]
+        for i, name in enumerate(names):
+            self._records.append(
+                ImageRecord(
+                    str(name),
+                    confmats[i],
+                    float(loss_sums[i]),
+                    float(loss_weights[i]),
+                    None if before_crf is None else before_crf[i],
+                    float(checker[i]),
+                )
+            )
+
+    def _checkerboard(self, log_probs: Tensor, valid: Tensor) -> Tensor:
+        """Per-image checkerboard score at the net's output stride (NaN when off)."""
+        period = getattr(self.net, "output_stride", None) or 2
+        if not self.measure_checkerboard or period < 2:
+            return torch.full((log_probs.shape[0],), math.nan, dtype=torch.float64)
+        scores = []
+        for probs, mask in zip(log_probs.exp(), valid):
+            # a pad-collated image ends where its mask's last labelled row / column is
+            rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
+            h = int(rows[-1]) + 1 if len(rows) else probs.shape[-2]
+            w = int(cols[-1]) + 1 if len(cols) else probs.shape[-1]
+            scores.append(checkerboard_score(probs[None, :, :h, :w], period)[0])
+        return torch.stack(scores).cpu()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Score one validation batch at the label's original resolution."""
-        self._eval_step(batch, "val", self.val_metrics)
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Score one test batch at the label's original resolution."""
-        self._eval_step(batch, "test", self.test_metrics)
+        self._eval_step(batch, "test")
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
-        self._reset_eval_state()
+        self._records = []
 
     def on_test_epoch_start(self) -> None:  # noqa: D102
-        self._reset_eval_state()
-
-    def _reset_eval_state(self) -> None:
-        self._image_confmats = []
-        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._loss_weight = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._records = []
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
-        self._finish_eval("val", self.val_metrics)
+        self._finish_eval("val")
 
     def on_test_epoch_end(self) -> None:  # noqa: D102
-        self._finish_eval("test", self.test_metrics)
+        self._finish_eval("test")
 
-    def _finish_eval(self, stage: str, metrics: SegmentationMetrics) -> None:
-        result = metrics.compute()
-        metrics.reset()
-        names, confmats = self._gather_image_confmats()
-        loss = self._mean_over_processes(self._loss_sum, self._loss_weight)
-        self._reset_eval_state()
-        if self.trainer.sanity_checking:
+    def _finish_eval(self, stage: str) -> None:
+        """Dataset-level metrics from every image scored, each exactly once, on every rank."""
+        records = gather_unique_records(self._records)
+        self._records = []
+        if self.trainer.sanity_checking or not records:
             return
-        if loss is not None:
-            self.log(f"{stage}/loss", loss, sync_dist=False)
+        self.last_eval = eval_result(
+            records, stage, self.current_epoch, self.global_step, self.class_names
+        )
+        metrics = self.last_eval.metrics
+        loss_weight = sum(r.loss_weight for r in records)
         logged = {
-            f"{stage}/acc": result["acc"],
-            f"{stage}/mAcc": result["mAcc"],
-            f"{stage}/fwIoU": result["fwIoU"],
+            f"{stage}/{key}": value for key, value in metrics.items() if not math.isnan(value)
         }
-        per_class = {
-            f"{stage}/IoU/{name}": iou
-            for name, iou in zip(self.class_names, result["IoU"].tolist())
-            if not math.isnan(iou)
-        }
-        if self.trainer.state.fn == TrainerFn.FITTING:
-            # During fit the per-class curves only need to reach the loggers. Through
-            # self.log each key costs ~0.8 ms per validation in Lightning's result
-            # collection (docs/performance.md), 17 ms an epoch for VOC's 21 classes.
-            # validate/test keep self.log: the keys are then in the returned results.
-            self._log_to_loggers(per_class)
-        else:
-            logged.update(per_class)
-        # Metric states are already synced across ranks by torchmetrics.
+        if loss_weight > 0:
+            logged[f"{stage}/loss"] = sum(r.loss_sum for r in records) / loss_weight
+        logged.update(
+            {
+                f"{stage}/IoU/{name}": iou
+                for name, iou in self.last_eval.iou.items()
+                if not math.isnan(iou)
+            }
+        )
+        mIoU = logged.pop(f"{stage}/mIoU")
+        # Every rank holds the same gathered records, hence the same values: no sync needed.
         self.log_dict(logged, prog_bar=False, sync_dist=False)
-        self.log(f"{stage}/mIoU", result["mIoU"], prog_bar=True, sync_dist=False)
-        self.last_eval = {
-            "stage": stage,
-            "epoch": self.current_epoch,
-            "step": self.global_step,
-            "metrics": {
-                k: float(v) for k, v in result.items() if k in ("mIoU", "acc", "mAcc", "fwIoU")
-            },
-            "IoU": dict(zip(self.class_names, result["IoU"].tolist())),
-            "confmat": result["confmat"].cpu(),
-            "image_names": names,
-            "image_confmats": confmats,
-        }
-
-    def _log_to_loggers(self, metrics: dict[str, float]) -> None:
-        """Send metrics straight to every logger, labelled as Lightning labels ``self.log``'s.
-
-        The step is the one Lightning's logger connector uses: batches that stepped so far,
-        which during an epoch-end validation is one behind ``global_step``. Lightning's
-        loggers write on global rank zero only (``rank_zero_only``).
-        """
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
-        values = {**metrics, "epoch": self.current_epoch}
-        for logger in self.loggers:
-            logger.log_metrics(values, step=step)
-
-    def _gather_image_confmats(self) -> tuple[list[str], Tensor]:
-        """Per-image confusion matrices of the epoch from every rank, sorted by image name."""
-        local = [(n, cm) for names, cms in self._image_confmats for n, cm in zip(names, cms)]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, local)
-            local = [item for part in gathered for item in part]
-        local.sort(key=lambda item: item[0])
-        c = self.num_classes
-        if not local:
-            return [], torch.zeros(0, c, c, dtype=torch.int64)
-        return [n for n, _ in local], torch.stack([cm for _, cm in local])
+        self.log(f"{stage}/mIoU", mIoU, prog_bar=True, sync_dist=False)
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

@@ -1,26 +1,23 @@
 """Weights & Biases tracking that never breaks training.
 
-:class:`WandbLogger` is Lightning's ``WandbLogger`` with three additions:
+:class:`WandbLogger` is Lightning's ``WandbLogger`` with four additions:
 
 * ``mode="auto"`` (the default) runs online when W&B credentials are configured and
   offline otherwise, so a run without an account or network keeps its data on disk;
+* W&B gets ``init_timeout`` seconds to start online (instead of its 90 s), then the run
+  continues offline;
 * a failure of W&B itself (at start or mid-run) turns into a warning and an offline or
   disabled run; training goes on;
 * at the end of an offline run it prints the ``wandb sync`` command that uploads it.
 
-:func:`read_offline_run` reads an offline ``.wandb`` run file back from disk (wandb has
-no Python reader for it): config, history rows, summary, group, tags and logged files.
+Reading offline runs back from disk is :mod:`seglit.wandb_offline`'s job.
 """
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
-import struct
-import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,14 +39,19 @@ def has_wandb_credentials() -> bool:
 
 
 def resolve_mode(mode: Mode) -> str:
-    """Turn ``"auto"`` into ``"online"`` or ``"offline"``; ``WANDB_MODE`` wins if set."""
+    """Turn ``"auto"`` into ``"online"`` or ``"offline"``; ``WANDB_MODE`` wins if set.
+
+    ``WANDB_MODE=offline`` (or ``disabled``) also wins over an explicit ``"online"``: the
+    recipe runner sets it once for all runs when W&B is unreachable.
+    """
     env = os.environ.get("WANDB_MODE")
+    env = "offline" if env == "dryrun" else env
     if mode == "auto":
         if env in ("online", "offline", "disabled"):
             return env
-        if env == "dryrun":
-            return "offline"
         return "online" if has_wandb_credentials() else "offline"
+    if mode == "online" and env in ("offline", "disabled"):
+        return env
     return mode
 
 
@@ -69,6 +71,10 @@ class WandbLogger(_LightningWandbLogger):
         entity: W&B entity (user or team).
         log_model: Upload checkpoints as artifacts (online only).
         notes: Free-text notes.
+        init_timeout: Seconds W&B may take to start online before the run goes offline.
+        announce_offline: At the end of an offline run, print the ``wandb sync`` command.
+        run_config: Extra W&B config values (the recipe runner records the recipe, the
+            variant, its config group, seed and fingerprint here, for grouping runs).
     """
 
     def __init__(
@@ -84,6 +90,9 @@ class WandbLogger(_LightningWandbLogger):
         entity: str | None = None,
         log_model: bool = False,
         notes: str | None = None,
+        init_timeout: float = 15.0,
+        announce_offline: bool = True,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
         self.mode = resolve_mode(mode)
         Path(save_dir).mkdir(parents=True, exist_ok=True)
@@ -99,10 +108,18 @@ class WandbLogger(_LightningWandbLogger):
             entity=entity,
             notes=notes,
             mode=self.mode,
+            settings={"init_timeout": float(init_timeout)},
+            config=dict(run_config or {}),
         )
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb; Lightning always sets it
         self._broken = False
         self._finished = False
+        self.announce_offline = announce_offline
+
+    @property
+    def active(self) -> bool:
+        """Whether the logger still sends anything to W&B (not disabled, not broken)."""
+        return self.mode != "disabled" and not self._broken
 
     @property
     def experiment(self):  # noqa: D102
@@ -176,162 +193,5 @@ class WandbLogger(_LightningWandbLogger):
             run.finish()
         except Exception as err:
             warnings.warn(f"W&B failed to finish the run ({err})", stacklevel=2)
-        if self.mode == "offline":
+        if self.mode == "offline" and self.announce_offline:
             print(f"W&B offline run saved in {run_dir}\n  upload it with: wandb sync {run_dir}")
-
-
-# --------------------------------------------------------------------------- reading
-_HEADER = b":W&B"
-_HEADER_SIZE = 7
-_BLOCK = 32 * 1024
-_RECORD_HEADER = 7
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-def iter_records(path: str | Path):
-    """Yield the raw protobuf payloads stored in a ``.wandb`` file.
-
-    The file is a LevelDB-style log: a 7-byte header (``:W&B``, magic, version), then
-    32 KiB blocks of records, each with a 7-byte header (crc u32, length u16, type u8);
-    a payload may be split into FIRST/MIDDLE/LAST fragments across blocks.
-    """
-    data = Path(path).read_bytes()
-    if not data.startswith(_HEADER):
-        raise ValueError(f"{path}: not a W&B run file (missing ':W&B' header)")
-    pos = _HEADER_SIZE
-    pending = b""
-    while pos + _RECORD_HEADER <= len(data):
-        left_in_block = _BLOCK - pos % _BLOCK
-        if left_in_block < _RECORD_HEADER:
-            pos += left_in_block  # block trailer padding
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + _RECORD_HEADER])
-        pos += _RECORD_HEADER
-        chunk = data[pos : pos + length]
-        pos += length
-        if kind == _FULL:
-            yield chunk
-        elif kind == _FIRST:
-            pending = chunk
-        elif kind == _MIDDLE:
-            pending += chunk
-        elif kind == _LAST:
-            yield pending + chunk
-            pending = b""
-        elif kind == 0 and length == 0:
-            pos += _BLOCK - pos % _BLOCK  # zero padding up to the next block
-        else:
-            raise ValueError(f"{path}: corrupt record of type {kind} at byte {pos}")
-
-
-@dataclass
-class OfflineRun:
-    """What an offline W&B run logged, read back from its ``.wandb`` file."""
-
-    path: Path
-    run_id: str = ""
-    name: str = ""
-    group: str = ""
-    job_type: str = ""
-    project: str = ""
-    tags: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
-    exit_code: int | None = None
-    """The run's exit code; ``None`` while the file has no exit record (the run is still
-    going, was killed, or W&B has not flushed the file yet)."""
-
-    def metric(self, key: str) -> list[Any]:
-        """Values of one history key in logging order (rows without it skipped)."""
-        return [row[key] for row in self.history if key in row]
-
-
-def _json_items(items) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key = item.key if item.key else "/".join(item.nested_key)
-        try:
-            out[key] = json.loads(item.value_json)
-        except json.JSONDecodeError:
-            out[key] = item.value_json
-    return out
-
-
-def read_offline_run(path: str | Path, timeout_s: float = 0.0) -> OfflineRun:
-    """Read an offline W&B run back from disk.
-
-    ``wandb.finish()`` can return before W&B's service process has written the file, so a
-    reader running right after a run in the same process should wait for the run's exit
-    record with ``timeout_s``.
-
-    Args:
-        path: The ``run-<id>.wandb`` file, or the ``offline-run-*`` folder holding it.
-        timeout_s: Re-read for up to this many seconds until the file holds the run's exit
-            record; after that, return what it holds (``exit_code`` stays ``None``).
-
-    Returns:
-        An :class:`OfflineRun` with the run's metadata, config, history and summary.
-
-    Raises:
-        FileNotFoundError: ``path`` is a folder without a ``.wandb`` file.
-        ValueError: The file is not a W&B run file or is corrupt (after ``timeout_s``).
-    """
-    path = Path(path)
-    if path.is_dir():
-        found = sorted(path.glob("*.wandb"))
-        if not found:
-            raise FileNotFoundError(f"no .wandb file in {path}")
-        path = found[0]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            run = _parse_offline_run(path)
-        except ValueError:  # a record still being written reads as truncated
-            if time.monotonic() >= deadline:
-                raise
-        else:
-            if run.exit_code is not None or time.monotonic() >= deadline:
-                return run
-        time.sleep(0.1)
-
-
-def _parse_offline_run(path: Path) -> OfflineRun:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    run = OfflineRun(path=path)
-    for payload in iter_records(path):
-        record = pb.Record()
-        record.ParseFromString(payload)
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            r = record.run
-            run.run_id, run.name, run.group = r.run_id, r.display_name, r.run_group
-            run.job_type, run.project, run.tags = r.job_type, r.project, list(r.tags)
-            run.config.update(_unwrap_config(_json_items(r.config.update)))
-        elif kind == "config":
-            run.config.update(_unwrap_config(_json_items(record.config.update)))
-        elif kind == "history":
-            run.history.append(_json_items(record.history.item))
-        elif kind == "summary":
-            run.summary.update(_json_items(record.summary.update))
-        elif kind == "files":
-            run.files.extend(f.path for f in record.files.files)
-        elif kind == "exit":
-            run.exit_code = record.exit.exit_code
-    return run
-
-
-def _unwrap_config(config: dict[str, Any]) -> dict[str, Any]:
-    """W&B stores config values as ``{"value": v}``; return plain values."""
-    return {
-        k: v["value"] if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v else v
-        for k, v in config.items()
-        if k != "_wandb"
-    }
-
-
-def find_offline_runs(root: str | Path) -> list[Path]:
-    """All offline ``.wandb`` run files below ``root``, oldest first."""
-    return sorted(Path(root).rglob("offline-run-*/run-*.wandb"))

@@ -1,18 +1,17 @@
-"""W&B media: per-class IoU tables, confusion matrices, sample masks and the summary run.
+"""W&B media of a training run: per-class IoU tables, confusion matrices, sample masks.
 
-* :class:`WandbMedia` is a Lightning callback. After every ``log_every_n_epochs``-th
-  validation epoch it logs, to the trainer's W&B logger:
+:class:`WandbMedia` is a Lightning callback. After every ``log_every_n_epochs``-th
+validation epoch it logs, to the trainer's W&B logger:
 
-  - ``val/per_class_iou``: a table ``(class, IoU)``;
-  - ``val/confusion_matrix``: W&B's confusion-matrix chart, built from the accumulated
-    dataset-level matrix (``SegmentationModule.last_eval["confmat"]``), not from pixels;
-  - ``val/samples``: the first ``num_samples`` validation images as ``wandb.Image`` with
-    interactive ``prediction`` and ``ground_truth`` masks (void pixels labelled ``void``).
-
-* :func:`log_summary_run` creates one extra W&B run per recipe (``job_type="summary"``)
-  holding the summary table (one row per variant) and the summary plots.
+- ``val/per_class_iou``: a table ``(class, IoU)``;
+- ``val/confusion_matrix``: W&B's confusion-matrix chart, built from the accumulated
+  dataset-level matrix (``SegmentationModule.last_eval.confmat``), not from pixels;
+- ``val/samples``: the first ``num_samples`` validation images as ``wandb.Image`` with
+  interactive ``prediction`` and ``ground_truth`` masks (void pixels labelled ``void``);
+- ``val/panels``: the same images as image | ground truth | prediction | errors panels.
 
 A W&B failure never stops training: it becomes one warning and the media logging stops.
+The recipe's summary run is :mod:`seglit.wandb_summary`'s job.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -32,36 +29,14 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from torch import Tensor
 
 from seglit import IGNORE_INDEX
-from seglit.report import CSV_FIELDS
+from seglit.artifacts import EvalResult
+from seglit.visualize import comparison_panel, denormalize
 
 VOID_LABEL = "void"
 CONFUSION_SPEC = "wandb/confusion_matrix/v1"
-SUMMARY_FIELDS = CSV_FIELDS  # the columns of summary.csv
 
 
 # --------------------------------------------------------------------------- building blocks
-def denormalize(
-    images: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
-) -> np.ndarray:
-    """Turn normalized ``(N, 3, H, W)`` images back into uint8 RGB ``(N, H, W, 3)``.
-
-    Args:
-        images: Normalized images.
-        mean: Per-channel normalization mean (0..1 scale). Without ``mean``/``std`` each
-            image is min-max scaled instead.
-        std: Per-channel normalization std (0..1 scale).
-    """
-    x = images.detach().float().cpu()
-    if mean is not None and std is not None:
-        x = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
-    else:
-        low = x.amin(dim=(1, 2, 3), keepdim=True)
-        high = x.amax(dim=(1, 2, 3), keepdim=True)
-        x = (x - low) / (high - low).clamp_min(1e-8)
-    x = (x * 255.0).round().clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
-
-
 def class_labels(class_names: Sequence[str], ignore_index: int = IGNORE_INDEX) -> dict[int, str]:
     """``{class index: name}`` plus the void label, as W&B masks want them."""
     labels = {i: str(name) for i, name in enumerate(class_names)}
@@ -123,9 +98,7 @@ def find_wandb_logger(trainer: L.Trainer) -> LightningWandbLogger | None:
     """
     for logger in trainer.loggers:
         if isinstance(logger, LightningWandbLogger):
-            if getattr(logger, "mode", None) == "disabled" or getattr(logger, "_broken", False):
-                return None
-            return logger
+            return logger if getattr(logger, "active", True) else None
     return None
 
 
@@ -225,31 +198,31 @@ class WandbMedia(Callback):
             )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
-        result = getattr(pl_module, "last_eval", None)
-        fresh = bool(result) and result.get("stage") == "val"
-        fresh = fresh and result.get("step", trainer.global_step) == trainer.global_step
+        result: EvalResult | None = getattr(pl_module, "last_eval", None)
+        fresh = result is not None and result.stage == "val"
+        fresh = fresh and result.step == trainer.global_step
         if not fresh or not self._active(trainer):  # no new validation result to log
             self._samples = []
             return
         try:
             logger = find_wandb_logger(trainer)
             payload = self.build_payload(pl_module, result)
-            payload["trainer/global_step"] = result.get("step", trainer.global_step)
+            payload["trainer/global_step"] = result.step
             logger.experiment.log(payload)
         except Exception as err:
             self._fail(err)
         self._samples = []
 
-    def build_payload(
-        self, pl_module: L.LightningModule, result: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def build_payload(self, pl_module: L.LightningModule, result: EvalResult) -> dict[str, Any]:
         """The W&B log dict for one validation epoch (tables, chart and sample images)."""
-        stage = result.get("stage", "val")
-        names = list(getattr(pl_module, "class_names", None) or result["IoU"].keys())
+        import wandb
+
+        stage = result.stage
+        names = list(getattr(pl_module, "class_names", None) or result.iou.keys())
         payload: dict[str, Any] = {
-            f"{stage}/per_class_iou": iou_table(result["IoU"]),
+            f"{stage}/per_class_iou": iou_table(result.iou),
             f"{stage}/confusion_matrix": confusion_matrix_chart(
-                result["confmat"], names, f"{stage} confusion matrix (epoch {result['epoch']})"
+                result.confmat, names, f"{stage} confusion matrix (epoch {result.epoch})"
             ),
         }
         if self._samples:
@@ -259,7 +232,46 @@ class WandbMedia(Callback):
                 mask_image(s["image"], s["pred"], s["mask"], labels, caption=s["name"])
                 for s in pad_samples(self._samples, ignore)
             ]
+            palette = self._palette(pl_module, len(names))
+            panels = [
+                (comparison_panel(s["image"], s["mask"], s["pred"], palette, names), s["name"])
+                for s in self._samples
+                if s["mask"] is not None
+            ]
+            payload[f"{stage}/panels"] = [
+                wandb.Image(panel, caption=name) for panel, name in _pad_images(panels)
+            ]
         return payload
+
+    @staticmethod
+    def _palette(pl_module: L.LightningModule, num_classes: int) -> list[tuple[int, int, int]]:
+        datamodule = getattr(getattr(pl_module, "trainer", None), "datamodule", None)
+        palette = getattr(datamodule, "palette", None)
+        if palette is None:
+            from seglit.data.palette import voc_palette
+
+            palette = voc_palette(num_classes)
+        return list(palette)
+
+
+def _pad_images(images: list[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, str]]:
+    """Pad RGB images (white) at the bottom/right to one size: a W&B gallery needs it."""
+    if not images:
+        return []
+    height = max(image.shape[0] for image, _ in images)
+    width = max(image.shape[1] for image, _ in images)
+    pad = [
+        (
+            np.pad(
+                im,
+                ((0, height - im.shape[0]), (0, width - im.shape[1]), (0, 0)),
+                constant_values=255,
+            ),
+            n,
+        )
+        for im, n in images
+    ]
+    return pad
 
 
 def pad_samples(
@@ -282,106 +294,6 @@ def pad_samples(
             padded["mask"] = np.pad(s["mask"], pad, constant_values=ignore_index)
         out.append(padded)
     return out
-
-
-# ------------------------------------------------------------------------------ summary run
-def summary_table_rows(rows: Sequence[Any]) -> tuple[list[str], list[list[Any]]]:
-    """Columns and data of the summary table: summary fields, axis labels, per-class IoU.
-
-    Args:
-        rows: :class:`seglit.report.Row` objects or their dicts (``summary.json`` rows).
-    """
-    dicts = [_row_dict(r) for r in rows]
-    axes = list(dict.fromkeys(k for d in dicts for k in (d.get("labels") or {})))
-    classes = list(dict.fromkeys(k for d in dicts for k in (d.get("per_class_iou") or {})))
-    columns = SUMMARY_FIELDS + axes + [f"IoU/{c}" for c in classes]
-    data = []
-    for d in dicts:
-        labels = d.get("labels") or {}
-        ious = d.get("per_class_iou") or {}
-        line = [_finite_or_none(d.get(f)) for f in SUMMARY_FIELDS]
-        line += [labels.get(a) for a in axes]
-        line += [_finite_or_none(ious.get(c)) for c in classes]
-        data.append(line)
-    return columns, data
-
-
-def log_summary_run(
-    recipe_name: str,
-    rows: Sequence[Any],
-    recipe_dir: str | Path,
-    project: str = "seglit",
-    mode: str = "auto",
-    plots: Sequence[str | Path] = (),
-    entity: str | None = None,
-) -> Path | None:
-    """Create one W&B run per recipe holding the summary table and plots.
-
-    The run has ``group=recipe_name``, ``job_type="summary"`` and
-    ``name=f"{recipe_name}-summary"``; it logs ``summary/table`` (one row per variant: the
-    summary's fields, the axis labels and per-class IoU), each plot as
-    ``summary/<plot file stem>`` and, in the run summary, ``mIoU/<variant>`` for every
-    finished variant. Offline without credentials (see :mod:`seglit.tracking`); its files
-    go to ``<recipe_dir>/_summary/wandb/``.
-
-    Args:
-        recipe_name: The recipe's name (the W&B group of its runs).
-        rows: The summary rows (:class:`seglit.report.Row` or dicts).
-        recipe_dir: ``<out>/<recipe name>``.
-        project: W&B project.
-        mode: ``"auto"``, ``"online"``, ``"offline"`` or ``"disabled"``.
-        plots: PNG files to attach (missing files are skipped).
-        entity: W&B entity.
-
-    Returns:
-        The W&B run folder, or ``None`` when W&B is disabled or failed (a warning says why).
-    """
-    from seglit.tracking import WandbLogger
-
-    save_dir = Path(recipe_dir) / "_summary"
-    try:
-        import wandb
-
-        logger = WandbLogger(
-            project=project,
-            name=f"{recipe_name}-summary",
-            group=recipe_name,
-            job_type="summary",
-            save_dir=str(save_dir),
-            mode=mode,
-            entity=entity,
-            tags=["summary"],
-        )
-        if logger.mode == "disabled":
-            return None
-        run = logger.experiment
-        if logger.mode == "disabled":  # the fallback after a failed start
-            return None
-        columns, data = summary_table_rows(rows)
-        payload: dict[str, Any] = {"summary/table": wandb.Table(columns=columns, data=data)}
-        for plot in plots:
-            path = Path(plot)
-            if path.is_file():
-                payload[f"summary/{path.stem}"] = wandb.Image(str(path), caption=path.name)
-        run.config.update({"recipe": recipe_name, "variants": len(data)}, allow_val_change=True)
-        run.log(payload)
-        for d in map(_row_dict, rows):
-            if d.get("mIoU_mean") is not None:
-                run.summary[f"mIoU/{d['variant']}"] = d["mIoU_mean"]
-        run_dir = Path(run.dir).parent
-        logger.finalize("success")
-        return run_dir
-    except Exception as err:
-        warnings.warn(f"W&B summary run for {recipe_name!r} failed ({err}); skipped.", stacklevel=2)
-        return None
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    if is_dataclass(row) and not isinstance(row, type):
-        return asdict(row)
-    if isinstance(row, Mapping):
-        return dict(row)
-    raise TypeError(f"summary rows must be seglit.report.Row or dicts, got {type(row).__name__}")
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -1,7 +1,9 @@
-"""Real DDP on 2 CPU processes (gloo) through the real CLI: every val image scored once.
+"""Real DDP on 2 CPU processes (gloo): every val image scored exactly once.
 
-The 2-process validation is launched both by Lightning's own launcher
-(``--trainer.devices=2 --trainer.strategy=ddp``) and by ``torchrun``, as on a cluster.
+The 2-process validation runs through the seglit CLI, launched by Lightning's own launcher
+(``--trainer.devices=2 --trainer.strategy=ddp``) and by ``torchrun`` as on a cluster, and
+through a plain ``lightning.Trainer(strategy="ddp", devices=2)`` with Lightning's defaults
+(its distributed sampler on), with a seglit datamodule and with a user's own loader.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def _validate(tiny_config, tmp, root, ckpt, name, devices, launcher="lightning")
     else:
         cmd = [sys.executable, *args]
     _run(cmd, tmp)
-    return json.loads((out / "validate_metrics.json").read_text())
+    # a validate job never writes over the run: it gets <run>/validate/version_<n>
+    return json.loads((out / "validate" / "version_0" / "validate_metrics.json").read_text())
 
 
 @pytest.mark.timeout(600)
@@ -68,6 +71,78 @@ def test_two_cpu_processes_score_the_odd_val_set_like_one(
     assert len(set(two["image_names"])) == 5  # none scored twice
     assert two["confmat"] == one["confmat"]
     assert two["mIoU"] == one["mIoU"]
+
+
+PLAIN_TRAINER = '''
+import json
+import sys
+
+import lightning as L
+import torch
+
+from seglit.data import SyntheticVOCDataModule, VOCSegmentationDataset
+from seglit.data.transforms import build_eval_transform, pad_collate
+from seglit.models import UNet
+from seglit.module import SegmentationModule
+
+root, ckpt, out = sys.argv[1:4]
+
+
+class OwnLoader(L.LightningDataModule):
+    """A user's datamodule: a plain DataLoader, Lightning adds its padded sampler."""
+
+    def val_dataloader(self):
+        data = VOCSegmentationDataset(root, "val", build_eval_transform(), num_classes=5)
+        return torch.utils.data.DataLoader(data, batch_size=1, collate_fn=pad_collate)
+
+
+results = {}
+for name, datamodule in [
+    ("seglit", SyntheticVOCDataModule(root=root, num_train=16, num_val=5, num_workers=0)),
+    ("own", OwnLoader()),
+]:
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        strategy="ddp",
+        devices=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    sampler = type(trainer.val_dataloaders.sampler).__name__
+    results[name] = {
+        "mIoU": module.last_eval.metrics["mIoU"],
+        "images": module.last_eval.image_names,
+        "confmat": module.last_eval.confmat.tolist(),
+        "sampler": sampler,
+    }
+if trainer.is_global_zero:
+    with open(out, "w") as f:
+        json.dump(results, f)
+'''
+
+
+@pytest.mark.timeout(600)
+def test_a_plain_lightning_trainer_with_default_settings_scores_each_image_once(
+    trained, synthetic_root, tmp_path
+):
+    tmp, ckpt, one = trained
+    (tmp_path / "plain.py").write_text(PLAIN_TRAINER)
+    out = tmp_path / "plain.json"
+    _run(
+        [sys.executable, str(tmp_path / "plain.py"), str(synthetic_root), str(ckpt), str(out)],
+        tmp_path,
+    )
+    results = json.loads(out.read_text())
+    for name, result in results.items():
+        assert sorted(result["images"]) == sorted(one["image_names"]), name
+        assert result["confmat"] == one["confmat"], name  # to the last pixel
+        assert result["mIoU"] == one["mIoU"], name
+    # seglit's own sampler is left alone; the user's loader got Lightning's padded one
+    assert results["seglit"]["sampler"] == "UnpaddedDistributedSampler"
+    assert results["own"]["sampler"] == "DistributedSampler"
 
 
 LOSS_RECORDER = '''

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 import wandb
 
-from seglit.tracking import (
-    WandbLogger,
-    find_offline_runs,
-    iter_records,
-    read_offline_run,
-    resolve_mode,
-)
+from seglit.tracking import WandbLogger, resolve_mode
+from seglit.wandb_offline import find_offline_runs, iter_records, read_offline_run
 
 
 def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
@@ -58,7 +53,15 @@ def test_reader_rejects_non_wandb_files(tmp_path):
         list(iter_records(path))
 
 
+def test_wandb_mode_offline_in_the_environment_wins_over_online(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_mode("online") == "offline" and resolve_mode("disabled") == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert resolve_mode("auto") == "online" and resolve_mode("offline") == "offline"
+
+
 def test_wandb_failing_at_start_falls_back_to_offline(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     real_init = wandb.init
 
     def flaky_init(**kwargs):

@@ -13,17 +13,9 @@ from PIL import Image
 from seglit.data import SyntheticVOCDataModule
 from seglit.models import UNet
 from seglit.module import SegmentationModule
-from seglit.report import Row
-from seglit.tracking import WandbLogger, find_offline_runs, read_offline_run
-from seglit.wandb_media import (
-    WandbMedia,
-    class_labels,
-    confusion_matrix_chart,
-    denormalize,
-    log_summary_run,
-    pad_samples,
-    summary_table_rows,
-)
+from seglit.tracking import WandbLogger
+from seglit.wandb_media import WandbMedia, class_labels, confusion_matrix_chart, pad_samples
+from seglit.wandb_offline import find_offline_runs, read_offline_run
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +70,7 @@ def test_fit_logs_tables_confusion_matrix_and_masks(fitted_run):
     table = json.loads((files / last["val/confusion_matrix_table/path"]).read_text())
     names = module.class_names
     counts = {(a, p): n for a, p, n in table["data"]}
-    confmat = module.last_eval["confmat"]
+    confmat = module.last_eval.confmat
     assert confmat.sum() > 0
     for i, a in enumerate(names):
         for j, p in enumerate(names):
@@ -122,15 +114,6 @@ def test_samples_of_different_sizes_are_padded_with_void():
     assert (b["pred"][:, 2:] == 255).all() and (b["pred"][:, :2] == 1).all() and b["mask"] is None
 
 
-def test_denormalize_inverts_the_normalization():
-    rgb = torch.randint(0, 256, (2, 3, 5, 7)).float()
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    normed = (rgb / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    out = denormalize(normed, mean, std)
-    assert out.dtype == np.uint8 and out.shape == (2, 5, 7, 3)
-    assert np.array_equal(out, rgb.permute(0, 2, 3, 1).numpy().astype(np.uint8))
-
-
 def test_confusion_chart_rejects_wrong_shape():
     with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
         confusion_matrix_chart(np.zeros((2, 2)), ["a", "b", "c"], "t")
@@ -163,63 +146,6 @@ def test_media_failure_warns_once_and_training_goes_on(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="W&B media logging failed") as record:
         trainer.fit(module, datamodule=data)
     assert sum("W&B media logging failed" in str(w.message) for w in record) == 1
-    assert trainer.current_epoch == 2 and module.last_eval["epoch"] == 1
+    assert trainer.current_epoch == 2 and module.last_eval.epoch == 1
     run = read_offline_run(find_offline_runs(tmp_path)[0], timeout_s=30)
     assert len(run.metric("val/mIoU")) == 2  # the metric curves are unaffected
-
-
-def _rows() -> list[Row]:
-    return [
-        Row(
-            variant="unet-sum",
-            status="finished",
-            runs=2,
-            finished=2,
-            mIoU_mean=0.5,
-            mIoU_std=0.01,
-            delta=0.0,
-            baseline=True,
-            labels={"model.net.init_args.fusion": "sum"},
-            per_class_iou={"bg": 0.9, "cat": 0.1},
-        ),
-        Row(
-            variant="unet-concat",
-            status="failed",
-            runs=2,
-            finished=0,
-            labels={"model.net.init_args.fusion": "concat"},
-        ),
-    ]
-
-
-def test_summary_table_has_fields_axes_and_classes():
-    columns, data = summary_table_rows(_rows())
-    assert columns[0] == "variant" and "model.net.init_args.fusion" in columns
-    assert columns[-2:] == ["IoU/bg", "IoU/cat"]
-    assert data[0][columns.index("mIoU_mean")] == 0.5
-    assert data[1][columns.index("mIoU_mean")] is None and data[1][-1] is None
-
-
-def test_summary_run_is_read_back_from_disk(tmp_path):
-    from seglit.plots import plot_class_heatmap, plot_miou
-
-    rows = _rows()
-    plots = [plot_miou(rows, tmp_path / "miou.png"), plot_class_heatmap(rows, tmp_path / "iou.png")]
-    run_dir = log_summary_run(
-        "ablation_x", rows, tmp_path / "ablation_x", mode="offline", plots=plots
-    )
-    assert run_dir is not None and run_dir.parent == tmp_path / "ablation_x" / "_summary" / "wandb"
-    run = read_offline_run(run_dir, timeout_s=30)
-    assert (run.group, run.name, run.job_type) == ("ablation_x", "ablation_x-summary", "summary")
-    (row,) = run.history
-    assert row["summary/table/_type"] == "table-file" and row["summary/table/nrows"] == 2
-    assert row["summary/miou/_type"] == "image-file" and row["summary/iou/_type"] == "image-file"
-    assert run.summary["mIoU/unet-sum"] == 0.5 and "mIoU/unet-concat" not in run.summary
-    table = json.loads((run_dir / "files" / row["summary/table/path"]).read_text())
-    assert [r[0] for r in table["data"]] == ["unet-sum", "unet-concat"]
-    for key in ("summary/miou/path", "summary/iou/path"):
-        assert (run_dir / "files" / row[key]).stat().st_size > 1000
-
-
-def test_summary_run_disabled_returns_none(tmp_path):
-    assert log_summary_run("r", _rows(), tmp_path, mode="disabled") is None

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
+    "DataError": "seglit.data.base",
     "SegmentationDataModule": "seglit.data.base",
     "VOCDataModule": "seglit.data.datamodules",
     "SyntheticVOCDataModule": "seglit.data.datamodules",
@@ -31,6 +32,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "DataError",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_PALETTE",
     "CityscapesDataModule",
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from seglit.data.base import SegmentationDataModule
+    from seglit.data.base import DataError, SegmentationDataModule
     from seglit.data.cityscapes import (
         CITYSCAPES_CLASSES,
         CITYSCAPES_PALETTE,

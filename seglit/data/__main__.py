@@ -16,26 +16,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from seglit.data import prepare
+from seglit.data.download import DownloadError, download, extract
 from seglit.data.synthetic import LAB_FACTORS, write_synthetic_cityscapes, write_synthetic_voc
-from seglit.data.voc import SBD_DIR, voc_dir
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from seglit.data import prepare  # the dataset readers import torch: only when used
+    from seglit.data.voc import SBD_DIR, voc_dir
+
     root = Path(args.root)
     if args.dataset == "voc":
         archive = root / "VOCtrainval_11-May-2012.tar"
         if args.download:
-            prepare.download(prepare.VOC_URL, archive, prepare.VOC_MD5)
+            download(prepare.VOC_URL, archive, prepare.VOC_MD5)
         if archive.is_file() and not voc_dir(root).is_dir():
-            prepare.extract(archive, root)
+            extract(archive, root)
         problems = prepare.verify_voc(root)
     elif args.dataset == "sbd":
         archive = root / "benchmark.tgz"
         if args.download:
-            prepare.download(prepare.SBD_URL, archive, prepare.SBD_MD5)
+            download(prepare.SBD_URL, archive, prepare.SBD_MD5)
         if archive.is_file() and not (root / SBD_DIR).is_dir():
-            prepare.extract(archive, root)
+            extract(archive, root)
         print(f"converted {prepare.convert_sbd(root)} SBD masks to PNG")
         ids = prepare.make_trainaug(root)
         print(f"wrote trainaug.txt with {len(ids)} ids")
@@ -57,6 +59,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from seglit.data import prepare
+
     counts, problems = prepare.check_dataset(args.dataset, args.root, args.num_classes)
     for split, count in counts.items():
         print(f"{split}: {count} samples read")
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (prepare.DownloadError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (DownloadError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

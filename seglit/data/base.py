@@ -26,6 +26,10 @@ from seglit.data.transforms import (
 )
 
 
+class DataError(RuntimeError):
+    """A datamodule's data are missing or unreadable; the message names the problem and the fix."""
+
+
 def _world() -> tuple[int, int]:
     """``(rank, world_size)`` of the initialised process group, or ``(0, 1)``."""
     if dist.is_available() and dist.is_initialized():
@@ -176,6 +180,24 @@ class SegmentationDataModule(L.LightningDataModule):
     def std(self) -> tuple[float, float, float]:
         """Normalisation std (0..1 scale), as given to ``Normalize``."""
         return self._std
+
+    def check_data(self) -> None:
+        """Check, cheaply, that the data exist and read: build the ``train`` and ``val``
+        datasets and read the first sample of each (``python -m seglit.data check`` reads them
+        all).
+
+        Raises:
+            DataError: naming the file or folder and, where there is one, the command that
+                fixes it.
+        """
+        for stage in ("train", "val"):
+            try:
+                dataset = self.build_dataset(stage, None)
+                if len(dataset) == 0:
+                    raise ValueError(f"the {stage} split holds no samples")
+                dataset[0]
+            except (OSError, ValueError) as err:
+                raise DataError(f"{type(self).__name__}, {stage} split: {err}") from None
 
     # ----- Lightning hooks ---------------------------------------------------------------------
 

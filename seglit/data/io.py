@@ -32,21 +32,6 @@ def read_split_file(path: Path) -> list[str]:
     return ids
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file without decoding its pixels.
-
-    Raises:
-        ValueError: the file is not a readable image.
-    """
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-
-
 def read_image(path: Path) -> np.ndarray:
     """Read an RGB image as a uint8 array of shape (H, W, 3).
 
@@ -78,6 +63,12 @@ def read_label(path: Path) -> np.ndarray:
     """
     try:
         with Image.open(path) as img:
+            if img.mode.startswith("I"):
+                raise ValueError(
+                    f"label map {path} is a {img.mode!r} (16/32-bit integer) image: expected "
+                    "an 8-bit palette ('P') or greyscale ('L') PNG of class indices; save the "
+                    "class indices as 8-bit (values 0..254, 255 for void)"
+                )
             if img.mode not in LABEL_MODES:
                 raise ValueError(
                     f"label map {path} has mode {img.mode!r}: expected a palette ('P') or "

@@ -6,10 +6,14 @@ from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
+
+# Both samplers subclass torch's DistributedSampler so that Lightning leaves them alone
+# whatever the Trainer's `use_distributed_sampler`: Lightning only replaces or wraps a
+# sampler that is not a DistributedSampler (a wrapper would shard them a second time).
 
 
-class UnpaddedDistributedSampler(Sampler[int]):
+class UnpaddedDistributedSampler(DistributedSampler):
     """Shard a dataset over processes without padding: every index exactly once overall.
 
     torch's ``DistributedSampler`` repeats samples so that every rank gets the same count, which
@@ -34,9 +38,7 @@ class UnpaddedDistributedSampler(Sampler[int]):
             rank = dist.get_rank() if rank is None else rank
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for num_replicas {num_replicas}")
-        self.dataset = dataset
-        self.num_replicas = num_replicas
-        self.rank = rank
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, len(self.dataset), self.num_replicas))
@@ -48,7 +50,7 @@ class UnpaddedDistributedSampler(Sampler[int]):
         """Accepted for API compatibility with ``DistributedSampler``; the order never changes."""
 
 
-class SeededSampler(Sampler[tuple[int, int]]):
+class SeededSampler(DistributedSampler):
     """Training sampler whose order and augmentations are a pure function of (seed, epoch).
 
     Shuffles (and shards over DDP ranks, like ``DistributedSampler``) from ``seed + epoch``
@@ -68,11 +70,7 @@ class SeededSampler(Sampler[tuple[int, int]]):
     def __init__(self, dataset, seed: int = 0, num_replicas: int = 1, rank: int = 0):
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for num_replicas {num_replicas}")
-        self.dataset = dataset
-        self.seed = seed
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.epoch = 0
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=True)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentations to yield."""

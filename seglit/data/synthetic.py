@@ -384,7 +384,8 @@ def _write_cached(
                 "refusing to overwrite it: pass overwrite=True or use another root"
             )
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root))
+    _remove_abandoned_staging(root)
+    staging = Path(tempfile.mkdtemp(prefix=f".synthetic-{os.getpid()}-", dir=root))
     try:
         write(staging)
         (staging / marker).parent.mkdir(parents=True, exist_ok=True)
@@ -395,6 +396,24 @@ def _write_cached(
             os.replace(staging / name, root / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_abandoned_staging(root: Path) -> None:
+    """Delete staging folders left by generations that were killed (their process is gone)."""
+    for folder in root.glob(".synthetic-*"):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def render_sample(

@@ -116,7 +116,15 @@ class VOCSegmentationDataset(Dataset):
                 f"VOC folder {base} not found: root={str(root)!r} must hold VOCdevkit/VOC2012 "
                 f"(get it with: python -m seglit.data prepare voc --root {root} --download)"
             )
-        self.ids = read_split_file(base / "ImageSets" / "Segmentation" / f"{split}.txt")
+        try:
+            self.ids = read_split_file(base / "ImageSets" / "Segmentation" / f"{split}.txt")
+        except FileNotFoundError as err:
+            if split != "trainaug":
+                raise
+            raise FileNotFoundError(
+                f"{err}; the trainaug split (VOC train + SBD) is made by: "
+                f"python -m seglit.data prepare sbd --root {root} --download"
+            ) from None
         self.images = [base / "JPEGImages" / f"{i}.jpg" for i in self.ids]
         self.masks = [self._find_mask(base, i) for i in self.ids]
         missing = [p for p in self.images if not p.is_file()]

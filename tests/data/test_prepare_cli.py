@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
+import seglit.data.download as download_module
 import seglit.data.prepare as prepare
 from seglit.data.__main__ import main
 from seglit.data.cityscapes import CityscapesDataset
@@ -105,7 +106,7 @@ def test_download_without_network_is_one_clear_line(tmp_path, monkeypatch, capsy
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(download_module.urllib.request, "urlopen", refuse)
     for dataset in ("voc", "sbd"):
         assert main(["prepare", dataset, "--root", str(tmp_path), "--download"]) == 2
         err = capsys.readouterr().err
@@ -141,12 +142,12 @@ def test_download_checks_md5_and_extract(tmp_path, monkeypatch):
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
     data = payload.getvalue()
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", lambda *a, **k: io.BytesIO(data))
-    with pytest.raises(prepare.DownloadError, match="expected 0000"):
-        prepare.download("http://x/a.tar", tmp_path / "a.tar", md5="0000")
+    monkeypatch.setattr(download_module.urllib.request, "urlopen", lambda *a, **k: io.BytesIO(data))
+    with pytest.raises(download_module.DownloadError, match="expected 0000"):
+        download_module.download("http://x/a.tar", tmp_path / "a.tar", md5="0000")
     assert not (tmp_path / "a.tar").exists()
-    archive = prepare.download("http://x/a.tar", tmp_path / "a.tar")
-    prepare.extract(archive, tmp_path)
+    archive = download_module.download("http://x/a.tar", tmp_path / "a.tar")
+    download_module.extract(archive, tmp_path)
     assert (tmp_path / "VOCdevkit/VOC2012/hello.txt").read_text() == "hi"
 
 

@@ -1,8 +1,8 @@
 """The synthetic lab: time the generator per factor and draw a sample picture per factor.
 
-    python benchmarks/synthetic_lab.py                     # time 160 + 40 images per setting
-    python benchmarks/synthetic_lab.py --images docs/img   # also write docs/img/lab_<factor>.png
-    python benchmarks/synthetic_lab.py --images docs/img --repeats 0   # pictures only
+    python docs/make_lab_pictures.py                     # time 160 + 40 images per setting
+    python docs/make_lab_pictures.py --images docs/img   # also write docs/img/lab_<factor>.png
+    python docs/make_lab_pictures.py --images docs/img --repeats 0   # pictures only
 
 Timing writes the VOC layout into a temp folder (``write_synthetic_voc``, JPEG and PNG encoding
 included) in this one process, single-threaded; it prints wall-clock and CPU seconds (CPU time

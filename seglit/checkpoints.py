@@ -1,0 +1,96 @@
+"""Checkpoints that survive kills and full disks, and the choice of one to resume from.
+
+* :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file and renames it
+  into place, so a checkpoint on disk is always complete: a kill or a full disk mid-write
+  leaves the previous file (and no truncated one).
+* :class:`LastCheckpoint` keeps ``last.ckpt`` current after every validation (or training
+  epoch), whether or not the monitored metric improved, so a resumed run never redoes
+  finished epochs. It is a plain ``ModelCheckpoint`` without a monitor (public API only).
+* :func:`resume_checkpoint` picks the newest readable checkpoint of a run and sets aside
+  (renames) any that cannot be read, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from seglit.artifacts import CHECKPOINT_DIR, LAST_CHECKPOINT, atomic_file
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temporary file beside the target, then an atomic rename."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (local paths; others as Lightning)."""
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        import torch
+
+        with atomic_file(path, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``last.ckpt`` at every checkpointing point of the loop, improved or not.
+
+    Args:
+        dirpath: The checkpoint folder (``None``: Lightning's default, as the best
+            checkpoint's).
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=Path(LAST_CHECKPOINT).stem,
+            monitor=None,
+            save_top_k=1,
+            save_last=False,
+            enable_version_counter=False,
+        )
+
+
+def checkpoint_readable(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint file is complete: its zip archive opens and every CRC matches."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume a run from, and what was noticed on the way.
+
+    ``last.ckpt`` when it is readable; otherwise the newest readable ``*.ckpt``. Unreadable
+    checkpoints are renamed to ``<name>.corrupt`` (kept for inspection, never loaded).
+
+    Returns:
+        ``(path or None, notes)``: each note one line naming a file and what was done.
+    """
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    notes: list[str] = []
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name != LAST_CHECKPOINT, p.name))
+    readable = []
+    for path in candidates:
+        if checkpoint_readable(path):
+            readable.append(path)
+            continue
+        aside = path.with_name(path.name + ".corrupt")
+        path.replace(aside)
+        notes.append(f"{path} cannot be read (truncated or damaged); set aside as {aside.name}")
+    if not readable:
+        return None, notes
+    last = folder / LAST_CHECKPOINT
+    chosen = last if last in readable else max(readable, key=lambda p: p.stat().st_mtime)
+    if chosen != last and notes:
+        notes.append(f"resuming from {chosen.name}, the newest readable checkpoint")
+    return chosen, notes
