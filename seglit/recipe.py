@@ -12,6 +12,7 @@ A recipe is the ``fit`` config that ``seglit fit --config`` takes (``seed_everyt
       seeds: [0, 1, 2]                  # optional: each config runs once per seed
       mode: grid                        # grid (default) or zip
       baseline: unet-sum                # optional: defaults to the first config
+      only: [unet-sum, unet-concat]     # optional: run just these configs (e.g. in smoke)
     smoke:                              # merged into the recipe by --smoke
       data: {class_path: seglit.data.SyntheticVOCDataModule}
       trainer.max_epochs: 2
@@ -47,7 +48,7 @@ CONFIG_KEYS = (
     "checkpoint",
     "run_summary",
 )
-ABLATION_OPTIONS = ("seeds", "mode", "baseline")
+ABLATION_OPTIONS = ("seeds", "mode", "baseline", "only")
 MODES = ("grid", "zip")
 
 
@@ -87,6 +88,7 @@ class Recipe:
     seeds: list[int] | None
     mode: str
     baseline: str | None
+    only: list[str] | None = None
     reference: dict[str, Any] | None = None
     deviations: list[Any] = field(default_factory=list)
 
@@ -105,10 +107,19 @@ class Recipe:
         else:
             combos = list(itertools.product(*choices))
         variants = []
-        for combo in combos:
+        groups = ["-".join(label for label, _ in combo) or "base" for combo in combos]
+        if self.only is not None:
+            unknown = [name for name in self.only if name not in groups]
+            if unknown:
+                raise RecipeError(
+                    f"{self.path}: ablation.only names {unknown}, which are not configs of "
+                    f"this recipe; expected names from {groups}"
+                )
+        for combo, group in zip(combos, groups):
+            if self.only is not None and group not in self.only:
+                continue
             labels = {k: label for k, (label, _) in zip(keys, combo)}
             overrides = {k: value for k, (_, value) in zip(keys, combo)}
-            group = "-".join(labels.values()) or "base"
             for seed in self.seeds if self.seeds is not None else [None]:
                 config = copy.deepcopy(self.config)
                 for key, value in overrides.items():
@@ -315,7 +326,12 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
     ):
         raise RecipeError(f"{path}: ablation.seeds must be a non-empty list of ints, got {seeds!r}")
     baseline = ablation.get("baseline")
-    result = Recipe(name, path, recipe, axes, seeds, mode, baseline, reference, deviations)
+    only = ablation.get("only")
+    if only is not None and (
+        not isinstance(only, list) or not only or not all(isinstance(n, str) for n in only)
+    ):
+        raise RecipeError(f"{path}: ablation.only must be a non-empty list of config names")
+    result = Recipe(name, path, recipe, axes, seeds, mode, baseline, only, reference, deviations)
     result.baseline_group()  # validates the baseline name
     return result
 

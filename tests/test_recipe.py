@@ -39,6 +39,20 @@ def test_grid_expansion_names_and_configs():
     assert "fusion" not in r.config["model"]["net"]["init_args"]
 
 
+def test_only_runs_the_named_configs_and_smoke_can_narrow_them():
+    axes = {"model.net.init_args.fusion": ["sum", "concat"], "model.net.init_args.depth": [4, 5]}
+    r = parse_recipe(recipe(**axes, only=["concat-5", "sum-4"], seeds=[0, 1]))
+    assert [v.name for v in r.variants()] == ["sum-4-s0", "sum-4-s1", "concat-5-s0", "concat-5-s1"]
+    smoke = parse_recipe({**recipe(**axes), "smoke": {"ablation": {"only": ["sum-5"]}}}, smoke=True)
+    assert [v.name for v in smoke.variants()] == ["sum-5"]
+    with pytest.raises(RecipeError, match=r"ablation.only names \['sum-9'\].*'concat-5'"):
+        parse_recipe(recipe(**axes, only=["sum-9"])).variants()
+    with pytest.raises(RecipeError, match="baseline 'concat-5' is not a variant"):
+        parse_recipe(recipe(**axes, only=["sum-4"], baseline="concat-5"))
+    with pytest.raises(RecipeError, match="ablation.only must be a non-empty list"):
+        parse_recipe(recipe(**axes, only="sum-4"))
+
+
 def test_zip_mode_pairs_values_and_rejects_unequal_lengths():
     r = parse_recipe(
         recipe(
