@@ -15,7 +15,8 @@ Pairs:
 * ``fcn_resnet50``: ``FCN32s(head="fcn", output_stride=8, upsample="bilinear")`` (what
   ``from_torchvision`` builds) vs torchvision ``fcn_resnet50``. Identical architecture.
 * ``deeplabv3_resnet50``: ``DeepLabV3(output_stride=8, atrous_rates=(12, 24, 36),
-  multi_grid=None)`` vs torchvision ``deeplabv3_resnet50``. Identical architecture.
+  multi_grid=None, head="torchvision")`` vs torchvision ``deeplabv3_resnet50``. Identical
+  architecture.
 * ``deeplabv3plus_resnet50``: ``DeepLabV3Plus(backbone="resnet50", decoder_layout="smp",
   atrous_rates=(12, 24, 36), multi_grid=(1,))`` vs smp
   ``DeepLabV3Plus(encoder_name="resnet50")``. Identical architecture (same logits with the
@@ -121,6 +122,7 @@ PAIRS: dict[str, Pair] = {
             output_stride=8,
             atrous_rates=(12, 24, 36),
             multi_grid=None,
+            head="torchvision",
         ),
         _tv("deeplabv3_resnet50"),
         "torchvision deeplabv3_resnet50",

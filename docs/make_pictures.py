@@ -19,11 +19,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from seglit.artifacts import Row
 from seglit.data.palette import voc_palette
 from seglit.data.synthetic import SYNTHETIC_CLASSES, render_sample
 from seglit.data.voc import VOC_CLASSES
 from seglit.plots import plot_class_heatmap, plot_miou
-from seglit.report import Row
 from seglit.visualize import comparison_panel, legend, overlay
 
 OUT = Path(__file__).parent / "img"

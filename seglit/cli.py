@@ -50,11 +50,15 @@ from seglit.artifacts import (
     next_version_dir,
     read_metrics,
 )
-from seglit.callbacks import ProgressReporter, RunSummaryWriter, TrainSpeedMonitor
+from seglit.callbacks import (
+    PredictionWriter,
+    ProgressReporter,
+    RunSummaryWriter,
+    TrainSpeedMonitor,
+)
 from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
-from seglit.predict import PredictionWriter
 from seglit.wandb_media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
@@ -133,6 +137,8 @@ class SeglitCLI(LightningCLI):
         if config is None:
             return
         check_config(config)
+        if subcommand == "predict":
+            check_predict_input(config)
         if subcommand is not None:
             self.fingerprint = Fingerprint.of(config.as_dict())
             place_outputs(subcommand, config, self.fingerprint)
@@ -171,6 +177,27 @@ def check_config(config: Any) -> None:
             "this run is on the CPU: set trainer.sync_batchnorm=false or use "
             "trainer.accelerator=gpu"
         )
+
+
+def check_predict_input(config: Any) -> None:
+    """``seglit predict`` needs a folder of images: named before anything starts.
+
+    Raises:
+        ConfigError: ``data.init_args.predict_dir`` is unset, missing or holds no image.
+    """
+    from seglit.data.folder import ImageFolderDataset
+
+    folder = config.get("data.init_args.predict_dir")
+    if not folder:
+        raise ConfigError(
+            "seglit predict needs data.init_args.predict_dir: a folder of images to segment "
+            "(e.g. --data.init_args.predict_dir=path/to/images; or use python -m "
+            "seglit.predict RUN_DIR IMAGES)"
+        )
+    try:
+        ImageFolderDataset(folder)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"data.init_args.predict_dir: {err}") from None
 
 
 def _gpu_requested(trainer: Any) -> bool:

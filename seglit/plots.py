@@ -1,6 +1,6 @@
 """Summary plots of an ablation: mIoU per variant and a per-class IoU heatmap.
 
-Both take the summary rows (:class:`seglit.report.Row` or their ``summary.json`` dicts) and
+Both take the summary rows (:class:`seglit.artifacts.Row` or their ``summary.json`` dicts) and
 draw on matplotlib's Agg canvas (no display, no global pyplot state). ``*_figure`` builds and
 returns the :class:`~matplotlib.figure.Figure`; ``plot_*`` writes it to a PNG atomically.
 
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from seglit.artifacts import row_dict
 
 MIOU_PLOT = "summary_miou.png"
 CLASS_HEATMAP = "summary_class_iou.png"
@@ -55,7 +56,7 @@ def miou_figure(rows: Sequence[Any]):
         ``delta``). Each point is an errorbar container
         labelled with its variant name (``has_yerr`` only with several finished seeds).
     """
-    data = [_row_dict(r) for r in rows]
+    data = [row_dict(r) for r in rows]
     with_delta = any(_num(d.get("delta")) is not None and not d.get("baseline") for d in data)
     fig = _figure(width=max(5.5, 0.8 * len(data) + 2.5), height=6.5 if with_delta else 4.2)
     if with_delta:
@@ -263,7 +264,7 @@ def class_heatmap_figure(rows: Sequence[Any], mode: HeatmapMode = "auto"):
     Raises:
         ValueError: ``mode="delta"`` without a baseline row holding per-class IoU.
     """
-    data = [_row_dict(r) for r in rows]
+    data = [row_dict(r) for r in rows]
     classes = list(dict.fromkeys(c for d in data for c in (d.get("per_class_iou") or {})))
     iou = np.full((len(data), len(classes)), np.nan)
     for i, d in enumerate(data):
@@ -401,14 +402,6 @@ def _status(d: Mapping[str, Any]) -> str:
     status = str(d.get("status") or "no result")
     runs = int(d.get("runs") or 0)
     return f"{status} {int(d.get('finished') or 0)}/{runs}" if runs else status
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    if is_dataclass(row) and not isinstance(row, type):
-        return asdict(row)
-    if isinstance(row, Mapping):
-        return dict(row)
-    raise TypeError(f"summary rows must be seglit.report.Row or dicts, got {type(row).__name__}")
 
 
 def _num(value: Any) -> float | None:

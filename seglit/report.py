@@ -1,4 +1,4 @@
-"""Collect finished variants into ``summary.{md,csv,json}``.
+"""Aggregate finished variants into summary rows (:func:`seglit.artifacts.write_summary`).
 
 One row per config (seeds aggregated): val mIoU mean ± std over seeds, the difference to
 the baseline with a 95% confidence interval from a two-level bootstrap (seed runs, then
@@ -10,12 +10,7 @@ read (:func:`seglit.artifacts.run_status`).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,41 +23,12 @@ from seglit.artifacts import (
     MISMATCH,
     PARTIAL,
     PENDING,
-    SUMMARY_CSV,
-    SUMMARY_JSON,
-    SUMMARY_MD,
-    atomic_write_text,
+    Row,
     read_metrics,
     run_status,
 )
 
 BOOTSTRAP_SAMPLES = 1000
-
-
-@dataclass
-class Row:
-    """One line of the summary: a config aggregated over its seeds."""
-
-    variant: str
-    status: str
-    runs: int = 0
-    finished: int = 0
-    mIoU_mean: float | None = None
-    mIoU_std: float | None = None
-    delta: float | None = None
-    delta_ci_low: float | None = None
-    delta_ci_high: float | None = None
-    acc: float | None = None
-    mIoU_before_crf: float | None = None
-    checkerboard: float | None = None
-    params: int | None = None
-    gflops: float | None = None
-    images_per_sec: float | None = None
-    peak_mem_mb: float | None = None
-    wall_time_s: float | None = None
-    baseline: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    per_class_iou: dict[str, float | None] = field(default_factory=dict)
 
 
 def mean_iou(confmats: np.ndarray) -> np.ndarray:
@@ -226,100 +192,3 @@ def _fill_row(row: Row, finished: list[dict[str, Any]]) -> None:
     row.wall_time_s = float(sum(m.get("wall_time_s") or 0.0 for m in finished))
     classes = finished[0]["best"].get("IoU", {})
     row.per_class_iou = {c: _mean([m["best"]["IoU"].get(c) for m in finished]) for c in classes}
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.{digits}f}"
-    )
-
-
-def _fmt_params(value: int | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}K"
-
-
-def markdown_table(rows: list[Row]) -> str:
-    """The summary as a Markdown table (also what the runner prints).
-
-    ``val mIoU`` shows ``mean ± std`` over seeds when a row has several finished seed runs,
-    the plain value otherwise. The ``mIoU before CRF`` and ``checkerboard`` columns appear
-    when some row has them.
-    """
-    crf = any(r.mIoU_before_crf is not None for r in rows)
-    checker = any(r.checkerboard is not None for r in rows)
-    header = ["variant", "status", "val mIoU"]
-    header += ["mIoU before CRF"] if crf else []
-    header += ["Δ vs baseline (95% CI)", "pixel acc"]
-    header += ["checkerboard"] if checker else []
-    header += ["params", "GFLOPs", "img/s", "peak MB", "wall s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        if r.mIoU_mean is None:
-            miou = "-"
-        elif r.mIoU_std is None:
-            miou = f"{r.mIoU_mean:.4f}"
-        else:
-            miou = f"{r.mIoU_mean:.4f} ± {r.mIoU_std:.4f}"
-        if r.baseline:
-            delta = "baseline"
-        elif r.delta is None:
-            delta = "-"
-        elif r.delta_ci_low is None:
-            delta = f"{r.delta:+.4f}"
-        else:
-            delta = f"{r.delta:+.4f} [{r.delta_ci_low:+.4f}, {r.delta_ci_high:+.4f}]"
-        status = r.status if r.finished == r.runs else f"{r.status} ({r.finished}/{r.runs})"
-        cells = [r.variant, status, miou]
-        cells += [_fmt(r.mIoU_before_crf)] if crf else []
-        cells += [delta, _fmt(r.acc)]
-        cells += [_fmt(r.checkerboard, 5)] if checker else []
-        cells += [
-            _fmt_params(r.params),
-            _fmt(r.gflops, 2),
-            _fmt(r.images_per_sec, 1),
-            _fmt(r.peak_mem_mb, 0),
-            _fmt(r.wall_time_s, 1),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-CSV_FIELDS = [
-    "variant",
-    "status",
-    "runs",
-    "finished",
-    "mIoU_mean",
-    "mIoU_std",
-    "delta",
-    "delta_ci_low",
-    "delta_ci_high",
-    "acc",
-    "mIoU_before_crf",
-    "checkerboard",
-    "params",
-    "gflops",
-    "images_per_sec",
-    "peak_mem_mb",
-    "wall_time_s",
-    "baseline",
-]
-
-
-def write_summary(recipe_dir: Path, recipe_name: str, rows: list[Row]) -> str:
-    """Write ``summary.md``, ``summary.csv`` and ``summary.json``; return the Markdown table."""
-    table = markdown_table(rows)
-    atomic_write_text(recipe_dir / SUMMARY_MD, f"# {recipe_name}\n\n{table}\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(asdict(row))
-    atomic_write_text(recipe_dir / SUMMARY_CSV, buffer.getvalue())
-    payload = {"recipe": recipe_name, "rows": [asdict(r) for r in rows]}
-    atomic_write_text(recipe_dir / SUMMARY_JSON, json.dumps(payload, indent=2))
-    return table

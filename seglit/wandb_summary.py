@@ -13,13 +13,11 @@ from __future__ import annotations
 import math
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import SUMMARY_RUN_DIR, new_run_id
-from seglit.report import CSV_FIELDS
+from seglit.artifacts import CSV_FIELDS, SUMMARY_RUN_DIR, new_run_id, row_dict
 
 SUMMARY_FIELDS = CSV_FIELDS  # the columns of summary.csv
 RUN_ID_FILE = "run_id"
@@ -29,9 +27,9 @@ def summary_table_rows(rows: Sequence[Any]) -> tuple[list[str], list[list[Any]]]
     """Columns and data of the summary table: summary fields, axis labels, per-class IoU.
 
     Args:
-        rows: :class:`seglit.report.Row` objects or their dicts (``summary.json`` rows).
+        rows: :class:`seglit.artifacts.Row` objects or their dicts (``summary.json`` rows).
     """
-    dicts = [_row_dict(r) for r in rows]
+    dicts = [row_dict(r) for r in rows]
     axes = list(dict.fromkeys(k for d in dicts for k in (d.get("labels") or {})))
     classes = list(dict.fromkeys(k for d in dicts for k in (d.get("per_class_iou") or {})))
     columns = SUMMARY_FIELDS + axes + [f"IoU/{c}" for c in classes]
@@ -67,7 +65,7 @@ def log_summary_run(
 
     Args:
         recipe_name: The recipe's name (the W&B group of its runs).
-        rows: The summary rows (:class:`seglit.report.Row` or dicts).
+        rows: The summary rows (:class:`seglit.artifacts.Row` or dicts).
         recipe_dir: ``<out>/<recipe name>``.
         project: W&B project.
         mode: ``"auto"``, ``"online"``, ``"offline"`` or ``"disabled"``.
@@ -111,7 +109,7 @@ def log_summary_run(
                 payload[f"summary/{path.stem}"] = wandb.Image(str(path), caption=path.name)
         run.config.update({"recipe": recipe_name, "variants": len(data)}, allow_val_change=True)
         run.log(payload)
-        for d in map(_row_dict, rows):
+        for d in map(row_dict, rows):
             if d.get("mIoU_mean") is not None:
                 run.summary[f"mIoU/{d['variant']}"] = d["mIoU_mean"]
         run_dir = Path(run.dir).parent
@@ -131,14 +129,6 @@ def _summary_run_id(save_dir: Path, recipe_name: str) -> str:
     save_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id + "\n")
     return run_id
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    if is_dataclass(row) and not isinstance(row, type):
-        return asdict(row)
-    if isinstance(row, Mapping):
-        return dict(row)
-    raise TypeError(f"summary rows must be seglit.report.Row or dicts, got {type(row).__name__}")
 
 
 def _finite_or_none(value: Any) -> Any:

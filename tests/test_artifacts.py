@@ -23,6 +23,7 @@ from seglit.artifacts import (
     fingerprint,
     next_version_dir,
     read_metrics,
+    restore_metrics,
     run_status,
     write_metrics,
 )
@@ -130,6 +131,22 @@ def test_run_status_agrees_with_what_the_folder_holds(tmp_path):
     os.remove(run / "fingerprint.json")
     write_metrics(run, {"status": FINISHED, "best": {"mIoU": 0.5}})  # an old, unfingerprinted one
     assert run_status(run, fp.digest) == MISMATCH
+
+
+def test_a_lost_metrics_file_is_restored_from_its_backup_only_under_its_fingerprint(tmp_path):
+    fp = Fingerprint.of(CONFIG)
+    record = {"status": FINISHED, "fingerprint": fp.digest, "best": {"mIoU": 0.5}}
+    write_metrics(tmp_path, record)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "final_metrics.json").write_text(json.dumps(record))
+    os.remove(tmp_path / "metrics.json")
+    assert restore_metrics(tmp_path, "another-config") == []  # never another config's
+    assert not (tmp_path / "metrics.json").exists()
+    assert restore_metrics(tmp_path, fp.digest) == [
+        "metrics.json was missing or unreadable: restored from checkpoints/final_metrics.json"
+    ]
+    assert read_metrics(tmp_path) == record
+    assert restore_metrics(tmp_path, fp.digest) == []  # nothing to do
 
 
 def test_next_version_dir_never_reuses_a_folder(tmp_path):

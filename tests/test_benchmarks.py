@@ -4,15 +4,15 @@ ratios of time and of peak memory.
 Parametrized over the files present in ``benchmarks/`` (``common.py`` is a helper, not a
 benchmark), so a new script is covered without touching this file. This checks that the
 scripts work, not how fast seglit is: speed is measured by running the scripts
-(docs/performance.md), never by timed tests.
+(docs/performance.md), never by timed tests. The scripts run in this process (``runpy``),
+as ``python SCRIPT --quick`` would run them, without paying for a new interpreter's
+imports each; torch's thread count and the warning filters are restored after each.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,68 +28,77 @@ NUMBER = re.compile(r"\d+\.\d+")
 CRF_REFERENCE_MISSING = "benchmarks/crf.py's reference, pydensecrf2, is not installed"
 
 
+def run_script(script: Path, args: list[str], folder: Path, monkeypatch, capsys) -> str:
+    """Run ``python SCRIPT ARGS`` in this process from ``folder``; its stdout (exit 0 asserted)."""
+    import runpy
+    import warnings
+
+    import torch
+
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SEGLIT_CACHE", str(folder / "cache"))
+    monkeypatch.setattr(sys, "argv", [str(script), *args])
+    threads = torch.get_num_threads()
+    code = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    assert code == 0, (
+        f"{script.name} {' '.join(args)} exited {code}:\n{(out.out + out.err)[-3000:]}"
+    )
+    return out.out
+
+
+def assert_prints_ratios(name: str, stdout: str) -> None:
+    """A line names a time ratio with a number after it, and a memory ratio likewise."""
+    # The ratio's name may sit in a table header with the numbers on the rows below it.
+    lines = stdout.splitlines()
+    named = [i for i, line in enumerate(lines) if RATIO_NAME.search(line)]
+    assert named, f"{name} printed no ratio:\n{stdout[-3000:]}"
+    assert any(NUMBER.search(line) for line in lines[named[0] :]), (
+        f"{name} names a ratio but prints no number after it:\n{stdout[-3000:]}"
+    )
+    mem = [i for i, line in enumerate(lines) if "mem ratio" in line]
+    assert mem and any(NUMBER.search(line) for line in lines[mem[0] :]), (
+        f"{name} printed no memory ratio:\n{stdout[-3000:]}"
+    )
+
+
 def test_benchmarks_found() -> None:
     assert SCRIPTS, f"no benchmark scripts in {BENCHMARKS}"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path) -> None:
+def test_benchmark_runs_and_prints_ratio(script: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     if script.name == "crf.py":
-        pytest.importorskip("pydensecrf.densecrf", reason=CRF_REFERENCE_MISSING)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "SEGLIT_CACHE": str(tmp_path / "cache"),
-        "PYTHONWARNINGS": "ignore",
-    }
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        cwd=tmp_path,
-        env=env,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, (
-        f"{script.name} --quick exited {proc.returncode}:\n{output[-3000:]}"
-    )
-    # The ratio's name may sit in a table header with the numbers on the rows below it.
-    lines = proc.stdout.splitlines()
-    named = [i for i, line in enumerate(lines) if RATIO_NAME.search(line)]
-    assert named, f"{script.name} printed no ratio:\n{proc.stdout[-3000:]}"
-    assert any(NUMBER.search(line) for line in lines[named[0] :]), (
-        f"{script.name} names a ratio but prints no number after it:\n{proc.stdout[-3000:]}"
-    )
-    # ... and the ratio of peak memory next to it
-    mem = [i for i, line in enumerate(lines) if "mem ratio" in line]
-    assert mem and any(NUMBER.search(line) for line in lines[mem[0] :]), (
-        f"{script.name} printed no memory ratio:\n{proc.stdout[-3000:]}"
+        pytest.skip("benchmarks/crf.py --quick: test_crf_benchmark_quick checks it")
+    assert_prints_ratios(
+        script.name, run_script(script, ["--quick"], tmp_path, monkeypatch, capsys)
     )
 
 
 @pytest.mark.parametrize("reference", [True, False], ids=["pydensecrf2", "seglit-only"])
-def test_crf_benchmark_quick(reference: bool, tmp_path: Path) -> None:
+def test_crf_benchmark_quick(reference: bool, tmp_path: Path, monkeypatch, capsys) -> None:
     """benchmarks/crf.py --quick: labels agree with pydensecrf2's; without it, seglit alone."""
     if reference:
         pytest.importorskip("pydensecrf.densecrf", reason=CRF_REFERENCE_MISSING)
     extra = [] if reference else ["--no-reference"]
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "crf.py"), "--quick", *extra],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines()]
+    stdout = run_script(BENCHMARKS / "crf.py", ["--quick", *extra], tmp_path, monkeypatch, capsys)
+    rows = [line.split() for line in stdout.splitlines()]
     rows = [row for row in rows if row[:1] in (["3"], ["12"])]  # the two noise levels
-    assert len(rows) == 2, proc.stdout
+    assert len(rows) == 2, stdout
     if reference:  # noise, seglit, reference, ratio, CI, agree %, MiBs, mem ratio
-        assert all(len(row) == 9 and float(row[5]) >= 99.0 for row in rows), proc.stdout
+        assert all(len(row) == 9 and float(row[5]) >= 99.0 for row in rows), stdout
+        assert_prints_ratios("crf.py", stdout)
     else:
-        assert all(len(row) == 3 and float(row[1]) > 0 for row in rows), proc.stdout
+        assert all(len(row) == 3 and float(row[1]) > 0 for row in rows), stdout
 
 
 def _common():
@@ -113,23 +122,14 @@ def test_ratio_interval_brackets_the_ratio_of_medians() -> None:
         common.ratio_interval([1.0], [1.0, 2.0])
 
 
-def test_train_step_reports_images_per_second_and_mfu(tmp_path: Path) -> None:
+def test_train_step_reports_images_per_second_and_mfu(tmp_path: Path, monkeypatch, capsys) -> None:
     """The GPU columns (item 5) computed on the CPU: FLOPs counted, MFU a positive percent."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "train_step.py"),
-            *("--pairs", "unet_resnet34", "--crop", "64", "--batch-size", "1"),
-            *("--steps", "1", "--warmup", "0", "--peak-tflops", "0.05", "--device", "cpu"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+    args = [
+        *("--pairs", "unet_resnet34", "--crop", "64", "--batch-size", "1"),
+        *("--steps", "1", "--warmup", "0", "--peak-tflops", "0.05", "--device", "cpu"),
+    ]
+    stdout = run_script(BENCHMARKS / "train_step.py", args, tmp_path, monkeypatch, capsys)
+    lines = stdout.splitlines()
     header = next(line for line in lines if line.startswith("pair"))
     assert "seglit img/s" in header and "peer MFU" in header
     row = next(line for line in lines if line.startswith("unet_resnet34"))

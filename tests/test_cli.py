@@ -43,13 +43,44 @@ def _run_cli(*args: str):
     )
 
 
-def test_cli_typo_on_command_line_exits_nonzero_naming_the_key(tmp_path, make_fit_config):
+def _main_error(capsys, *args: str) -> str:
+    """Run ``seglit ARGS`` in this process; it must exit 2; its stderr."""
+    from seglit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line_naming_the_key(tmp_path, make_fit_config, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(make_fit_config(tmp_path)))
+    err = _main_error(capsys, "fit", "--config", str(path), "--trainer.max_epoch=1")
+    assert err.strip().splitlines() == [
+        "seglit: error: key 'trainer.max_epoch' is not accepted "
+        "(did you mean 'trainer.max_epochs'?)"
+    ]  # one line, no usage dump
+    assert not (tmp_path / "checkpoints").exists()  # nothing started
+    err = _main_error(capsys, "fit", "--config", str(path), "--data.init_args.batch_size=eight")
+    assert "data.init_args.batch_size: expected int. Got value: eight" in err
+
+    err = _main_error(capsys, "predict", "--config", str(path))
+    assert "seglit predict needs data.init_args.predict_dir" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _main_error(
+        capsys, "predict", "--config", str(path), f"--data.init_args.predict_dir={empty}"
+    )
+    assert "holds no images" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("wandb"))  # stopped before any W&B run started
+
+
+def test_a_typo_from_the_shell_exits_2_naming_the_key(tmp_path, make_fit_config):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(make_fit_config(tmp_path)))
     result = _run_cli("fit", "--config", str(path), "--trainer.max_epoch=1")
-    assert result.returncode != 0
-    assert "max_epoch" in result.stderr
-    assert not (tmp_path / "checkpoints").exists()  # nothing started
+    assert result.returncode == 2 and "'trainer.max_epoch' is not accepted" in result.stderr
 
 
 def test_console_script_is_lightning_cli():

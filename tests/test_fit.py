@@ -65,7 +65,7 @@ def test_dry_run_lists_and_validates_variants(tmp_path, synthetic_root, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "sum-s0: seed=0 model.net.init_args.fusion=sum"
     assert out[1] == "concat-s0: seed=0 model.net.init_args.fusion=concat"
-    assert "2 variant(s) valid" in out[2]
+    assert "2 variants valid" in out[2]
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
 
@@ -128,7 +128,7 @@ def test_export_sweep_round_trips_to_the_same_variants(tmp_path, synthetic_root,
         agent_argv = [a for a in command[4:] if a != "${args}"] + [f"--variant={name}", "--dry-run"]
         assert main(agent_argv) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0].startswith(f"{name}:") and "1 variant(s) valid" in lines[1]
+        assert lines[0].startswith(f"{name}:") and "1 variant valid" in lines[1]
 
 
 def test_dry_run_names_values_that_cannot_work(tmp_path, synthetic_root, capsys):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seglit.artifacts import Row
 from seglit.plots import (
     CLASS_HEATMAP,
     MIOU_PLOT,
@@ -17,7 +18,6 @@ from seglit.plots import (
     plot_miou,
     write_plots,
 )
-from seglit.report import Row
 
 CLASSES = ["background", "aeroplane", "bicycle", "bird"]
 
@@ -91,7 +91,7 @@ def test_write_plots_names_both_files(tmp_path):
 
 
 def test_rows_of_the_wrong_type_are_rejected(tmp_path):
-    with pytest.raises(TypeError, match="seglit.report.Row or dicts"):
+    with pytest.raises(TypeError, match="seglit.artifacts.Row or dicts"):
         plot_miou(["fcn8s"], tmp_path / "x.png")
 
 

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from seglit.artifacts import write_summary
 from seglit.recipe import parse_recipe
-from seglit.report import build_rows, mean_iou, paired_bootstrap_delta, write_summary
+from seglit.report import build_rows, mean_iou, paired_bootstrap_delta
 
 
 def test_mean_iou_skips_classes_with_empty_union():

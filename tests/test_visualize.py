@@ -198,7 +198,7 @@ def test_prediction_writer_writes_mask_overlay_with_legend_and_panel(tmp_path):
     from types import SimpleNamespace
 
     from seglit.data.transforms import build_eval_transform, pad_collate
-    from seglit.predict import PredictionWriter
+    from seglit.callbacks import PredictionWriter
 
     image, target = _scene()
     transform = build_eval_transform(MEAN, STD)

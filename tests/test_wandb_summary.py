@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from seglit.report import Row
+from seglit.artifacts import Row
 from seglit.wandb_offline import find_offline_runs, read_offline_run
 from seglit.wandb_summary import log_summary_run, summary_table_rows
 

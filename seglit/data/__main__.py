@@ -18,6 +18,7 @@ from pathlib import Path
 
 from seglit.data.download import DownloadError, download, extract
 from seglit.data.synthetic import LAB_FACTORS, write_synthetic_cityscapes, write_synthetic_voc
+from seglit.text import plural
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def _check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problems in {args.root}", file=sys.stderr)
+        print(f"{plural(len(problems), 'problem')} in {args.root}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,6 +6,7 @@ import functools
 import os
 import random
 from abc import abstractmethod
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from seglit import IGNORE_INDEX
 from seglit.data.folder import ImageFolderDataset
+from seglit.data.palette import voc_palette
 from seglit.data.samplers import SeededDataset, SeededSampler, UnpaddedDistributedSampler
 from seglit.data.transforms import (
     IMAGENET_MEAN,
@@ -147,15 +149,21 @@ class SegmentationDataModule(L.LightningDataModule):
 
     # ----- what a dataset declares -------------------------------------------------------------
 
-    @property
-    @abstractmethod
-    def class_names(self) -> list[str]:
-        """Class names; the label value is the index in this list."""
+    CLASSES: ClassVar[tuple[str, ...]] = ()
+    """Class names of the dataset (subclasses set it); the label value is the index."""
+
+    PALETTE: ClassVar[tuple[tuple[int, int, int], ...] | None] = None
+    """One ``(r, g, b)`` colour per class; ``None`` uses the Pascal VOC colour map."""
 
     @property
-    @abstractmethod
+    def class_names(self) -> list[str]:
+        """Class names; the label value is the index in this list."""
+        return list(self.CLASSES)
+
+    @property
     def palette(self) -> list[tuple[int, int, int]]:
         """One ``(r, g, b)`` colour per class, for visualisation."""
+        return list(self.PALETTE) if self.PALETTE else voc_palette(len(self.CLASSES))
 
     @abstractmethod
     def build_dataset(self, stage: str, transform) -> Dataset:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from seglit import IGNORE_INDEX
+from seglit.data.dataset import LabelledImageDataset
 from seglit.data.io import check_label_values, check_same_size, read_image, read_label
 
 
@@ -94,7 +94,7 @@ def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
     return TRAIN_ID_TO_LABEL_ID[train_ids]
 
 
-class CityscapesDataset(Dataset):
+class CityscapesDataset(LabelledImageDataset):
     """Cityscapes fine-annotation samples read from the distributed folder layout.
 
     ``root`` holds ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` and
@@ -144,9 +144,6 @@ class CityscapesDataset(Dataset):
         train_ids = folder / f"{name}_gtFine_labelTrainIds.png"
         return train_ids if train_ids.is_file() else folder / f"{name}_gtFine_labelIds.png"
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read and check sample ``index`` without the transform: ``(image, trainId mask)``."""
         image_path, mask_path = self.images[index], self.masks[index]
@@ -159,11 +156,3 @@ class CityscapesDataset(Dataset):
         else:
             check_label_values(mask, len(CITYSCAPES_CLASSES), mask_path)
         return image, mask
-
-    def __getitem__(self, index: int) -> dict:
-        image, mask = self.read(index)
-        sample = {"image": image, "mask": mask}
-        if self.transform is not None:
-            sample = dict(self.transform(image=image, mask=mask))
-        sample["name"] = self.names[index]
-        return sample

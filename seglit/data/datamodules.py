@@ -12,7 +12,6 @@ from torch.utils.data import Dataset
 
 from seglit.data.base import SegmentationDataModule, _world
 from seglit.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, CityscapesDataset
-from seglit.data.palette import voc_palette
 from seglit.data.synthetic import (
     MARKER_NAME,
     SYNTHETIC_CLASSES,
@@ -51,13 +50,7 @@ class VOCDataModule(SegmentationDataModule):
         self.root = root
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
-    @property
-    def class_names(self) -> list[str]:
-        return list(VOC_CLASSES)
-
-    @property
-    def palette(self) -> list[tuple[int, int, int]]:
-        return voc_palette(len(VOC_CLASSES))
+    CLASSES = VOC_CLASSES
 
     def build_dataset(self, stage: str, transform) -> Dataset:
         if (voc_dir(self.root) / MARKER_NAME).is_file():
@@ -166,13 +159,7 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
 
     layout = "voc"
 
-    @property
-    def class_names(self) -> list[str]:
-        return list(SYNTHETIC_CLASSES)
-
-    @property
-    def palette(self) -> list[tuple[int, int, int]]:
-        return voc_palette(len(SYNTHETIC_CLASSES))
+    CLASSES = SYNTHETIC_CLASSES
 
     def build_dataset(self, stage: str, transform) -> Dataset:
         split = "train" if stage == "train" else "val"
@@ -208,13 +195,8 @@ class CityscapesDataModule(SegmentationDataModule):
         self.root = root
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
-    @property
-    def class_names(self) -> list[str]:
-        return list(CITYSCAPES_CLASSES)
-
-    @property
-    def palette(self) -> list[tuple[int, int, int]]:
-        return list(CITYSCAPES_PALETTE)
+    CLASSES = CITYSCAPES_CLASSES
+    PALETTE = CITYSCAPES_PALETTE
 
     def build_dataset(self, stage: str, transform) -> Dataset:
         return CityscapesDataset(self.root, self.splits[stage], transform=transform)
@@ -227,13 +209,8 @@ class SyntheticCityscapesDataModule(_SyntheticDataModule):
 
     layout = "cityscapes"
 
-    @property
-    def class_names(self) -> list[str]:
-        return list(CITYSCAPES_CLASSES)
-
-    @property
-    def palette(self) -> list[tuple[int, int, int]]:
-        return list(CITYSCAPES_PALETTE)
+    CLASSES = CITYSCAPES_CLASSES
+    PALETTE = CITYSCAPES_PALETTE
 
     def build_dataset(self, stage: str, transform) -> Dataset:
         return CityscapesDataset(self.root, "train" if stage == "train" else "val", transform)

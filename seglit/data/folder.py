@@ -8,9 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from seglit.data.io import read_image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from seglit.data.io import IMAGE_SUFFIXES, read_image
 
 
 class ImageFolderDataset(Dataset):

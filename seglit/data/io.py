@@ -9,6 +9,9 @@ from PIL import Image
 
 from seglit import IGNORE_INDEX
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+"""File suffixes read as images from a folder (``seglit predict``, ``python -m seglit.predict``)."""
+
 LABEL_MODES = ("P", "L")
 """PIL modes a label map may have: palette (VOC, Cityscapes colour-free PNGs) or greyscale."""
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
+from seglit.data.dataset import LabelledImageDataset
 from seglit.data.io import (
     check_label_values,
     check_same_size,
@@ -71,7 +71,7 @@ def read_sbd_mat(path: Path) -> np.ndarray:
     return np.asarray(segmentation).astype(np.uint8)
 
 
-class VOCSegmentationDataset(Dataset):
+class VOCSegmentationDataset(LabelledImageDataset):
     """Pascal VOC segmentation samples read straight from the distributed folder layout.
 
     ``root`` is the folder holding ``VOCdevkit/VOC2012`` (the same ``root`` torchvision's
@@ -117,7 +117,7 @@ class VOCSegmentationDataset(Dataset):
                 f"(get it with: python -m seglit.data prepare voc --root {root} --download)"
             )
         try:
-            self.ids = read_split_file(base / "ImageSets" / "Segmentation" / f"{split}.txt")
+            self.names = read_split_file(base / "ImageSets" / "Segmentation" / f"{split}.txt")
         except FileNotFoundError as err:
             if split != "trainaug":
                 raise
@@ -125,8 +125,8 @@ class VOCSegmentationDataset(Dataset):
                 f"{err}; the trainaug split (VOC train + SBD) is made by: "
                 f"python -m seglit.data prepare sbd --root {root} --download"
             ) from None
-        self.images = [base / "JPEGImages" / f"{i}.jpg" for i in self.ids]
-        self.masks = [self._find_mask(base, i) for i in self.ids]
+        self.images = [base / "JPEGImages" / f"{i}.jpg" for i in self.names]
+        self.masks = [self._find_mask(base, i) for i in self.names]
         missing = [p for p in self.images if not p.is_file()]
         missing += [p for p in self.masks if not p.is_file()]
         if missing:
@@ -149,9 +149,6 @@ class VOCSegmentationDataset(Dataset):
             return sbd_mask
         return voc_mask  # reported as missing by the caller
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read and check sample ``index`` without the transform.
 
@@ -167,11 +164,3 @@ class VOCSegmentationDataset(Dataset):
         check_same_size(image, mask, image_path, mask_path)
         check_label_values(mask, self.num_classes, mask_path)
         return image, mask
-
-    def __getitem__(self, index: int) -> dict:
-        image, mask = self.read(index)
-        sample = {"image": image, "mask": mask}
-        if self.transform is not None:
-            sample = dict(self.transform(image=image, mask=mask))
-        sample["name"] = self.ids[index]
-        return sample

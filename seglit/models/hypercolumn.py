@@ -112,11 +112,11 @@ class Hypercolumn(SegmentationModel):
     def forward(self, x: Tensor) -> Tensor:
         """Map (N, 3, H, W) to logits (N, C, H, W), any H and W."""
         self.check_input(x)
-        size = (int(x.shape[-2]), int(x.shape[-1]))
+        size = x.shape[-2:]
         feats = self.backbone(x)
         base = feats[self.stages[0]].shape[-2:]
         column = torch.cat(
             [_resize(feats.pop(k), self.factors[k], base) for k in self.stages], dim=1
         )
-        del feats
+        feats.clear()  # stages not used: freed before the classifier runs
         return _resize(self.classifier(column), self.base_stride, size)

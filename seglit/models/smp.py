@@ -23,7 +23,7 @@ def smp_architectures() -> list[str]:
     "smp",
     tiny={
         "arch": "Unet",
-        "encoder": "mobilenet_v2",
+        "encoder": "resnet18",  # few modules: fast to build, trace and export
         "smp_kwargs": {"decoder_channels": [16, 8, 8, 4, 4]},
     },
 )

@@ -60,6 +60,7 @@ from seglit.runner.plan import (
     plan_variants,
     write_run_config,
 )
+from seglit.text import plural
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -146,7 +147,8 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
     if options.export_sweep is not None:
         write_sweep(options, recipe, selected)
         console.line(
-            f"wrote W&B sweep config over {len(selected)} variant(s) to {options.export_sweep}"
+            f"wrote W&B sweep config over {plural(len(selected), 'variant')} to "
+            f"{options.export_sweep}"
         )
         console.line(f"  wandb sweep {options.export_sweep}   # then: wandb agent <sweep id>")
         return EXIT_OK
@@ -155,7 +157,7 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
             shown = ", ".join(f"{k}={_short(v)}" for k, v in plan.variant.overrides.items())
             seed = f" seed={plan.variant.seed}" if plan.variant.seed is not None else ""
             console.line(f"{plan.name}:{seed} {shown}".rstrip())
-        console.line(f"{len(selected)} variant(s) valid; outputs would go to {recipe_dir}/")
+        console.line(f"{plural(len(selected), 'variant')} valid; outputs would go to {recipe_dir}/")
         return EXIT_OK
     resolve_conflicts(selected, options.rerun_changed, console)
     choose_wandb_mode(selected, console)
@@ -200,7 +202,8 @@ def resolve_conflicts(plans: list[VariantPlan], rerun_changed: bool, console: Co
     if not rerun_changed:
         details = "\n".join(conflict_message(p) for p in conflicts)
         raise RunnerError(
-            f"{len(conflicts)} variant folder(s) hold results of another configuration; "
+            f"{plural(len(conflicts), 'variant folder')} "
+            f"{'holds' if len(conflicts) == 1 else 'hold'} results of another configuration; "
             "nothing was trained:\n"
             f"{details}\n"
             "Use another --out for this configuration, or pass --rerun-changed to move the "
@@ -374,7 +377,7 @@ def _finish(launch: _Launch, total: int, console: Console) -> bool:
         if code == 0 and status == FINISHED:
             metrics = read_metrics(plan.run_dir) or {}
             miou = (metrics.get("best") or {}).get("mIoU", float("nan"))
-            console.line(f"{prefix}: done in {elapsed:.0f}s, val mIoU {miou:.4f}")
+            console.line(f"{prefix}: done in {elapsed:.1f}s, val mIoU {miou:.4f}")
             return True
         errors = error_lines(child.log_path, child.log_start)
         _record_failure(plan, code if code else 1, " | ".join(errors))
@@ -438,8 +441,9 @@ def summarize(
     Returns:
         0, or :data:`EXIT_FAILED` when the summary could not be written.
     """
+    from seglit.artifacts import write_summary
     from seglit.plots import write_plots
-    from seglit.report import build_rows, write_summary
+    from seglit.report import build_rows
     from seglit.wandb_offline import unsynced_runs
 
     fingerprints = {p.name: p.fingerprint.digest for p in plans}
@@ -460,7 +464,7 @@ def summarize(
         listing = recipe_dir / "wandb_unsynced.txt"
         listing.write_text("".join(f"{p}\n" for p in unsynced))
         console.line(
-            f"W&B: {len(unsynced)} offline run(s) not uploaded yet; upload them with:\n"
+            f"W&B: {plural(len(unsynced), 'offline run')} not uploaded yet; upload them with:\n"
             f"  wandb sync $(cat {listing})"
         )
     console.line(f"\n{recipe.name}: summary of {recipe_dir}/\n")

@@ -93,7 +93,7 @@ def test_val_batches_keep_original_resolution(synthetic_dm, val_batch_size):
     seen = 0
     for batch in dm.val_dataloader():
         for k, name in enumerate(batch["name"]):
-            index = dataset.ids.index(name)
+            index = dataset.names.index(name)
             _, mask = dataset.read(index)
             h, w = mask.shape
             assert torch.equal(batch["mask"][k, :h, :w], torch.from_numpy(mask).long())

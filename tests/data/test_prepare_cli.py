@@ -52,7 +52,7 @@ def test_sbd_mat_masks_and_trainaug(voc_with_sbd, capsys):
     assert ids == sorted(voc_train + ["sbd_a", "sbd_b"]), "VOC train + SBD - VOC val"
     # Read straight from the .mat files ...
     dataset = VOCSegmentationDataset(root, "trainaug", num_classes=5)
-    index = dataset.ids.index("sbd_a")
+    index = dataset.names.index("sbd_a")
     assert dataset.masks[index].suffix == ".mat"
     np.testing.assert_array_equal(dataset[index]["mask"], masks["sbd_a"])
     # ... and from the converted palette PNGs, with the same arrays.
@@ -61,7 +61,7 @@ def test_sbd_mat_masks_and_trainaug(voc_with_sbd, capsys):
     converted = _voc(root) / "SegmentationClassAug" / "sbd_b.png"
     assert Image.open(converted).mode == "P"
     dataset = VOCSegmentationDataset(root, "trainaug", num_classes=5)
-    index = dataset.ids.index("sbd_b")
+    index = dataset.names.index("sbd_b")
     assert dataset.masks[index] == converted
     np.testing.assert_array_equal(dataset[index]["mask"], masks["sbd_b"])
 
@@ -99,7 +99,14 @@ def test_check_lists_every_problem_with_its_file(voc_copy, capsys):
 
 def test_check_cityscapes_missing_root(tmp_path, capsys):
     assert main(["check", "cityscapes", "--root", str(tmp_path)]) == 1
-    assert "leftImg8bit/train not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "leftImg8bit/train not found" in err
+    assert "2 problems in" in err  # train and val
+
+    write_synthetic_cityscapes(tmp_path / "one", num_train=2, num_val=1)
+    next((tmp_path / "one" / "gtFine" / "val").rglob("*_labelIds.png")).write_bytes(b"broken")
+    assert main(["check", "cityscapes", "--root", str(tmp_path / "one")]) == 1
+    assert "\n1 problem in" in capsys.readouterr().err  # singular
 
 
 def test_download_without_network_is_one_clear_line(tmp_path, monkeypatch, capsys):

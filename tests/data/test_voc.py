@@ -31,7 +31,7 @@ def test_same_arrays_as_torchvision(synthetic_voc_root, split):
     for index in range(len(ours)):
         sample = ours[index]
         ref_image, ref_mask = reference[index]
-        assert sample["name"] == ours.ids[index]
+        assert sample["name"] == ours.names[index]
         assert ref_mask.mode == "P"
         np.testing.assert_array_equal(sample["mask"], np.array(ref_mask))
         np.testing.assert_array_equal(sample["image"], np.array(ref_image))

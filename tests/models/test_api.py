@@ -230,3 +230,18 @@ def test_cli_describe_accepts_both_spellings_of_num_classes(
     assert card["params"] == sum(
         p.numel() for p in build_model("unet", 7, base_width=4, depth=3).parameters()
     )
+
+
+def test_cli_describe_says_global_and_is_quiet_in_a_pipe(capsys):
+    assert main(["describe", "deeplabv3", "--backbone", "resnet18", "--backbone_width", "4"]) == 0
+    assert "receptive_field: global" in capsys.readouterr().out
+    import subprocess
+    import sys
+
+    pipe = subprocess.run(
+        f"{sys.executable} -m seglit.models | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert pipe.stdout.strip() and "Error" not in pipe.stderr and "Traceback" not in pipe.stderr

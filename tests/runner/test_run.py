@@ -147,7 +147,9 @@ def test_smoke_results_never_stand_in_for_real_ones(tmp_path, write_recipe, run_
     # the real config pointed at the smoke results on purpose: refused, keys named
     mixed = run_fit(recipe, "--out", "runs/smoke", cwd=tmp_path)
     assert mixed.returncode == 2
-    assert "hold results of another configuration; nothing was trained" in mixed.stderr
+    assert "1 variant folder holds results of another configuration; nothing was trained" in (
+        mixed.stderr
+    )
     assert "trainer.max_epochs: 1 -> 2" in mixed.stderr and "--rerun-changed" in mixed.stderr
     assert not (tmp_path / "runs" / "smoke" / "tiny_skip" / "sum" / "fit").exists()
 
