@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -21,7 +18,9 @@ from PIL import Image
 UNET_BIG = {"class_path": "seglit.models.UNet", "init_args": {"base_width": 16, "depth": 4}}
 
 
-def test_a_second_runner_leaves_a_variant_being_trained_alone(tmp_path, write_recipe, run_fit):
+def test_a_second_runner_leaves_a_variant_being_trained_alone(
+    tmp_path, write_recipe, run_fit, start_fit
+):
     recipe = write_recipe(
         tmp_path, ablation={"model.net.init_args.fusion": ["sum"]}, trainer={
             "accelerator": "cpu", "max_epochs": 60, "enable_progress_bar": False,
@@ -29,36 +28,24 @@ def test_a_second_runner_leaves_a_variant_being_trained_alone(tmp_path, write_re
         },
     )  # fmt: skip
     out = tmp_path / "runs"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "seglit.fit", str(recipe), "--out", str(out)],
-        cwd=tmp_path, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    first, _, _ = start_fit(recipe, "--out", out, cwd=tmp_path, session=True)
     run = out / "tiny_skip" / "sum"
     try:
         deadline = time.time() + 300
         while not (run / "progress.json").exists() and time.time() < deadline:
             time.sleep(0.1)
-        assert first.poll() is None, "the first runner ended before the second started"
+        assert first.is_alive(), "the first runner ended before the second started"
         second = run_fit(recipe, "--out", out, cwd=tmp_path)
-        assert first.poll() is None
+        assert first.is_alive()
     finally:
         os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+        first.join()
     assert second.returncode == 0, second.stdout + second.stderr
     assert "sum: being trained by another process right now; skipped" in second.stdout
     assert "| sum | partial" in second.stdout or "| sum | pending" in second.stdout
     log = (run / "train.log").read_text()
     assert log.count("$ seglit fit") == 1  # one process trained it: no interleaved log
     assert not list((run / "checkpoints").glob("*-v1.ckpt"))
-
-
-def _limit_file_size(limit: int):
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail (EFBIG)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
 
 
 def test_a_full_disk_fails_the_variant_cleanly_and_a_rerun_finishes(
@@ -73,7 +60,7 @@ def test_a_full_disk_fails_the_variant_cleanly_and_a_rerun_finishes(
     )  # fmt: skip
     out = tmp_path / "runs"
     run = out / "tiny_skip" / "sum"
-    full = run_fit(recipe, "--out", out, cwd=tmp_path, preexec_fn=_limit_file_size(400_000))
+    full = run_fit(recipe, "--out", out, cwd=tmp_path, limit_file_size=400_000)
     assert full.returncode == 1, full.stdout + full.stderr
     (line,) = [line for line in full.stdout.splitlines() if "sum: FAILED" in line]
     assert "File too large" in line  # the OSError itself, on the console

@@ -17,6 +17,7 @@ import time
 import pytest
 import yaml
 
+from seglit.artifacts import read_json
 from seglit.wandb_offline import find_offline_runs, read_offline_run
 
 VARIANTS = ("sum", "concat")
@@ -192,27 +193,21 @@ def test_a_failing_variant_says_why_and_the_others_run_in_parallel(tmp_path, wri
 
 
 def test_kill_then_corrupt_last_checkpoint_then_rerun_resumes_from_the_best(
-    tmp_path, write_recipe, run_fit, tree_digest
+    tmp_path, write_recipe, run_fit, start_fit, tree_digest
 ):
     recipe = write_recipe(tmp_path, ablation={"trainer.max_epochs": {"short": 1, "long": 8}})
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "seglit.fit", str(recipe), "--out", str(out)]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, _, _ = start_fit(recipe, "--out", out, cwd=tmp_path, session=True)
     long = out / "tiny_skip" / "long" / "checkpoints"
     deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
+    while proc.is_alive() and time.time() < deadline:
         if (long / "last.ckpt").exists() and any(long.glob("best-*.ckpt")):
-            if json.loads((long.parent / "progress.json").read_text() or "{}").get("epoch", 0) >= 2:
+            progress = read_json(long.parent / "progress.json") or {}
+            if progress.get("epoch", 0) >= 2:
                 break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its training process
-    proc.wait()
+    proc.join()
     assert not (long.parent / "metrics.json").exists(), "the long variant finished too early"
     short_before = tree_digest(out / "tiny_skip" / "short")
     last = long / "last.ckpt"
