@@ -121,6 +121,11 @@ class WandbLogger(_LightningWandbLogger):
         """Whether the logger still sends anything to W&B (not disabled, not broken)."""
         return self.mode != "disabled" and not self._broken
 
+    # Lightning's WandbLogger keeps the wandb.init arguments in `_wandb_init` and the run in
+    # `_experiment`, and offers no public way to retry the start in another mode. Falling
+    # back to offline needs both, so this class uses those two private attributes (and only
+    # in `__init__`, `experiment` and `finalize`); tests/test_tracking.py pins the Lightning
+    # version and fails loudly if their meaning changes.
     @property
     def experiment(self):  # noqa: D102
         if self._experiment is not None:

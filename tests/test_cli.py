@@ -153,3 +153,22 @@ def test_predict_writes_palette_masks_and_overlays(tmp_path, make_fit_config, sy
         assert mask.getpalette()[3:6] == [128, 0, 0]  # VOC colour of class 1
         overlay = Image.open(tmp_path / "pred" / f"{image_path.stem}_overlay.jpg")
         assert overlay.size == source.size
+
+
+def test_a_run_evaluated_with_the_crf_reports_mIoU_before_and_after_it(tmp_path, make_fit_config):
+    from seglit.artifacts import Row, markdown_table
+
+    config = make_fit_config(tmp_path)
+    config["model"]["inference"] = {"crf": True, "crf_iterations": 3}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    SeglitCLI(args=["fit", "--config", str(path)])
+    best = json.loads((tmp_path / "metrics.json").read_text())["best"]
+    assert 0 <= best["mIoU_before_crf"] <= 1 and 0 <= best["mIoU"] <= 1
+    assert {"acc_before_crf", "mAcc_before_crf", "fwIoU_before_crf"} <= set(best)
+    row = Row(
+        "v", "finished", 1, 1, mIoU_mean=best["mIoU"], mIoU_before_crf=best["mIoU_before_crf"]
+    )
+    header, _, line = markdown_table([row]).splitlines()
+    assert "| val mIoU | mIoU before CRF |" in header
+    assert f"| {best['mIoU']:.4f} | {best['mIoU_before_crf']:.4f} |" in line

@@ -36,6 +36,43 @@ def test_paired_bootstrap_matches_a_plain_loop():
     assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
 
 
+def test_two_level_bootstrap_matches_a_hand_computation():
+    """Seeds and images resampled: the same numbers as a plain loop over the same draws."""
+    rng = np.random.default_rng(4)
+    n, k, m, samples = 6, 2, 3, 150
+    names = [f"img{i}" for i in range(n)]
+    variant = [_random_confmats(rng, n) for _ in range(k)]
+    baseline = [_random_confmats(rng, n) for _ in range(m)]
+    result = paired_bootstrap_delta(
+        [(names, cm) for cm in variant], [(names, cm) for cm in baseline], samples, seed=7
+    )
+    draw = np.random.default_rng(7)  # the draws in the documented order:
+    images = [draw.integers(0, n, n) for _ in range(samples)]  # 1. images, every sample
+    seeds_a = draw.integers(0, k, (samples, k))  # 2. the variant's seed runs
+    seeds_b = draw.integers(0, m, (samples, m))  # 3. the baseline's seed runs
+    diffs = []
+    for s in range(samples):
+        side_a = np.mean([mean_iou(variant[j][images[s]].sum(0)) for j in seeds_a[s]])
+        side_b = np.mean([mean_iou(baseline[j][images[s]].sum(0)) for j in seeds_b[s]])
+        diffs.append(side_a - side_b)
+    observed = np.mean([mean_iou(cm.sum(0)) for cm in variant]) - np.mean(
+        [mean_iou(cm.sum(0)) for cm in baseline]
+    )
+    assert result[0] == pytest.approx(observed)
+    assert result[1:] == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_seed_to_seed_variance_widens_the_interval():
+    rng = np.random.default_rng(5)
+    names = [str(i) for i in range(30)]
+    base = _random_confmats(rng, 30)
+    steady = [base + 2 * np.eye(3, dtype=int) for _ in range(3)]  # the same result per seed
+    noisy = [base + d * np.eye(3, dtype=int) for d in (0, 2, 12)]  # seeds disagree
+    _, low1, high1 = paired_bootstrap_delta([(names, c) for c in steady], [(names, base)])
+    _, low2, high2 = paired_bootstrap_delta([(names, c) for c in noisy], [(names, base)])
+    assert high2 - low2 > 2 * (high1 - low1)
+
+
 def test_bootstrap_aligns_images_by_name_and_averages_seeds():
     rng = np.random.default_rng(2)
     names = ["a", "b", "c", "d"]

@@ -90,3 +90,23 @@ def test_wandb_failing_mid_run_does_not_raise(tmp_path):
         logger.log_metrics({"a": 2.0}, step=1)
     logger.log_metrics({"a": 3.0}, step=2)  # silently skipped from now on
     logger.finalize("success")
+
+
+def test_the_lightning_private_attributes_seglit_relies_on_still_mean_the_same(tmp_path):
+    """seglit.tracking.WandbLogger reads and sets Lightning's WandbLogger._wandb_init and
+    _experiment (no public way to retry wandb.init in another mode). Pinned to the Lightning
+    version checked: on an upgrade, re-check tracking.py against the new WandbLogger and
+    update the pin."""
+    import lightning
+    from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+
+    assert lightning.__version__.startswith("2.6."), (
+        f"Lightning {lightning.__version__}: re-check seglit.tracking.WandbLogger's use of "
+        "WandbLogger._wandb_init / _experiment, then update this pin"
+    )
+    logger = LightningWandbLogger(save_dir=str(tmp_path), mode="offline", project="p", id="x1")
+    assert logger._experiment is None  # the run starts lazily, on first use
+    assert logger._wandb_init["mode"] == "offline" and logger._wandb_init["id"] == "x1"
+    logger._wandb_init["mode"] = "disabled"  # what the fallback does before a retry
+    assert logger.experiment is not None and logger._experiment is logger.experiment
+    assert type(logger.experiment).__name__ == "RunDisabled" or logger.experiment.disabled

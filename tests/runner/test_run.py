@@ -51,6 +51,9 @@ def test_each_variant_holds_its_fingerprinted_result_and_its_fit_run(finished):
         assert metrics["best"]["checkerboard"] >= 0.0
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["trainer"]["default_root_dir"] == str(run)
+        log = (run / "train.log").read_text()
+        assert "Tip:" not in log and "LeafSpec" not in log  # third-party noise dropped
+        assert "args parameter is intended" not in log and "$ seglit fit" in log
         (wandb_file,) = find_offline_runs(run)
         wandb_run = read_offline_run(wandb_file, timeout_s=30)
         assert (wandb_run.group, wandb_run.name, wandb_run.job_type) == ("tiny_skip", name, "fit")
