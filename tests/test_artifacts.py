@@ -154,3 +154,13 @@ def test_next_version_dir_never_reuses_a_folder(tmp_path):
     assert first == tmp_path / "validate" / "version_0"
     first.mkdir(parents=True)
     assert next_version_dir(tmp_path, "validate") == tmp_path / "validate" / "version_1"
+
+
+def test_run_files_report_and_runner_planning_import_neither_torch_nor_lightning():
+    modules = "seglit.artifacts, seglit.report, seglit.plots, seglit.recipe, seglit.runner"
+    code = (
+        f"import sys, {modules}\n"
+        "print([m for m in ('torch', 'lightning', 'wandb') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
