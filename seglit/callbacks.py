@@ -275,13 +275,13 @@ def _net(pl_module: L.LightningModule) -> torch.nn.Module:
 
 def _gflops(trainer: L.Trainer, pl_module: L.LightningModule) -> float | None:
     """GFLOPs of one forward pass of the net at the training crop size (1 image)."""
-    from seglit.models import describe_model
+    from seglit.models.card import count_gflops
 
     crop = getattr(trainer.datamodule, "crop_size", None) if trainer.datamodule else None
     if crop is None:
         return None
     try:
-        return round(describe_model(_net(pl_module), input_size=tuple(crop))["gflops"], 3)
+        return round(count_gflops(_net(pl_module), input_size=tuple(crop)), 3)
     except Exception:  # a custom net the FLOP counter cannot trace: leave it out
         return None
 

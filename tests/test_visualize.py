@@ -197,8 +197,8 @@ def test_visualize_imports_neither_torch_nor_lightning():
 def test_prediction_writer_writes_mask_overlay_with_legend_and_panel(tmp_path):
     from types import SimpleNamespace
 
-    from seglit.data.transforms import build_eval_transform, pad_collate
     from seglit.callbacks import PredictionWriter
+    from seglit.data.transforms import build_eval_transform, pad_collate
 
     image, target = _scene()
     transform = build_eval_transform(MEAN, STD)

@@ -8,7 +8,7 @@ Every model maps (N, 3, H, W) to logits (N, num_classes, H, W) at the input's si
 """
 
 from seglit.models.base import SegmentationModel
-from seglit.models.card import describe_model
+from seglit.models.card import count_gflops, describe_model
 from seglit.models.deeplab import DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus
 from seglit.models.fcn import FCN, FCN8s, FCN16s, FCN32s
 from seglit.models.hypercolumn import Hypercolumn
@@ -32,6 +32,7 @@ __all__ = [
     "SegmentationModel",
     "UNet",
     "build_model",
+    "count_gflops",
     "describe_model",
     "from_torchvision",
     "list_models",

@@ -103,6 +103,28 @@ def receptive_field(
     return None if math.isinf(rf) else int(round(rf))
 
 
+def count_gflops(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -> float:
+    """GFLOPs of one eval-mode forward pass of a 1x3xHxW input.
+
+    Args:
+        model: Any (N, 3, H, W) -> (N, C, H, W) module.
+        input_size: (H, W) of the input.
+
+    Returns:
+        GFLOPs, counting a multiply-add as 2 FLOPs (``torch.utils.flop_counter``).
+    """
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
 def describe_model(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -> dict:
     """Model card: parameter count, GFLOPs, output stride and receptive field.
 
@@ -114,24 +136,15 @@ def describe_model(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -
 
     Returns:
         ``{"params": int, "gflops": float, "output_stride": int | None,
-        "receptive_field": int | None}``; GFLOPs count a multiply-add as 2 FLOPs
-        (``torch.utils.flop_counter``); receptive field ``None`` means global (image
-        pooling).
+        "receptive_field": int | None}``; GFLOPs as in `count_gflops`; receptive field
+        ``None`` means global (image pooling).
     """
     params = sum(p.numel() for p in model.parameters())
     device = next(iter(model.parameters()), torch.zeros(())).device
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            model(torch.zeros(1, 3, *input_size, device=device))
-    finally:
-        model.train(was_training)
     stride = getattr(model, "output_stride", None)
     return {
         "params": int(params),
-        "gflops": counter.get_total_flops() / 1e9,
+        "gflops": count_gflops(model, input_size),
         "output_stride": int(stride) if stride is not None else None,
         "receptive_field": receptive_field(model, input_size, device),
     }

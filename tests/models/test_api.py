@@ -14,6 +14,7 @@ from seglit.models import (
     FCN8s,
     UNet,
     build_model,
+    count_gflops,
     describe_model,
     list_models,
 )
@@ -177,6 +178,11 @@ def test_describe_model_keys_and_values() -> None:
     # encoder 2 convs @1 + pool + 2 @2 + pool + 2 @4, decoder 2 @2 + 2 @1
     assert card["receptive_field"] == 1 + 4 + 1 + 8 + 2 + 16 + 8 + 4
     assert model.training  # restored
+
+
+def test_count_gflops_counts_a_multiply_add_as_two() -> None:
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    assert count_gflops(conv, (8, 8)) == pytest.approx(2 * 3 * 4 * 9 * 8 * 8 / 1e9)
 
 
 def test_receptive_field_of_known_stacks() -> None:
