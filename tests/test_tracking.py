@@ -108,5 +108,11 @@ def test_the_lightning_private_attributes_seglit_relies_on_still_mean_the_same(t
     assert logger._experiment is None  # the run starts lazily, on first use
     assert logger._wandb_init["mode"] == "offline" and logger._wandb_init["id"] == "x1"
     logger._wandb_init["mode"] = "disabled"  # what the fallback does before a retry
-    assert logger.experiment is not None and logger._experiment is logger.experiment
-    assert type(logger.experiment).__name__ == "RunDisabled" or logger.experiment.disabled
+    try:
+        assert logger.experiment is not None and logger._experiment is logger.experiment
+        assert type(logger.experiment).__name__ == "RunDisabled" or logger.experiment.disabled
+    finally:
+        logger.experiment.finish()  # wandb.run is process-global: later loggers would reuse it
+    import wandb
+
+    assert wandb.run is None
