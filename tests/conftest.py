@@ -12,6 +12,25 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.pop("WANDB_API_KEY", None)
 
+
+def _share_the_cores_between_xdist_workers() -> None:
+    """Give each pytest-xdist worker (and what it starts) its share of the CPU cores.
+
+    Two workers that each run torch's default two OpenMP threads on two cores make tiny ops
+    tens of times slower (threads spin at barriers waiting for a preempted peer).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+_share_the_cores_between_xdist_workers()
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -182,9 +182,14 @@ def test_predict_runs_the_variants_inference_settings_crf_included(
         x = (image.astype(np.float32) / 255 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
         x = torch.from_numpy(x).permute(2, 0, 1)[None]
         raw = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        expected = predict_logits(trained.net, x, config, raw_images=raw).argmax(1)[0].numpy()
+        scores = predict_logits(trained.net, x, config, raw_images=raw)[0]
+        expected = scores.argmax(0).numpy()
         labels = np.asarray(Image.open(tmp_path / "out" / f"{Path(name).stem}.png"))
-        np.testing.assert_array_equal(labels, expected)
+        # Batching and thread counts change the last bits of the scores: near-ties may flip.
+        top2 = scores.topk(2, dim=0).values
+        decided = (top2[0] - top2[1] > 1e-5).numpy()
+        assert decided.mean() > 0.95
+        np.testing.assert_array_equal(labels[decided], expected[decided])
 
 
 def test_load_trained_refuses_a_checkpoint_of_another_net(run_dir, tmp_path):

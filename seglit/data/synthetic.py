@@ -40,6 +40,11 @@ MARKER_NAME = "seglit_synthetic.json"
 
 _FORMAT_VERSION = 1
 
+_LAB_VERSIONS = {"context": 2}
+"""Design version of each lab factor whose drawing has changed since it was introduced; it is
+recorded in the marker (``<factor>_version``) when the factor is on, so data drawn by an
+earlier design under the same arguments is regenerated, never reused."""
+
 SYNTHETIC_CITYSCAPES_IDS: tuple[int, ...] = (7, 26, 11, 20, 21)
 """Cityscapes labelId written for each synthetic class: road, car, building, traffic sign,
 vegetation (trainIds 0, 13, 2, 7, 8)."""
@@ -118,6 +123,8 @@ _CUE_COLOURS = {
 _LAB_STREAM = 0x5EED1AB  # third seed word of the lab's random stream (image i: [seed, i, this])
 _MIN_OBJECT_PX = 4.0  # smallest object size (px) with scale_variation = 1
 _MAX_AMBIGUOUS_COVER = 0.6  # ambiguous objects leave at least 40% of the image to the cue
+_CUE_SHARE = 0.65  # share of the visible background in the cue class's colour family
+_CUE_PATCH_SIGMA = 6.0  # scale (px) of the smoothed noise that draws the cue / decoy patches
 
 
 def describe_lab() -> str:
@@ -218,6 +225,7 @@ def write_synthetic_voc(
         "max_objects": max_objects,
         "void_width": void_width,
         **lab,
+        **_lab_versions(lab),
     }
     palette = flat_palette(voc_palette())
 
@@ -293,6 +301,7 @@ def write_synthetic_cityscapes(
         "max_objects": max_objects,
         "void_width": void_width,
         **lab,
+        **_lab_versions(lab),
     }
     lookup = np.zeros(256, dtype=np.uint8)  # 255 (void edge) -> 0 (unlabeled)
     lookup[: len(SYNTHETIC_CITYSCAPES_IDS)] = SYNTHETIC_CITYSCAPES_IDS
@@ -337,6 +346,26 @@ def write_synthetic_cityscapes(
     return Path(root)
 
 
+def _lab_versions(lab: dict[str, float]) -> dict[str, int]:
+    """The marker's ``<factor>_version`` entries of the factors that are on."""
+    return {f"{name}_version": v for name, v in _LAB_VERSIONS.items() if name in lab}
+
+
+def _stale(existing: object, params: dict) -> bool:
+    """Whether a marker records the same arguments as ``params`` drawn by an earlier design of
+    a lab factor (a cache seglit wrote and may regenerate)."""
+    if not isinstance(existing, dict):
+        return False
+
+    def arguments(marker: dict) -> dict:
+        return {k: v for k, v in marker.items() if k not in _LAB_VERSION_KEYS}
+
+    return arguments(existing) == arguments(params) and existing != params
+
+
+_LAB_VERSION_KEYS = frozenset(f"{name}_version" for name in _LAB_VERSIONS)
+
+
 def _check_args(num_train, num_val, min_size, max_size, max_objects, void_width) -> None:
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train} and {num_val}")
@@ -371,7 +400,7 @@ def _write_cached(
             existing = None
         if existing == params:
             return
-        if not overwrite:
+        if not overwrite and not _stale(existing, params):
             raise FileExistsError(
                 f"{marker_path} records a synthetic dataset made with {existing}, not {params}; "
                 "pass overwrite=True or use another root"
@@ -489,7 +518,6 @@ def render_sample(
     cue = 0
     if context > 0:
         cue = int(lab.integers(1, len(SYNTHETIC_CLASSES)))
-        image = _cue_background(lab, image, cue)
         ambiguous_cover = np.zeros((height, width), dtype=bool)
     background = image.copy() if fine_structure > 0 else None
 
@@ -524,6 +552,13 @@ def render_sample(
         objects.append((order, shape, texture, class_index))
     if lab_on:
         objects.sort(key=lambda obj: obj[0])  # stable: ambiguous first, then large to small
+    if context > 0:  # the cue patchwork, balanced on the background the objects leave visible
+        covered = np.zeros((height, width), dtype=bool)
+        for _, shape, _, _ in objects:
+            covered |= shape
+        image = _cue_background(lab, image, cue, ~covered)
+        if background is not None:
+            background = image.copy()
     for _, shape, texture, class_index in objects:
         image[shape] = texture[shape]
         label[shape] = class_index
@@ -550,11 +585,25 @@ def _vary_size(size: float, short: int, strength: float) -> float:
     return size ** (1.0 - strength) * wide**strength
 
 
-def _cue_background(lab: np.random.Generator, image: np.ndarray, cue: int) -> np.ndarray:
-    """The background recoloured with the cue class's colour family (brightness kept)."""
-    colour = np.asarray(_CUE_COLOURS[cue], dtype=np.float32) + lab.uniform(-10, 10, 3)
-    tint = (colour / colour.mean()).astype(np.float32)
-    return image.mean(axis=2, keepdims=True) * tint[None, None, :]
+def _cue_background(
+    lab: np.random.Generator, image: np.ndarray, cue: int, visible: np.ndarray
+) -> np.ndarray:
+    """The background recoloured (brightness kept) as a patchwork of two colour families: the
+    cue class's on ``_CUE_SHARE`` of the ``visible`` pixels, a decoy class's (another
+    foreground class, uniform) on the rest, in patches of smoothed noise of scale
+    ``_CUE_PATCH_SIGMA`` px. Only the share over the whole image tells the two apart."""
+    height, width = visible.shape
+    decoys = [c for c in _CUE_COLOURS if c != cue]
+    decoy = decoys[int(lab.integers(len(decoys)))]
+    field = lab.standard_normal((height, width)).astype(np.float32)
+    field = ndimage.gaussian_filter(field, _CUE_PATCH_SIGMA)
+    pool = field[visible] if visible.any() else field.ravel()
+    family = np.where(field > np.quantile(pool, 1.0 - _CUE_SHARE), cue, decoy)
+    tints = np.zeros((len(SYNTHETIC_CLASSES), 3), dtype=np.float32)
+    for c in (cue, decoy):
+        colour = np.asarray(_CUE_COLOURS[c], dtype=np.float32) + lab.uniform(-10, 10, 3)
+        tints[c] = colour / colour.mean()
+    return image.mean(axis=2, keepdims=True) * tints[family]
 
 
 def _ambiguous_shape(lab: np.random.Generator, height: int, width: int) -> np.ndarray:
