@@ -30,7 +30,7 @@ the median over the runs of each side but the first. Progress bar and model summ
 off on the seglit side (terminal niceties, not training work).
 
     python benchmarks/framework_overhead.py            # 4 runs x 7 paired epochs each (~4 min)
-    python benchmarks/framework_overhead.py --quick    # 2 runs x 3 paired epochs (< 3 min, 2 cores)
+    python benchmarks/framework_overhead.py --quick    # 1 run x 2 paired epochs (a check)
     python benchmarks/framework_overhead.py --set checkpoint.save_last=link  # try a setting
 """
 
@@ -343,10 +343,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra seglit config entry (dotted key, YAML value), e.g. checkpoint.save_last=link",
     )
-    parser.add_argument("--quick", action="store_true", help="2 rounds x 3 epochs, 32 images")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run x 2 epochs, 16 images, base width 8"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.epochs, args.num_train, args.num_val = 2, 3, 32, 8
+        args.rounds, args.epochs, args.num_train, args.num_val = 1, 2, 16, 8
+        args.base_width = 8
     if args.epochs < 2:
         parser.error(f"--epochs must be >= 2 (the first is warm-up), got {args.epochs}")
     if args.memory_runs < 0:

@@ -326,10 +326,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="device peak TFLOP/s; adds model-FLOPs utilisation (MFU) columns",
     )
-    parser.add_argument("--quick", action="store_true", help="crop 64, batch 2, 1+3 steps, 4 pairs")
+    parser.add_argument("--quick", action="store_true", help="crop 64, batch 2, 1+2 steps, 4 pairs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.crop, args.batch_size, args.warmup, args.steps = 64, 2, 1, 3
+        args.crop, args.batch_size, args.warmup, args.steps = 64, 2, 1, 2
         if args.pairs == "all":
             args.pairs = ",".join(QUICK_PAIRS)
     names = list(PAIRS) if args.pairs == "all" else args.pairs.split(",")

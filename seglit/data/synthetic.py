@@ -92,11 +92,11 @@ LAB_FACTORS: dict[str, LabFactor] = {
         LabFactor(
             "context",
             "large ambiguous objects (one grey grain texture and blob shape for every class) "
-            "whose class only the background colour of the whole image tells",
+            "whose class only the background colours of the whole image tell",
             "receptive field and image-level context: dilation, ASPP rates, image pooling, "
             "output stride",
-            "each object is ambiguous with probability p; when p > 0 every background carries "
-            "the cue colour of the image's cue class",
+            "each object is ambiguous with probability p; when p > 0 the background is a "
+            "patchwork of the cue class's colour family (65%) and a decoy's",
         ),
         LabFactor(
             "scale_variation",
@@ -471,14 +471,16 @@ def render_sample(
       the class colour, each object hollow (an outline 1-3 px wide) with probability p/2, and
       object edges moved in and out by smooth noise of std 2p px (ragged edges, small islands
       and holes).
-    - ``context``: the image gets a cue class ``k`` (uniform over the 4 foreground classes)
-      and its background the cue colour of ``k`` (``_CUE_COLOURS``: teal, purple, tan, olive).
-      Each object is, with probability p, *ambiguous*: a large blob (55-80% of the short side,
-      near the centre) with one grey grain texture whose grey level does not depend on the
-      class, labelled ``k``. Nothing inside it tells its class; only the background does. An
-      ambiguous object that would make ambiguous objects cover more than 60% of the image is
-      left out (so the cue stays visible in nearly every crop). Ambiguous objects lie under
-      the other objects and are never hollow.
+    - ``context``: the image gets a cue class ``k`` (uniform over the 4 foreground classes).
+      The background the objects leave visible becomes a patchwork of two colour families
+      (``_CUE_COLOURS``: teal, purple, tan, olive): ``k``'s on ``_CUE_SHARE`` of it, a decoy
+      class's on the rest (``_cue_background``). Each object is, with probability p,
+      *ambiguous*: a large blob (55-80% of the short side, near the centre) with one grey
+      grain texture whose grey level does not depend on the class, labelled ``k``. Nothing
+      inside it tells its class; only the background does. An ambiguous object that would
+      make ambiguous objects cover more than 60% of the image is left out (so the cue stays
+      visible in nearly every crop). Ambiguous objects lie under the other objects and are
+      never hollow.
     - ``scale_variation``: object size moves geometrically from the original 25-60% of the
       short side (p = 0) to log-uniform in [4 px, short side] (p = 1), by the same uniform
       draw; the class texture's period scales with the object, and objects are drawn from the

@@ -29,7 +29,7 @@ def _duration(seconds: float) -> str:
 
 def progress_text(progress: dict[str, Any] | None, elapsed: float) -> str:
     """``epoch 3/8, step 60/160, loss 0.412, val mIoU 0.8312, 25s, ETA 41s`` (what is known)."""
-    parts = []
+    parts = [] if progress else ["starting"]
     if progress:
         epoch, epochs = progress.get("epoch"), progress.get("max_epochs")
         if epoch is not None:

@@ -25,7 +25,7 @@ def test_progress_text_says_where_a_variant_is_and_when_it_ends():
     assert progress_text(progress, 31.4) == (
         "epoch 3/8, step 60/160, loss 0.412, val mIoU 0.8312, 31s, ETA 50s"
     )
-    assert progress_text(None, 3.2) == "3s"  # nothing reported yet: the elapsed time
+    assert progress_text(None, 3.2) == "starting, 3s"  # nothing reported yet: the elapsed time
     assert progress_text({**progress, "val_mIoU": None}, 75).startswith("epoch 3/8, step 60/160")
 
 
