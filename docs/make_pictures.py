@@ -1,8 +1,9 @@
 """Render the example pictures of the docs into ``docs/img/``: ``python docs/make_pictures.py``.
 
-* ``summary_miou.png`` and ``summary_class_iou.png``: :mod:`seglit.plots` on illustrative
-  summary rows (the shape of a VOC ablation: 21 classes, 3 seeds, one partial and one failed
-  variant); the numbers are made up, the pictures are what seglit draws for them.
+* ``summary_miou.png`` and ``summary_class_iou.png``: :mod:`seglit.plots` on the
+  ``summary.json`` of the README's quick start (``python -m seglit.fit
+  recipes/ablation_skip.yaml --smoke``, 3 seeds, kept as
+  ``docs/img/ablation_skip_smoke_summary.json``; pass ``--summary PATH`` for another run's).
 * ``overlay.png`` and ``panel.png``: :mod:`seglit.visualize` on a synthetic image from
   :func:`seglit.data.synthetic.render_sample`. The "prediction" is the ground truth with
   simulated mistakes (one object given the wrong class, a false-positive blob, edges moved),
@@ -13,48 +14,26 @@ The PNGs are palette-quantized to stay small; everything else is the library's o
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from seglit.artifacts import Row
 from seglit.data.palette import voc_palette
 from seglit.data.synthetic import SYNTHETIC_CLASSES, render_sample
-from seglit.data.voc import VOC_CLASSES
 from seglit.plots import plot_class_heatmap, plot_miou
 from seglit.visualize import comparison_panel, legend, overlay
 
 OUT = Path(__file__).parent / "img"
+SMOKE_SUMMARY = OUT / "ablation_skip_smoke_summary.json"
 
 
-def summary_rows() -> list[Row]:
-    """Illustrative rows: a baseline, three variants with 3 seeds, a partial and a failed one."""
-    rng = np.random.default_rng(0)
-    base = rng.uniform(0.45, 0.85, size=len(VOC_CLASSES))
-    base[0] = 0.92  # background
-    variants = [  # name, mIoU shift, std, finished seeds, status, delta CI half-width
-        ("fcn32s", -0.034, 0.004, 3, "finished", 0.006),
-        ("fcn16s", -0.006, 0.003, 3, "finished", 0.005),
-        ("fcn8s", 0.0, 0.003, 3, "finished", None),
-        ("fcn8s-concat", 0.006, 0.004, 3, "finished", 0.004),
-        ("fcn8s-atonce", 0.002, 0.0, 1, "partial", 0.007),
-        ("fcn8s-bilinear", None, None, 0, "failed", None),
-    ]
-    rows = []
-    for name, shift, std, finished, status, half in variants:
-        row = Row(variant=name, status=status, runs=3, finished=finished, baseline=name == "fcn8s")
-        if shift is not None:
-            ious = np.clip(base + shift + rng.normal(0.0, 0.02, size=base.size), 0, 1)
-            row.mIoU_mean = float(base.mean() + shift)
-            row.mIoU_std = std
-            row.per_class_iou = {c: float(v) for c, v in zip(VOC_CLASSES, ious)}
-            row.delta = shift
-            if half is not None:
-                row.delta_ci_low, row.delta_ci_high = shift - half, shift + half
-        rows.append(row)
-    return rows
+def summary_rows(path: Path = SMOKE_SUMMARY) -> list[dict]:
+    """The rows of a runner's ``summary.json``."""
+    return json.loads(path.read_text())["rows"]
 
 
 def simulated_prediction(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -82,8 +61,11 @@ def save_small(array_or_path: np.ndarray | Path, path: Path) -> None:
 
 def main() -> None:
     """Write the four example PNGs."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--summary", type=Path, default=SMOKE_SUMMARY, help="a summary.json")
+    args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    rows = summary_rows()
+    rows = summary_rows(args.summary)
     for plot, name in (
         (plot_miou, "summary_miou.png"),
         (plot_class_heatmap, "summary_class_iou.png"),

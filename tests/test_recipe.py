@@ -211,3 +211,26 @@ def test_shipped_recipes_expand(path: Path):
     for smoke in (False, True):
         variants = parse_recipe(raw, path, smoke=smoke).variants()
         assert variants and len({v.name for v in variants}) == len(variants)
+
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+ABLATIONS = [*sorted(RECIPES.glob("ablation_*.yaml")), RECIPES / "compare_smp.yaml"]
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_shipped_ablations_smoke_every_config_with_three_seeds(path: Path):
+    variants = load_recipe(path, smoke=True).variants()
+    groups = {v.group for v in variants}
+    assert {v.seed for v in variants} == {0, 1, 2}
+    assert len(variants) == 3 * len(groups)
+
+
+def test_the_crf_ablation_compares_no_crf_with_several_kernels():
+    variants = load_recipe(RECIPES / "ablation_crf.yaml", smoke=True).variants()
+    settings = {v.group: v.config["model"]["inference"] for v in variants}
+    assert settings.pop("crf-off")["crf"] is False
+    assert all(s["crf"] is True for s in settings.values())
+    kernels = {(s["crf_bilateral_sxy"], s["crf_bilateral_srgb"]) for s in settings.values()}
+    assert len(kernels) == len(settings) >= 2
+    # DeepLab v1 LargeFOV's values (deeplab-public) and DeepLab v2's VOC values.
+    assert {(121.0, 5.0), (67.0, 3.0)} <= kernels
