@@ -84,7 +84,8 @@ class WorseEveryEpoch(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_last_checkpoint_is_current_after_every_validation_without_improvement(tmp_path):
+def _fit_with_best_and_last(tmp_path, module: L.LightningModule) -> L.Trainer:
+    """3 epochs of 2 steps, ``best.ckpt`` by val/mIoU and ``last.ckpt``, written as seglit does."""
     data = torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
     best = ModelCheckpoint(dirpath=tmp_path, monitor="val/mIoU", mode="max", filename="best")
     trainer = L.Trainer(
@@ -96,7 +97,12 @@ def test_last_checkpoint_is_current_after_every_validation_without_improvement(t
         callbacks=[best, LastCheckpoint(tmp_path)],
     )
     trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-    trainer.fit(WorseEveryEpoch(), data, data)
+    trainer.fit(module, data, data)
+    return trainer
+
+
+def test_last_checkpoint_is_current_after_every_validation_without_improvement(tmp_path):
+    trainer = _fit_with_best_and_last(tmp_path, WorseEveryEpoch())
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert last["global_step"] == trainer.global_step == 6
     assert torch.load(tmp_path / "best.ckpt", weights_only=False)["global_step"] == 2
@@ -122,18 +128,7 @@ class BetterEveryEpoch(WorseEveryEpoch):
 
 
 def test_last_checkpoint_after_an_improvement_holds_the_best_ones_state(tmp_path):
-    data = torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
-    best = ModelCheckpoint(dirpath=tmp_path, monitor="val/mIoU", mode="max", filename="best")
-    trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[best, LastCheckpoint(tmp_path)],
-    )
-    trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-    trainer.fit(BetterEveryEpoch(), data, data)
+    trainer = _fit_with_best_and_last(tmp_path, BetterEveryEpoch())
     assert (tmp_path / "last.ckpt").stat().st_ino == (tmp_path / "best.ckpt").stat().st_ino
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert last["global_step"] == trainer.global_step == 6
