@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["WANDB_MODE"] = "offline"
@@ -101,7 +102,51 @@ def tiny_fit_config(data_root: Path, out_dir: Path, **trainer: object) -> dict:
     }
 
 
+def tiny_recipe(data_root: Path, **extra: object) -> dict:
+    """A recipe of two variants (``fusion`` sum / concat) of :func:`tiny_fit_config`'s U-Net,
+    2 epochs at batch 8, outputs placed by the runner; top-level ``extra`` keys replace
+    the recipe's."""
+    config = tiny_fit_config(data_root, Path())
+    del config["checkpoint"], config["run_summary"]
+    trainer = config["trainer"]
+    for key in ("devices", "logger", "default_root_dir"):
+        del trainer[key]
+    trainer.update(max_epochs=2, check_val_every_n_epoch=1, log_every_n_steps=1)
+    config["data"]["init_args"]["batch_size"] = 8
+    recipe = {"name": "tiny_skip", "ablation": {"model.net.init_args.fusion": ["sum", "concat"]}}
+    return {**recipe, **config, **extra}
+
+
+@pytest.fixture(scope="session")
+def write_tiny_recipe(synthetic_root: Path):
+    """``write_tiny_recipe(path, **top_level_keys) -> path``: :func:`tiny_recipe` as YAML."""
+
+    def write(path: Path, **extra: object) -> Path:
+        path = Path(path)
+        path.write_text(yaml.safe_dump(tiny_recipe(synthetic_root, **extra), sort_keys=False))
+        return path
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     """:func:`tiny_fit_config` itself, for session- or module-scoped fixtures."""
     return tiny_fit_config
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
+    """A finished variant trained for one epoch through the Lightning CLI: ``config.yaml``,
+    ``checkpoints/best-*.ckpt`` and ``last.ckpt``, ``metrics.json``."""
+    import json
+
+    from seglit.artifacts import CONFIG_FILE, METRICS_FILE
+    from seglit.cli import main as seglit_main
+
+    run = tmp_path_factory.mktemp("runs") / "tiny" / "unet-s0"
+    run.mkdir(parents=True)
+    (run / CONFIG_FILE).write_text(yaml.safe_dump(tiny_fit_config(synthetic_root, run)))
+    seglit_main(["fit", "--config", str(run / CONFIG_FILE)])
+    assert json.loads((run / METRICS_FILE).read_text())["status"] == "finished"
+    return run

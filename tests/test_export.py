@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
-from seglit.artifacts import CONFIG_FILE, METRICS_FILE
 from seglit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglit.export import (
     CHECK_SIZES,
@@ -147,16 +145,9 @@ def test_a_net_that_cannot_be_exported_is_an_error_that_says_why():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, synthetic_root, tiny_config) -> Path:
-    """A finished variant trained for one epoch through the Lightning CLI."""
-    from seglit.cli import main as seglit_main
-
-    run = tmp_path_factory.mktemp("runs") / "tiny" / "unet-s0"
-    run.mkdir(parents=True)
-    (run / CONFIG_FILE).write_text(yaml.safe_dump(tiny_config(synthetic_root, run)))
-    seglit_main(["fit", "--config", str(run / CONFIG_FILE)])
-    assert json.loads((run / METRICS_FILE).read_text())["status"] == "finished"
-    return run
+def run_dir(finished_run: Path) -> Path:
+    """The session's finished tiny variant (``finished_run``)."""
+    return finished_run
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -15,41 +15,15 @@ import yaml
 from seglit.fit import main, parse_overrides
 
 
-def write_recipe(path: Path, data_root: Path, **extra) -> Path:
-    recipe = {
-        "name": "tiny_skip",
-        "ablation": {"model.net.init_args.fusion": ["sum", "concat"], "seeds": [0]},
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "max_epochs": 2,
-            "check_val_every_n_epoch": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "log_every_n_steps": 1,
-        },
-        "model": {
-            "net": {"class_path": "seglit.models.UNet", "init_args": {"base_width": 4, "depth": 2}},
-            "optimizer": {
-                "class_path": "torch.optim.SGD",
-                "init_args": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0001},
-            },
-        },
-        "data": {
-            "class_path": "seglit.data.SyntheticVOCDataModule",
-            "init_args": {
-                "root": str(data_root),
-                "num_train": 16,
-                "num_val": 5,
-                "batch_size": 8,
-                "crop_size": 48,
-                "num_workers": 0,
-            },
-        },
-        **extra,
-    }
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+@pytest.fixture
+def write_recipe(write_tiny_recipe):
+    """``write_recipe(path, **top_level_keys)``: the tiny recipe with one seed."""
+    one_seed = {"model.net.init_args.fusion": ["sum", "concat"], "seeds": [0]}
+
+    def write(path: Path, **extra) -> Path:
+        return write_tiny_recipe(path, **{"ablation": one_seed, **extra})
+
+    return write
 
 
 def test_parse_overrides():
@@ -59,8 +33,8 @@ def test_parse_overrides():
     }
 
 
-def test_dry_run_lists_and_validates_variants(tmp_path, synthetic_root, capsys):
-    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root)
+def test_dry_run_lists_and_validates_variants(tmp_path, write_recipe, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml")
     assert main([str(recipe), "--dry-run", "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "sum-s0: seed=0 model.net.init_args.fusion=sum"
@@ -69,8 +43,8 @@ def test_dry_run_lists_and_validates_variants(tmp_path, synthetic_root, capsys):
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
 
-def test_dry_run_with_variant_selects_one(tmp_path, synthetic_root, capsys):
-    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root)
+def test_dry_run_with_variant_selects_one(tmp_path, write_recipe, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml")
     assert main([str(recipe), "--dry-run", "--variant", "concat-s0"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("concat-s0:")
     assert main([str(recipe), "--dry-run", "--variant", "nope"]) == 2
@@ -93,10 +67,8 @@ def test_dry_run_with_variant_selects_one(tmp_path, synthetic_root, capsys):
         ),
     ],
 )
-def test_typo_in_recipe_is_an_error_naming_the_key(
-    tmp_path, synthetic_root, capsys, change, message
-):
-    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root, **change)
+def test_typo_in_recipe_is_an_error_naming_the_key(tmp_path, write_recipe, capsys, change, message):
+    recipe = write_recipe(tmp_path / "r.yaml", **change)
     assert main([str(recipe), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "error" in err and message in err
@@ -106,14 +78,14 @@ def test_typo_in_recipe_is_an_error_naming_the_key(
     ("override", "message"),
     [("--trainer.max_epoch=1", "max_epoch"), ("--trainer.max_epochs=abc", "max_epochs")],
 )
-def test_typo_on_command_line_is_an_error(tmp_path, synthetic_root, capsys, override, message):
-    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root)
+def test_typo_on_command_line_is_an_error(tmp_path, write_recipe, capsys, override, message):
+    recipe = write_recipe(tmp_path / "r.yaml")
     assert main([str(recipe), "--dry-run", override]) == 2
     assert message in capsys.readouterr().err
 
 
-def test_export_sweep_round_trips_to_the_same_variants(tmp_path, synthetic_root, capsys):
-    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root)
+def test_export_sweep_round_trips_to_the_same_variants(tmp_path, write_recipe, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml")
     sweep_file = tmp_path / "sweep.yaml"
     argv = [str(recipe), "--out", str(tmp_path / "o"), "--trainer.max_epochs=1"]
     assert main([*argv, "--export-sweep", str(sweep_file)]) == 0
@@ -131,10 +103,9 @@ def test_export_sweep_round_trips_to_the_same_variants(tmp_path, synthetic_root,
         assert lines[0].startswith(f"{name}:") and "1 variant valid" in lines[1]
 
 
-def test_dry_run_names_values_that_cannot_work(tmp_path, synthetic_root, capsys):
+def test_dry_run_names_values_that_cannot_work(tmp_path, write_recipe, capsys):
     recipe = write_recipe(
         tmp_path / "r.yaml",
-        synthetic_root,
         ablation={"model.optimizer.init_args.lr": {"ok": 0.05, "negative": -0.1}},
     )
     assert main([str(recipe), "--dry-run"]) == 2
@@ -142,7 +113,6 @@ def test_dry_run_names_values_that_cannot_work(tmp_path, synthetic_root, capsys)
     assert "variant negative" in err and "Invalid learning rate: -0.1" in err
     recipe = write_recipe(
         tmp_path / "s.yaml",
-        synthetic_root,
         model={
             "net": {"class_path": "seglit.models.UNet", "init_args": {"base_width": 4, "depth": 2}},
             "lr_scheduler": {
@@ -162,9 +132,9 @@ def test_a_folder_given_as_the_recipe_is_named_as_a_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("make", ["file", "under_a_file"])
 def test_an_output_folder_that_cannot_be_written_stops_at_once(
-    tmp_path, synthetic_root, capsys, make
+    tmp_path, write_recipe, capsys, make
 ):
-    recipe = write_recipe(tmp_path / "r.yaml", synthetic_root)
+    recipe = write_recipe(tmp_path / "r.yaml")
     (tmp_path / "taken").write_text("not a folder")
     out = tmp_path / "taken" if make == "file" else tmp_path / "taken" / "runs"
     assert main([str(recipe), "--out", str(out)]) == 3  # not 1, the code of a failed variant

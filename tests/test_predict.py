@@ -32,16 +32,9 @@ SIZES = {"a.jpg": (61, 83), "b.png": (97, 131), "c.png": (97, 131), "d.jpg": (75
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, synthetic_root, tiny_config) -> Path:
-    """A finished variant: config.yaml, checkpoints/best-*.ckpt and last.ckpt, metrics.json."""
-    from seglit.cli import main as seglit_main
-
-    run = tmp_path_factory.mktemp("runs") / "tiny" / "unet-s0"
-    run.mkdir(parents=True)
-    (run / CONFIG_FILE).write_text(yaml.safe_dump(tiny_config(synthetic_root, run)))
-    seglit_main(["fit", "--config", str(run / CONFIG_FILE)])
-    assert json.loads((run / METRICS_FILE).read_text())["status"] == "finished"
-    return run
+def run_dir(finished_run: Path) -> Path:
+    """The session's finished tiny variant (``finished_run``)."""
+    return finished_run
 
 
 @pytest.fixture(scope="module")

@@ -324,16 +324,21 @@ def mmseg_aux_head() -> dict[str, int]:
     }
 
 
-def mmseg_sep_aspp_head() -> dict[str, int]:
-    """decode_head = DepthwiseSeparableASPPHead(in 2048, channels 512, dilations
-    (1, 12, 24, 36), c1_in_channels 256, c1_channels 48), sep_aspp_head.py + aspp_head.py."""
-    c, cin = MMSEG_C, 2048
-    head = {
+def mmseg_pool_and_1x1_branches(cin: int, c: int) -> dict[str, int]:
+    """The image-pooling branch and the rate-1 branch that both mmseg ASPP heads share."""
+    return {
         "image_pool.1.conv": conv(cin, c, 1, bias=False),
         "image_pool.1.bn": bn(c),
         "aspp_modules.0.conv": conv(cin, c, 1, bias=False),
         "aspp_modules.0.bn": bn(c),
     }
+
+
+def mmseg_sep_aspp_head() -> dict[str, int]:
+    """decode_head = DepthwiseSeparableASPPHead(in 2048, channels 512, dilations
+    (1, 12, 24, 36), c1_in_channels 256, c1_channels 48), sep_aspp_head.py + aspp_head.py."""
+    c, cin = MMSEG_C, 2048
+    head = mmseg_pool_and_1x1_branches(cin, c)
     for i in (1, 2, 3):
         head[f"aspp_modules.{i}.depthwise_conv.conv"] = dwconv(cin)
         head[f"aspp_modules.{i}.depthwise_conv.bn"] = bn(cin)
@@ -362,12 +367,7 @@ def mmseg_sep_aspp_head() -> dict[str, int]:
 def mmseg_aspp_head() -> dict[str, int]:
     """decode_head = ASPPHead(in 2048, channels 512, dilations (1, 12, 24, 36))."""
     c, cin = MMSEG_C, 2048
-    head = {
-        "image_pool.1.conv": conv(cin, c, 1, bias=False),
-        "image_pool.1.bn": bn(c),
-        "aspp_modules.0.conv": conv(cin, c, 1, bias=False),
-        "aspp_modules.0.bn": bn(c),
-    }
+    head = mmseg_pool_and_1x1_branches(cin, c)
     for i in (1, 2, 3):
         head[f"aspp_modules.{i}.conv"] = conv(cin, c, 3, bias=False)
         head[f"aspp_modules.{i}.bn"] = bn(c)
