@@ -388,8 +388,9 @@ def run_status(run_dir: str | os.PathLike, digest: str | None) -> str:
     """What a run folder holds for the config whose fingerprint is ``digest``.
 
     ``finished`` / ``failed``: its ``metrics.json`` says so for this fingerprint;
-    ``mismatch``: it holds a run of another config; ``partial``: it started (checkpoints)
-    but did not finish; ``pending``: nothing yet. The runner and the summary both use this,
+    ``mismatch``: it holds a run of another config (or checkpoints without a recorded
+    fingerprint); ``partial``: it started (checkpoints) but did not finish; ``pending``:
+    nothing yet. The runner and the summary both use this,
     so they always agree.
     """
     run_dir = Path(run_dir)
@@ -408,7 +409,8 @@ def run_status(run_dir: str | os.PathLike, digest: str | None) -> str:
         if metrics.get("status") == FAILED:
             return FAILED
     if any((run_dir / CHECKPOINT_DIR).glob("*.ckpt")):
-        return PARTIAL
+        # Checkpoints of a config nobody recorded are not this config's to resume.
+        return MISMATCH if recorded is None and digest is not None else PARTIAL
     return PENDING
 
 

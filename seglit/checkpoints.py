@@ -2,8 +2,7 @@
 
 * :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file and renames it
   into place, so a checkpoint on disk is always complete: a kill or a full disk mid-write
-  leaves the previous file (and no truncated one). A ``last.ckpt`` of the same step as the
-  best checkpoint written just before it is a hard link to that file.
+  leaves the previous file (and no truncated one).
 * :class:`LastCheckpoint` keeps ``last.ckpt`` current after every validation (or training
   epoch), whether or not the monitored metric improved, so a resumed run never redoes
   finished epochs. It is a plain ``ModelCheckpoint`` without a monitor (public API only).
@@ -25,18 +24,7 @@ from seglit.artifacts import CHECKPOINT_DIR, LAST_CHECKPOINT, atomic_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file beside the target, then an atomic rename.
-
-    ``last.ckpt`` asked for at the same epoch and step as the checkpoint written just before
-    it, in the same folder (the best checkpoint of that validation, which Lightning writes
-    first), becomes a hard link to that file instead of a second serialisation of the same
-    state: Lightning updates the best checkpoint's bookkeeping before writing it, so the two
-    files hold the same training state. Where links are not supported it is written in full.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._written: tuple[Path, Any, Any] | None = None  # path, epoch, global_step
+    """``torch.save`` into a temporary file beside the target, then an atomic rename."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
@@ -47,29 +35,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         import torch
 
-        path = Path(path)
-        state = (checkpoint.get("epoch"), checkpoint.get("global_step"))
-        if not (path.name == LAST_CHECKPOINT and self._link_to_written(path, state)):
-            with atomic_file(path, "wb") as handle:
-                torch.save(checkpoint, handle)
-        self._written = (path, *state)
-
-    def _link_to_written(self, path: Path, state: tuple[Any, Any]) -> bool:
-        """Make ``path`` a hard link to the file just written for ``state``, atomically."""
-        if self._written is None or tuple(self._written[1:]) != state or None in state:
-            return False
-        source = self._written[0]
-        if source == path or source.parent != path.parent or not source.is_file():
-            return False
-        tmp = path.with_name(f".{path.name}.link.tmp")
-        try:
-            tmp.unlink(missing_ok=True)
-            os.link(source, tmp)
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            return False
-        return True
+        with atomic_file(path, "wb") as handle:
+            torch.save(checkpoint, handle)
 
 
 class LastCheckpoint(ModelCheckpoint):

@@ -273,11 +273,17 @@ class _Filter:
 
     def filter(self, x: Tensor, values: Tensor, spare: Tensor, out: Tensor) -> Tensor:
         """Splat ``x (pixels, C)``, blur, slice into ``out``; ``values``, ``spare``: scratch."""
+        values = self._splat_and_blur(x, values, spare)
+        return torch.addmm(out, self.slice, values, beta=0.0, out=out)
+
+    def _splat_and_blur(self, x: Tensor, values: Tensor, spare: Tensor) -> Tensor:
+        """``x`` splatted onto the lattice and blurred along every axis (in ``values`` or
+        ``spare``, whichever holds the result)."""
         torch.addmm(values, self.splat, x, beta=0.0, out=values)
         for blur in self.blurs:
             torch.addmm(spare, blur, values, beta=0.0, out=spare)
             values, spare = spare, values
-        return torch.addmm(out, self.slice, values, beta=0.0, out=out)
+        return values
 
     def normalize(self, weights: list[float]) -> Tensor:
         """Fold ``norm_k = (K_k 1)^-1/2`` and ``w_k`` in; returns ``sum_k w_k norm_k K_k norm_k``.
@@ -286,13 +292,8 @@ class _Filter:
         The returned per-pixel value bounds the message of any ``Q`` in ``[0, 1]``.
         """
         ones = self._vals.new_ones(self.pixels, 1)
-        values = ones.new_zeros(self.rows, 1)
-        spare = torch.zeros_like(values)
-        torch.addmm(values, self.splat, ones, beta=0.0, out=values)
-        for blur in self.blurs:
-            torch.addmm(spare, blur, values, beta=0.0, out=spare)
-            values, spare = spare, values
-        values = values.view(-1)
+        spare = ones.new_zeros(self.rows, 1)
+        values = self._splat_and_blur(ones, torch.zeros_like(spare), spare).view(-1)
         splat_val, splat_col = self.splat.values(), self.splat.col_indices()
         for (entries, columns), weight in zip(self._blocks, weights):
             vals = self._vals[:, columns]

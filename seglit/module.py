@@ -188,8 +188,8 @@ class SegmentationModule(L.LightningModule):
         logging step, and every call costs ~0.5 ms of result collection
         (``benchmarks/logging_cost.py``), so the step loss is logged on those steps only: the
         ones where ``global_step + 1`` is a multiple of ``log_every_n_steps`` (Lightning's
-        rule, from public state; one optimizer), the last one (``should_stop``), and every
-        step of a ``fast_dev_run``.
+        rule, from public state; automatic optimization, one optimizer), the last one
+        (``should_stop``), and every step of a ``fast_dev_run``.
         """
         trainer = self.trainer
         every = trainer.log_every_n_steps
@@ -292,6 +292,13 @@ class SegmentationModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         """Score a batch: one record per image (confusion matrix, loss, checkerboard)."""
+        if batch.get("name") is None and self.trainer.world_size > 1:
+            raise ValueError(
+                f"{stage} batches carry no 'name' (one unique name per image) under "
+                f"{self.trainer.world_size} processes: an image that a distributed sampler "
+                "repeats to even out the processes could not be told apart and would be scored "
+                "twice. Return a 'name' with each sample (seglit's datasets do)."
+            )
         images, masks = batch["image"], batch["mask"]
         log_probs = predict_log_probs(self, images, self.inference)
         scored = resize_logits(log_probs, masks.shape[-2:])

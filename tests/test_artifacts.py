@@ -131,6 +131,9 @@ def test_run_status_agrees_with_what_the_folder_holds(tmp_path):
     os.remove(run / "fingerprint.json")
     write_metrics(run, {"status": FINISHED, "best": {"mIoU": 0.5}})  # an old, unfingerprinted one
     assert run_status(run, fp.digest) == MISMATCH
+    os.remove(run / "metrics.json")  # checkpoints nobody recorded a config for: not ours
+    assert run_status(run, fp.digest) == MISMATCH
+    assert run_status(run, None) == PARTIAL  # (asked without a config: it started)
 
 
 def test_a_lost_metrics_file_is_restored_from_its_backup_only_under_its_fingerprint(tmp_path):

@@ -124,6 +124,19 @@ def test_every_registered_model_exports_with_dynamic_height_and_width(name, fmt,
         assert (got - expected).abs().max() <= TOLERANCE
 
 
+def test_deeplab_v2_with_multi_scale_inputs_exports(tmp_path):
+    """DeepLab v2's MSC picks its common size from the scales, not by ordering symbolic sizes."""
+    torch.manual_seed(0)
+    spec = {**model_spec("deeplabv2").tiny, "msc_scales": (0.75, 1.0)}
+    net = LogitsNet(build_model("deeplabv2", 5, **spec))
+    export_format("export", trace_dynamic(net), net, tmp_path)
+    run = load("export", tmp_path / FILES["export"])
+    for n, h, w in TEST_SIZES:
+        x = torch.randn(n, 3, h, w)
+        with torch.no_grad():
+            assert (run(x) - net(x)).abs().max() <= TOLERANCE
+
+
 class DataDependent(nn.Module):
     """A net whose Python code branches on a value: no export can hold it."""
 

@@ -341,3 +341,13 @@ def test_per_class_iou_reaches_the_logger_with_the_validation_step(tmp_path, syn
     (results,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     assert {f"val/IoU/{k}" for k in expected} <= results.keys()
     assert {"val/mIoU", "val/loss", "val/acc", "val/mAcc", "val/fwIoU"} <= results.keys()
+
+
+def test_evaluation_without_image_names_is_refused_across_processes():
+    from types import SimpleNamespace
+
+    module = SegmentationModule(UNet(5, base_width=4, depth=2), num_classes=5)
+    batch = {"image": torch.randn(2, 3, 32, 32), "mask": torch.zeros(2, 32, 32, dtype=torch.long)}
+    module.trainer = SimpleNamespace(world_size=2)  # what a 2-process DDP run reports
+    with pytest.raises(ValueError, match="carry no 'name'.*scored twice"):
+        module.validation_step(batch, 0)

@@ -9,7 +9,6 @@ of the network (``model.inference.crf``, :mod:`seglit.crf`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -85,14 +84,22 @@ class _DeepLabBase(SegmentationModel):
         aux_key: str,
         final_scale: int = 0,
         msc_scales: Sequence[float] | None = None,
+        aux_channel_dropout: bool = False,
     ) -> None:
-        """Final upsampling (by ``final_scale``; 0 = the output stride), the aux head and
+        """Final upsampling (by ``final_scale``; 0 = the output stride), the aux head
+        (torchvision's ``FCNHead``; with ``aux_channel_dropout`` mmseg's, ``Dropout2d``) and
         the multi-scale inputs."""
         self.output_stride = self.backbone.output_stride
         scale = final_scale or self.output_stride
         self.up_final = Upsample(num_classes, num_classes, scale, upsample, bilinear_init=True)
         self._aux_key = aux_key
-        self.aux_classifier = FCNHead(self.backbone.channels[aux_key], num_classes) if aux else None
+        self.aux_classifier = (
+            FCNHead(
+                self.backbone.channels[aux_key], num_classes, channel_dropout=aux_channel_dropout
+            )
+            if aux
+            else None
+        )
         self.msc_scales = _check_scales(msc_scales)
         if self.msc_scales is not None and aux:
             raise ValueError(
@@ -121,19 +128,23 @@ class _DeepLabBase(SegmentationModel):
         element-wise max. Training also returns each scale's logits (upsampled to the
         input size) as ``aux`` so that every scale is supervised, as in the paper."""
         size = x.shape[-2:]
+        scales = self.msc_scales or ()
         logits = []
-        for s in self.msc_scales or ():
+        for s in scales:
             xs = x
             if s != 1.0:
-                hw = [max(1, math.floor(d * s + 0.5)) for d in size]
+                hw = [max(1, int(d * s + 0.5)) for d in size]  # int(): serializable in torch.export
                 xs = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
             logits.append(self._logits(self.backbone(xs)))
-        common = max((t.shape[-2:] for t in logits), key=lambda hw: hw[0] * hw[1])
+        # The largest scale by its value, not by comparing sizes: torch.export traces H and W
+        # symbolically and cannot order them.
+        largest = max(range(len(scales)), key=lambda i: scales[i])
+        common = logits[largest].shape[-2:]
         resized = [
             t
-            if t.shape[-2:] == common
+            if i == largest
             else F.interpolate(t, size=common, mode="bilinear", align_corners=False)
-            for t in logits
+            for i, t in enumerate(logits)
         ]
         fused = torch.stack(resized).amax(0) if len(resized) > 1 else resized[0]
         out = self.up_final(fused, size)
@@ -488,7 +499,9 @@ class DeepLabV3(_DeepLabBase):
             separable,
             head,
         )
-        self._init_common(num_classes, upsample, aux, "stride16")
+        self._init_common(
+            num_classes, upsample, aux, "stride16", aux_channel_dropout=head == "mmseg"
+        )
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         return self.classifier(feats["out"])
@@ -600,7 +613,14 @@ class DeepLabV3Plus(_DeepLabBase):
         self.decoder = nn.Sequential(*refine)
         self.dropout = nn.Dropout2d(0.1) if decoder_layout == "mmseg" else None
         self.classifier = nn.Conv2d(ch, num_classes, 1)
-        self._init_common(num_classes, upsample, aux, "stride16", final_scale=4)
+        self._init_common(
+            num_classes,
+            upsample,
+            aux,
+            "stride16",
+            final_scale=4,
+            aux_channel_dropout=decoder_layout == "mmseg",
+        )
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         low = self.low_level(feats["stride4"])

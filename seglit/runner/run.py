@@ -346,6 +346,10 @@ def _start(
             lock.release()
             console.line(f"{prefix}: finished earlier, skipped")
             return None
+        if plan.status == MISMATCH:  # another config's runner wrote here meanwhile
+            lock.release()
+            console.line(f"{prefix}: not started: {conflict_message(plan)}")
+            return None
         ckpt, notes = resume_checkpoint(plan.run_dir)
         for note in notes:
             console.line(f"{prefix}: {note}")
@@ -374,10 +378,11 @@ def _finish(launch: _Launch, total: int, console: Console) -> bool:
     try:
         code = child.returncode
         status = run_status(plan.run_dir, plan.fingerprint.digest)
-        if code == 0 and status == FINISHED:
+        if status == FINISHED:  # a result written in full is kept whatever the exit code
             metrics = read_metrics(plan.run_dir) or {}
             miou = (metrics.get("best") or {}).get("mIoU", float("nan"))
-            console.line(f"{prefix}: done in {elapsed:.1f}s, val mIoU {miou:.4f}")
+            after = f" (then exited {code} on shutdown; see {child.log_path})" if code else ""
+            console.line(f"{prefix}: done in {elapsed:.1f}s, val mIoU {miou:.4f}{after}")
             return True
         errors = error_lines(child.log_path, child.log_start)
         _record_failure(plan, code if code else 1, " | ".join(errors))

@@ -390,6 +390,14 @@ def _mmseg_v3plus() -> DeepLabV3Plus:
     )
 
 
+def v1c_stem_extra() -> int:
+    """seglit's mmseg layouts use torchvision's ResNet-50 (7x7 stem); mmseg's ResNetV1c-50
+    has a 3-conv stem (3->32->32->64, 3x3, BN): the parameters it has more."""
+    v1c_stem = conv(3, 32, 3, False) + bn(32) + conv(32, 32, 3, False) + bn(32)
+    v1c_stem += conv(32, 64, 3, False) + bn(64)
+    return v1c_stem - (conv(3, 64, 7, False) + bn(64))
+
+
 def test_deeplab_v3plus_mmseg_layout_has_mmsegs_head() -> None:
     with torch.device("meta"):
         model = _mmseg_v3plus()
@@ -399,6 +407,8 @@ def test_deeplab_v3plus_mmseg_layout_has_mmsegs_head() -> None:
     head = params(model) - params(model.backbone) - params(model.aux_classifier)
     assert head == sum(mmseg_sep_aspp_head().values()) == 17_697_923
     assert params(model.aux_classifier) == sum(mmseg_aux_head().values())
+    assert type(model.aux_classifier[3]) is nn.Dropout2d  # mmseg's FCNHead
+    assert type(paper.aux_classifier[3]) is nn.Dropout  # torchvision's
     # the 3x3 bottleneck after the ASPP concat: 10,485,760 weights more than a 1x1
     assert params(model) - params(paper) == conv(5 * 512, 512, 3, False) - conv(
         5 * 512, 512, 1, False
@@ -409,13 +419,9 @@ def test_deeplab_v3plus_mmseg_layout_has_mmsegs_head() -> None:
     assert [b[0].groups for b in model.aspp.convs[1:4]] == [2048] * 3  # depthwise, BN after
     assert all(type(b[1]) is nn.BatchNorm2d for b in model.aspp.convs[1:4])
     assert len(model.decoder) == 2 and model.low_level[0].out_channels == 48
-    # the backbone is torchvision's ResNet-50 (7x7 stem): mmseg's ResNetV1c-50 has a
-    # 3-conv stem (3->32->32->64, 3x3, BN) with 19,232 parameters more
-    v1c_stem = conv(3, 32, 3, False) + bn(32) + conv(32, 32, 3, False) + bn(32)
-    v1c_stem += conv(32, 64, 3, False) + bn(64)
-    tv_stem = conv(3, 64, 7, False) + bn(64)
-    assert v1c_stem - tv_stem == 19_232
-    assert params(model) + v1c_stem - tv_stem == 43_589_878  # mmseg's whole network
+    assert v1c_stem_extra() == 19_232
+    whole = params(model) + v1c_stem_extra()  # mmseg's whole network
+    assert whole == 43_589_878 and "43,589,878" in DOCS
 
 
 def test_deeplab_v3_mmseg_head_is_mmsegs_aspp_head() -> None:
@@ -427,7 +433,10 @@ def test_deeplab_v3_mmseg_head_is_mmsegs_aspp_head() -> None:
     head = params(model) - params(model.backbone) - params(model.aux_classifier)
     assert head == sum(mmseg_aspp_head().values())
     assert params(model.aux_classifier) == sum(mmseg_aux_head().values())
+    assert type(model.aux_classifier[3]) is nn.Dropout2d  # mmseg's FCNHead
     assert type(model.classifier[1]) is nn.Dropout2d
+    whole = params(model) + v1c_stem_extra()  # mmseg's whole network
+    assert whole == 68_113_030 and "68,113,030" in DOCS
 
 
 # ------------------------------------------------------------------------------ U-Net
@@ -683,9 +692,6 @@ def test_documented_reference_counts() -> None:
     assert params(tv["fcn_resnet50"]) == 32_957_013
     atonce = sum(FCN_REFERENCE["fcn8s"].values()) + sum(ATONCE_SCALES.values())
     assert atonce == 134_490_527 and f"{atonce:,}" in DOCS
-    stem = 19_232  # ResNetV1c's stem minus torchvision's (test above)
-    assert 68_093_798 + stem == 68_113_030 and "68,113,030" in DOCS
-    assert 43_570_646 + stem == 43_589_878 and "43,589,878" in DOCS
 
 
 DOCS = (Path(__file__).parents[2] / "docs" / "models.md").read_text()

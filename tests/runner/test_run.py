@@ -225,3 +225,58 @@ def test_kill_then_corrupt_last_checkpoint_then_rerun_resumes_from_the_best(
     metrics = json.loads((long.parent / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["epochs"] == 8
     assert "--ckpt_path" in (long.parent / "train.log").read_text()
+
+
+def _plan(tmp_path, digest: str = "a" * 16):
+    from types import SimpleNamespace
+
+    run_dir = tmp_path / "v-s0"
+    run_dir.mkdir()
+    return SimpleNamespace(
+        index=1,
+        name="v-s0",
+        run_dir=run_dir,
+        fingerprint=SimpleNamespace(digest=digest, config={}, seglit_version="x"),
+        status="pending",
+    )
+
+
+def test_a_result_written_in_full_is_kept_when_the_process_then_fails(tmp_path):
+    from types import SimpleNamespace
+
+    from seglit.artifacts import FINISHED, read_metrics, write_metrics
+    from seglit.runner.console import Console
+    from seglit.runner.run import _finish
+
+    plan = _plan(tmp_path)
+    result = {"status": FINISHED, "fingerprint": plan.fingerprint.digest, "best": {"mIoU": 0.5}}
+    write_metrics(plan.run_dir, result)
+    log = plan.run_dir / "train.log"
+    log.write_text("wandb: error during teardown\n")
+    child = SimpleNamespace(returncode=1, started=time.perf_counter(), log_path=log, log_start=0)
+    released = []
+    launch = SimpleNamespace(
+        plan=plan, child=child, lock=SimpleNamespace(release=lambda: released.append(1))
+    )
+    lines = []
+    console = Console(stream=None)
+    console.line = lines.append
+    assert _finish(launch, 1, console) is True
+    assert read_metrics(plan.run_dir) == result and released == [1]
+    assert "val mIoU 0.5000 (then exited 1" in lines[0]
+
+
+def test_a_folder_another_config_wrote_meanwhile_is_not_started(tmp_path):
+    from seglit.artifacts import FINISHED, write_metrics
+    from seglit.runner.console import Console
+    from seglit.runner.run import _start
+
+    plan = _plan(tmp_path)
+    other = {"status": FINISHED, "fingerprint": "b" * 16, "best": {"mIoU": 0.9}}
+    write_metrics(plan.run_dir, other)
+    lines = []
+    console = Console(stream=None)
+    console.line = lines.append
+    assert _start(plan, 1, 0, 1, None, console) is None
+    assert plan.status == "mismatch" and "not started" in lines[-1]
+    assert not (plan.run_dir / "config.yaml").exists()  # nothing of this config written
