@@ -12,7 +12,7 @@ A recipe is the ``fit`` config that ``seglit fit --config`` takes (``seed_everyt
       seeds: [0, 1, 2]                  # optional: each config runs once per seed
       mode: grid                        # grid (default) or zip
       baseline: unet-sum                # optional: defaults to the first config
-      only: [unet-sum, unet-concat]     # optional: run just these configs (e.g. in smoke)
+      only: [unet-sum, unet-concat]     # optional: run just these (--variant reaches others)
     smoke:                              # merged into the recipe by --smoke
       data: {class_path: seglit.data.SyntheticVOCDataModule}
       trainer.max_epochs: 2
@@ -92,8 +92,13 @@ class Recipe:
     reference: dict[str, Any] | None = None
     deviations: list[Any] = field(default_factory=list)
 
-    def variants(self) -> list[Variant]:
-        """Expand the axes (grid or zip) and seeds into variants, in a stable order."""
+    def variants(self, respect_only: bool = True) -> list[Variant]:
+        """Expand the axes (grid or zip) and seeds into variants, in a stable order.
+
+        Args:
+            respect_only: Keep only the configs named by ``ablation.only`` (when set);
+                ``False`` expands every config, for a run that names one outside ``only``.
+        """
         keys = list(self.axes)
         choices = [list(self.axes[k].items()) for k in keys]
         if self.mode == "zip":
@@ -116,7 +121,7 @@ class Recipe:
                     f"this recipe; expected names from {groups}"
                 )
         for combo, group in zip(combos, groups):
-            if self.only is not None and group not in self.only:
+            if respect_only and self.only is not None and group not in self.only:
                 continue
             labels = {k: label for k, (label, _) in zip(keys, combo)}
             overrides = {k: value for k, (_, value) in zip(keys, combo)}

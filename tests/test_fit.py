@@ -51,6 +51,17 @@ def test_dry_run_with_variant_selects_one(tmp_path, write_recipe, capsys):
     assert "unknown variant(s) ['nope']" in capsys.readouterr().err
 
 
+def test_variant_reaches_configs_that_only_leaves_out(tmp_path, write_tiny_recipe, capsys):
+    axes = {"model.net.init_args.fusion": ["sum", "concat"], "seeds": [0, 1], "only": ["sum"]}
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", ablation=axes)
+    assert main([str(recipe), "--dry-run"]) == 0
+    assert "2 variants valid" in capsys.readouterr().out  # sum-s0, sum-s1
+    assert main([str(recipe), "--dry-run", "--variant", "concat-s1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("concat-s1: seed=1")
+    assert main([str(recipe), "--dry-run", "--variant", "concat-s7"]) == 2
+    assert "unknown variant(s) ['concat-s7']" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -43,6 +43,7 @@ def test_only_runs_the_named_configs_and_smoke_can_narrow_them():
     axes = {"model.net.init_args.fusion": ["sum", "concat"], "model.net.init_args.depth": [4, 5]}
     r = parse_recipe(recipe(**axes, only=["concat-5", "sum-4"], seeds=[0, 1]))
     assert [v.name for v in r.variants()] == ["sum-4-s0", "sum-4-s1", "concat-5-s0", "concat-5-s1"]
+    assert len(r.variants(respect_only=False)) == 8  # what --variant can name
     smoke = parse_recipe({**recipe(**axes), "smoke": {"ablation": {"only": ["sum-5"]}}}, smoke=True)
     assert [v.name for v in smoke.variants()] == ["sum-5"]
     with pytest.raises(RecipeError, match=r"ablation.only names \['sum-9'\].*'concat-5'"):

@@ -44,7 +44,7 @@ from seglit.artifacts import (
     run_status,
     write_metrics,
 )
-from seglit.recipe import Recipe, get_dotted, load_recipe
+from seglit.recipe import Recipe, Variant, get_dotted, load_recipe
 from seglit.runner.console import Console, progress_text, read_progress
 from seglit.runner.launch import (
     Child,
@@ -127,11 +127,7 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
     if not (options.dry_run or options.export_sweep):
         check_output_dir(out)
     recipe = load_recipe(options.recipe, smoke=options.smoke)
-    variants = recipe.variants()
-    names = [v.name for v in variants]
-    unknown = [n for n in options.variants or [] if n not in names]
-    if unknown:
-        raise RunnerError(f"unknown variant(s) {unknown}; {options.recipe} has {names}")
+    variants = _requested_variants(recipe, options.variants or [], options.recipe)
     if options.fork:
         keep_parent_fork_safe()
     from seglit.cli import ConfigChecker, ConfigError  # torch, Lightning: only from here on
@@ -165,6 +161,24 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
     return summarize(recipe, variants, plans, recipe_dir, console) or (
         EXIT_FAILED if failures else EXIT_OK
     )
+
+
+def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list[Variant]:
+    """The recipe's variants (those of ``ablation.only`` when it is set), plus any config
+    outside ``only`` that ``--variant`` names explicitly.
+
+    Raises:
+        RunnerError: ``requested`` names a variant the recipe does not have.
+    """
+    variants = recipe.variants()
+    if all(name in {v.name for v in variants} for name in requested):
+        return variants
+    every = recipe.variants(respect_only=False)
+    unknown = [n for n in requested if n not in {v.name for v in every}]
+    if unknown:
+        raise RunnerError(f"unknown variant(s) {unknown}; {path} has {[v.name for v in every]}")
+    kept = {v.name for v in variants} | set(requested)
+    return [v for v in every if v.name in kept]
 
 
 # ------------------------------------------------------------------------------ before training

@@ -280,3 +280,19 @@ def test_a_folder_another_config_wrote_meanwhile_is_not_started(tmp_path):
     assert _start(plan, 1, 0, 1, None, console) is None
     assert plan.status == "mismatch" and "not started" in lines[-1]
     assert not (plan.run_dir / "config.yaml").exists()  # nothing of this config written
+
+
+def test_a_variant_named_outside_only_joins_the_others_in_recipe_order():
+    from seglit.recipe import parse_recipe
+    from seglit.runner.run import _requested_variants
+
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "model": {"net": {"class_path": "seglit.models.UNet"}},
+            "ablation": {"model.net.init_args.fusion": ["sum", "concat"], "only": ["concat"]},
+        }
+    )
+    assert [v.name for v in _requested_variants(recipe, [], "r.yaml")] == ["concat"]
+    chosen = _requested_variants(recipe, ["sum"], "r.yaml")
+    assert [v.name for v in chosen] == ["sum", "concat"]  # the summary lists both
