@@ -31,7 +31,7 @@ off on the seglit side (terminal niceties, not training work).
 
     python benchmarks/framework_overhead.py            # 4 runs x 7 paired epochs each (~4 min)
     python benchmarks/framework_overhead.py --quick    # 1 run x 2 paired epochs (a check)
-    python benchmarks/framework_overhead.py --set trainer.precision=16-mixed  # try a setting
+    python benchmarks/framework_overhead.py --set trainer.log_every_n_steps=50  # try a setting
 """
 
 from __future__ import annotations
@@ -341,7 +341,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         type=_key_value,
         metavar="KEY=VALUE",
-        help="extra seglit config entry (dotted key, YAML value), e.g. trainer.precision=16-mixed",
+        help="extra seglit config entry (dotted key, YAML value), "
+        "e.g. trainer.log_every_n_steps=50",
     )
     parser.add_argument(
         "--quick", action="store_true", help="1 run x 2 epochs, 16 images, base width 8"
