@@ -171,13 +171,14 @@ def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list
         RunnerError: ``requested`` names a variant the recipe does not have.
     """
     variants = recipe.variants()
-    if all(name in {v.name for v in variants} for name in requested):
+    kept = {v.name for v in variants} | set(requested)
+    if len(kept) == len(variants):
         return variants
     every = recipe.variants(respect_only=False)
-    unknown = [n for n in requested if n not in {v.name for v in every}]
+    names = [v.name for v in every]
+    unknown = [n for n in requested if n not in names]
     if unknown:
-        raise RunnerError(f"unknown variant(s) {unknown}; {path} has {[v.name for v in every]}")
-    kept = {v.name for v in variants} | set(requested)
+        raise RunnerError(f"unknown variant(s) {unknown}; {path} has {names}")
     return [v for v in every if v.name in kept]
 
 
