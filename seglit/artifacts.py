@@ -444,6 +444,7 @@ class Row:
     delta: float | None = None
     delta_ci_low: float | None = None
     delta_ci_high: float | None = None
+    delta_ci_seeds: str | None = None
     acc: float | None = None
     mIoU_before_crf: float | None = None
     checkerboard: float | None = None
@@ -484,8 +485,9 @@ def markdown_table(rows: list[Row]) -> str:
     """The summary as a Markdown table (also what the runner prints).
 
     ``val mIoU`` shows ``mean ± std`` over seeds when a row has several finished seed runs,
-    the plain value otherwise. The ``mIoU before CRF`` and ``checkerboard`` columns appear
-    when some row has them.
+    the plain value otherwise. A ``Δ`` interval whose seed runs could not be paired (the
+    two configs finished different seeds) says ``(seeds unpaired)``. The ``mIoU before
+    CRF`` and ``checkerboard`` columns appear when some row has them.
     """
     crf = any(r.mIoU_before_crf is not None for r in rows)
     checker = any(r.checkerboard is not None for r in rows)
@@ -510,6 +512,7 @@ def markdown_table(rows: list[Row]) -> str:
             delta = f"{r.delta:+.4f}"
         else:
             delta = f"{r.delta:+.4f} [{r.delta_ci_low:+.4f}, {r.delta_ci_high:+.4f}]"
+            delta += " (seeds unpaired)" if r.delta_ci_seeds == "unpaired" else ""
         status = r.status if r.finished == r.runs else f"{r.status} ({r.finished}/{r.runs})"
         cells = [r.variant, status, miou]
         cells += [_fmt(r.mIoU_before_crf)] if crf else []
@@ -536,6 +539,7 @@ CSV_FIELDS = [
     "delta",
     "delta_ci_low",
     "delta_ci_high",
+    "delta_ci_seeds",
     "acc",
     "mIoU_before_crf",
     "checkerboard",

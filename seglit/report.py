@@ -1,11 +1,12 @@
 """Aggregate finished variants into summary rows (:func:`seglit.artifacts.write_summary`).
 
 One row per config (seeds aggregated): val mIoU mean ± std over seeds, the difference to
-the baseline with a 95% confidence interval from a two-level bootstrap (seed runs, then
-validation images paired across the two sides), pixel accuracy, mIoU before the dense CRF
-(when the runs used it), the checkerboard score, parameters, GFLOPs, throughput, peak
-memory, wall time and status. Only results whose fingerprint matches the variant's are
-read (:func:`seglit.artifacts.run_status`).
+the baseline with a 95% confidence interval from a two-level bootstrap (validation images
+paired across the two sides, then seed runs, paired when both configs finished the same
+seeds), pixel accuracy, mIoU before the dense CRF (when the runs used it), the
+checkerboard score, parameters, GFLOPs, throughput, peak memory, wall time and status.
+Only results whose fingerprint matches the variant's are read
+(:func:`seglit.artifacts.run_status`).
 """
 
 from __future__ import annotations
@@ -45,29 +46,43 @@ def paired_bootstrap_delta(
     baseline_runs: list[tuple[list[str], np.ndarray]],
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    pair_seeds: bool = False,
 ) -> tuple[float, float, float] | None:
     """Difference of mean mIoU (variant - baseline) with a 95% two-level bootstrap interval.
 
-    Each bootstrap sample resamples, with replacement, (1) the seed runs of each side
-    (``k`` of the variant's ``k``, ``m`` of the baseline's ``m``) and (2) the validation
-    images, the same images for both sides (paired). A side's value is the mean over its
-    resampled seed runs of the mIoU of the run's summed per-image confusion matrices under
-    the image weights. The interval is the 2.5-97.5 percentile of the differences, so it
-    reflects seed-to-seed variance as well as which images happened to be in the split;
-    with one seed per side it is the paired image bootstrap.
+    Each bootstrap sample resamples, with replacement, (1) the validation images, the same
+    images for both sides (paired), and (2) the seed runs. With ``pair_seeds`` the two sides
+    ran the same seeds, given in the same order, and each draw picks one seed for both
+    sides (``k`` draws of the ``k`` seeds), so what a seed does to both configs alike (its
+    data order, its initialisation) cancels in the difference. Without it each side's runs
+    are drawn on their own (``k`` of the variant's ``k``, ``m`` of the baseline's ``m``).
+    A side's value is the mean over its drawn runs of the mIoU of the run's summed
+    per-image confusion matrices under the image weights. The interval is the 2.5-97.5
+    percentile of the differences, so it reflects seed-to-seed variance as well as which
+    images happened to be in the split; with one seed per side it is the paired image
+    bootstrap.
 
     Args:
         runs: Per seed run of the variant: (image names, confmats ``(n, C, C)``).
         baseline_runs: The same for the baseline.
         samples: Number of bootstrap resamples.
         seed: Seed of the resampling.
+        pair_seeds: ``runs[i]`` and ``baseline_runs[i]`` come from the same seed.
 
     Returns:
         ``(delta, ci_low, ci_high)`` (delta on the observed data), or ``None`` if the runs
         scored different image sets.
+
+    Raises:
+        ValueError: ``pair_seeds`` with sides of different lengths.
     """
     if not runs or not baseline_runs:
         return None
+    if pair_seeds and len(runs) != len(baseline_runs):
+        raise ValueError(
+            f"pair_seeds needs one baseline run per variant run, got {len(runs)} and "
+            f"{len(baseline_runs)}"
+        )
     names = sorted(runs[0][0])
     aligned = []
     for run_names, confmats in runs + baseline_runs:
@@ -83,7 +98,10 @@ def paired_bootstrap_delta(
         ]
     )
     picks_a = np.concatenate([np.arange(k)[None], rng.integers(0, k, (samples, k))])
-    picks_b = np.concatenate([np.arange(m)[None], rng.integers(0, m, (samples, m))])
+    if pair_seeds:
+        picks_b = picks_a
+    else:
+        picks_b = np.concatenate([np.arange(m)[None], rng.integers(0, m, (samples, m))])
     # mIoU of every run under every image weighting: (samples + 1, runs)
     per_run = np.stack([mean_iou(np.einsum("bn,nij->bij", weights, cm)) for cm in aligned], 1)
     rows = np.arange(samples + 1)[:, None]
@@ -136,7 +154,7 @@ def build_rows(
     groups: dict[str, list[Any]] = {}
     for variant in variants:
         groups.setdefault(variant.group, []).append(variant)
-    confmats: dict[str, list[tuple[list[str], np.ndarray]]] = {}
+    confmats: dict[str, dict[int | None, tuple[list[str], np.ndarray]]] = {}
     rows = []
     for group, members in groups.items():
         statuses, finished = [], []
@@ -156,11 +174,11 @@ def build_rows(
         )
         if finished:
             _fill_row(row, [m for _, m in finished])
-            confmats[group] = [
-                cm
+            confmats[group] = {
+                v.seed: cm
                 for v, _ in finished
                 if (cm := _load_image_confmats(recipe_dir / v.name)) is not None
-            ]
+            }
         rows.append(row)
     base = next((r for r in rows if r.baseline), None)
     for row in rows:
@@ -169,11 +187,18 @@ def build_rows(
         row.delta = row.mIoU_mean - base.mIoU_mean
         if row.baseline:
             continue
-        result = paired_bootstrap_delta(
-            confmats.get(row.variant, []), confmats.get(base.variant, [])
-        )
+        runs, base_runs = confmats.get(row.variant, {}), confmats.get(base.variant, {})
+        pair_seeds = set(runs) == set(base_runs)
+        if pair_seeds:
+            seeds = sorted(runs)
+            result = paired_bootstrap_delta(
+                [runs[s] for s in seeds], [base_runs[s] for s in seeds], pair_seeds=True
+            )
+        else:
+            result = paired_bootstrap_delta(list(runs.values()), list(base_runs.values()))
         if result is not None:
             row.delta, row.delta_ci_low, row.delta_ci_high = result
+            row.delta_ci_seeds = "paired" if pair_seeds else "unpaired"
     return rows
 
 

@@ -62,6 +62,49 @@ def test_two_level_bootstrap_matches_a_hand_computation():
     assert result[1:] == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
 
 
+def test_seed_paired_bootstrap_matches_a_hand_computation():
+    """With pair_seeds, each draw picks one seed for both sides."""
+    rng = np.random.default_rng(8)
+    n, k, samples = 5, 3, 120
+    names = [f"img{i}" for i in range(n)]
+    variant = [_random_confmats(rng, n) for _ in range(k)]
+    baseline = [_random_confmats(rng, n) for _ in range(k)]
+    result = paired_bootstrap_delta(
+        [(names, cm) for cm in variant],
+        [(names, cm) for cm in baseline],
+        samples,
+        seed=11,
+        pair_seeds=True,
+    )
+    draw = np.random.default_rng(11)
+    images = [draw.integers(0, n, n) for _ in range(samples)]  # 1. images, every sample
+    seeds = draw.integers(0, k, (samples, k))  # 2. the seeds, one draw for both sides
+    diffs = [
+        np.mean([mean_iou(variant[j][images[s]].sum(0)) for j in seeds[s]])
+        - np.mean([mean_iou(baseline[j][images[s]].sum(0)) for j in seeds[s]])
+        for s in range(samples)
+    ]
+    assert result[1:] == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_pairing_seeds_cancels_what_a_seed_does_to_both_configs():
+    """A seed that moves both configs alike widens the unpaired interval, not the paired one."""
+    rng = np.random.default_rng(6)
+    names = [str(i) for i in range(30)]
+    base = _random_confmats(rng, 30)
+    eye = np.eye(3, dtype=int)
+    shifts = (0, 12, 4, 20)  # the seed's effect, shared by both configs
+    baseline = [(names, base + d * eye) for d in shifts]
+    variant = [(names, base + (d + 3) * eye) for d in shifts]  # always a bit better
+    _, low_u, high_u = paired_bootstrap_delta(variant, baseline)
+    delta, low_p, high_p = paired_bootstrap_delta(variant, baseline, pair_seeds=True)
+    assert low_u < 0 < high_u  # the shared spread hides the gain
+    assert 0 < low_p <= delta <= high_p
+    assert high_p - low_p < (high_u - low_u) / 3
+    with pytest.raises(ValueError, match="one baseline run per variant run, got 4 and 3"):
+        paired_bootstrap_delta(variant, baseline[:3], pair_seeds=True)
+
+
 def test_seed_to_seed_variance_widens_the_interval():
     rng = np.random.default_rng(5)
     names = [str(i) for i in range(30)]
@@ -140,6 +183,7 @@ def test_rows_aggregate_seeds_against_the_baseline(tmp_path):
     assert by["sum"].baseline and by["sum"].delta == 0.0
     assert by["concat"].acc == pytest.approx(0.9)
     assert by["concat"].delta_ci_low is not None  # bootstrap from the per-image matrices
+    assert by["concat"].delta_ci_seeds == "paired"  # both configs finished seeds 0 and 1
     assert by["none"].status == "failed" and by["none"].mIoU_mean is None
     table = write_summary(tmp_path, "r", rows)
     assert "| sum | finished | 0.6000 ± 0.1414 | baseline |" in table
@@ -148,3 +192,45 @@ def test_rows_aggregate_seeds_against_the_baseline(tmp_path):
     assert [r["variant"] for r in saved["rows"]] == ["sum", "concat", "none"]
     csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
     assert csv_lines[0].startswith("variant,status,runs,finished,mIoU_mean") and len(csv_lines) == 4
+
+
+def test_rows_pair_seeds_only_when_both_configs_finished_the_same_seeds(tmp_path):
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "ablation": {
+                "model.net.init_args.fusion": ["sum", "concat", "none"],
+                "seeds": [0, 1, 2],
+                "baseline": "sum",
+            },
+        }
+    )
+    rng = np.random.default_rng(3)
+    groups = ("sum", "concat", "none")
+    runs = {(g, s): _random_confmats(rng, 3, 2) for g in groups for s in range(3)}
+    for (group, seed), cm in runs.items():
+        failed = (group, seed) == ("none", 1)
+        _write_run(tmp_path / f"{group}-s{seed}", 0.5, 0.9, cm, "failed" if failed else "finished")
+    rows = {r.variant: r for r in build_rows(tmp_path, recipe.variants(), "sum")}
+    names = ["i0", "i1", "i2"]
+    expected = paired_bootstrap_delta(
+        [(names, runs["concat", s]) for s in range(3)],
+        [(names, runs["sum", s]) for s in range(3)],
+        pair_seeds=True,
+    )
+    assert (rows["concat"].delta, rows["concat"].delta_ci_low, rows["concat"].delta_ci_high) == (
+        pytest.approx(expected)
+    )
+    assert rows["concat"].delta_ci_seeds == "paired"
+    unpaired = paired_bootstrap_delta(
+        [(names, runs["none", s]) for s in (0, 2)], [(names, runs["sum", s]) for s in range(3)]
+    )
+    assert (rows["none"].delta, rows["none"].delta_ci_low, rows["none"].delta_ci_high) == (
+        pytest.approx(unpaired)
+    )
+    assert rows["none"].delta_ci_seeds == "unpaired"
+    table = write_summary(tmp_path, "r", list(rows.values()))
+    none_line = next(line for line in table.splitlines() if line.startswith("| none |"))
+    assert "(seeds unpaired)" in none_line
+    concat_line = next(line for line in table.splitlines() if line.startswith("| concat |"))
+    assert "unpaired" not in concat_line
