@@ -17,7 +17,12 @@ import sys
 from pathlib import Path
 
 from seglit.data.download import DownloadError, download, extract
-from seglit.data.synthetic import LAB_FACTORS, write_synthetic_cityscapes, write_synthetic_voc
+from seglit.data.synthetic import (
+    CONTEXT_CUE_SHARE,
+    LAB_FACTORS,
+    write_synthetic_cityscapes,
+    write_synthetic_voc,
+)
 from seglit.text import plural
 
 
@@ -86,6 +91,7 @@ def _synthetic(args: argparse.Namespace) -> int:
         fine_structure=args.fine_structure,
         context=args.context,
         scale_variation=args.scale_variation,
+        context_cue_share=args.context_cue_share,
     )
     print(f"synthetic {args.dataset} data in {root}")
     return 0
@@ -127,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="P",
             help=f"lab factor in [0, 1], 0 = off (default): {factor.stresses}",
         )
+    p.add_argument(
+        "--context-cue-share",
+        type=float,
+        default=CONTEXT_CUE_SHARE,
+        metavar="S",
+        help="with --context: share in (0.5, 1] of the background in the cue's colour family "
+        f"(default {CONTEXT_CUE_SHARE}; 1 puts the cue next to every object)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace different existing data")
     p.set_defaults(run=_synthetic)
     return parser

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from seglit.data.base import SegmentationDataModule, _world
 from seglit.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, CityscapesDataset
 from seglit.data.synthetic import (
+    CONTEXT_CUE_SHARE,
     MARKER_NAME,
     SYNTHETIC_CLASSES,
     lab_params,
@@ -88,6 +89,7 @@ class _SyntheticDataModule(SegmentationDataModule):
         fine_structure: float = 0.0,
         context: float = 0.0,
         scale_variation: float = 0.0,
+        context_cue_share: float = CONTEXT_CUE_SHARE,
         min_size: int = 57,
         max_size: int = 131,
         crop_size: int | tuple[int, int] = 64,
@@ -101,7 +103,9 @@ class _SyntheticDataModule(SegmentationDataModule):
         self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
         if (min_size, max_size) != (57, 131):
             self.generator_args.update(min_size=min_size, max_size=max_size)
-        self.generator_args.update(lab_params(fine_structure, context, scale_variation))
+        self.generator_args.update(
+            lab_params(fine_structure, context, scale_variation, context_cue_share)
+        )
         self.root = root if root is not None else _synthetic_root(self.layout, self.generator_args)
 
     @abstractmethod
@@ -144,6 +148,10 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
             the whole image tells (receptive field, ASPP rates, image pooling).
         scale_variation: synthetic-lab factor in [0, 1]: object sizes from today's 25-60% of
             the short side (0) to log-uniform from 4 px to the whole short side (1).
+        context_cue_share: with ``context`` on, the share in (0.5, 1] of the visible
+            background in the cue class's colour family (default 0.65). At 1 the cue touches
+            every object, so a small window around a pixel tells its class: the control that
+            shows whether a context ablation's gain needs long-range context.
         min_size: smallest image side in pixels (larger images put the interior of the
             ``context`` objects further from the cue).
         max_size: largest image side in pixels.

@@ -96,7 +96,8 @@ LAB_FACTORS: dict[str, LabFactor] = {
             "receptive field and image-level context: dilation, ASPP rates, image pooling, "
             "output stride",
             "each object is ambiguous with probability p; when p > 0 the background is a "
-            "patchwork of the cue class's colour family (65%) and a decoy's",
+            "patchwork of the cue class's colour family (65%: `context_cue_share`) and a "
+            "decoy's",
         ),
         LabFactor(
             "scale_variation",
@@ -123,7 +124,8 @@ _CUE_COLOURS = {
 _LAB_STREAM = 0x5EED1AB  # third seed word of the lab's random stream (image i: [seed, i, this])
 _MIN_OBJECT_PX = 4.0  # smallest object size (px) with scale_variation = 1
 _MAX_AMBIGUOUS_COVER = 0.6  # ambiguous objects leave at least 40% of the image to the cue
-_CUE_SHARE = 0.65  # share of the visible background in the cue class's colour family
+CONTEXT_CUE_SHARE = 0.65
+"""Default share of the visible background in the cue class's colour family (``context``)."""
 _CUE_PATCH_SIGMA = 6.0  # scale (px) of the smoothed noise that draws the cue / decoy patches
 
 
@@ -139,14 +141,19 @@ def describe_lab() -> str:
 
 
 def lab_params(
-    fine_structure: float = 0.0, context: float = 0.0, scale_variation: float = 0.0
+    fine_structure: float = 0.0,
+    context: float = 0.0,
+    scale_variation: float = 0.0,
+    context_cue_share: float = CONTEXT_CUE_SHARE,
 ) -> dict[str, float]:
     """The non-zero lab factors as a dict (what goes into the marker file and cache keys).
 
-    Factors at 0 are left out, so data made without the lab keeps its original cache key.
+    Factors at 0 are left out, and ``context_cue_share`` is kept only when ``context`` is on
+    and the share is not the default, so data made without them keeps its original cache key.
 
     Raises:
-        ValueError: a strength is not a number in [0, 1].
+        ValueError: a strength is not a number in [0, 1], or ``context_cue_share`` is not a
+            number in (0.5, 1].
     """
     params = {}
     for name, value in (
@@ -160,6 +167,14 @@ def lab_params(
             raise ValueError(f"{name} must be in [0, 1] (0 = off), got {value}")
         if value > 0:
             params[name] = float(value)
+    share = context_cue_share
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0.5 < share <= 1.0:
+        raise ValueError(
+            "context_cue_share must be a number in (0.5, 1] (the cue's colour family must "
+            f"cover most of the background), got {share!r}"
+        )
+    if "context" in params and share != CONTEXT_CUE_SHARE:
+        params["context_cue_share"] = float(share)
     return params
 
 
@@ -177,6 +192,7 @@ def write_synthetic_voc(
     fine_structure: float = 0.0,
     context: float = 0.0,
     scale_variation: float = 0.0,
+    context_cue_share: float = CONTEXT_CUE_SHARE,
 ) -> Path:
     """Write (or reuse) the synthetic dataset in the Pascal VOC 2012 layout under ``root``.
 
@@ -201,6 +217,10 @@ def write_synthetic_voc(
         context: lab factor in [0, 1]: share of ambiguous objects whose class only the
             image-level background colour tells.
         scale_variation: lab factor in [0, 1]: object sizes from 4 px to the whole image.
+        context_cue_share: with ``context`` on, the share in (0.5, 1] of the visible
+            background in the cue class's colour family (1: the cue touches every object, so
+            a small window around a pixel tells its class: the control of a context
+            ablation).
 
     With every lab factor at 0 the files are bit for bit those written before the lab existed
     and the marker holds no lab keys; non-zero factors are recorded in the marker.
@@ -214,7 +234,7 @@ def write_synthetic_voc(
             made by this function) and ``overwrite`` is false.
     """
     _check_args(num_train, num_val, min_size, max_size, max_objects, void_width)
-    lab = lab_params(fine_structure, context, scale_variation)
+    lab = lab_params(fine_structure, context, scale_variation, context_cue_share)
     params = {
         "format_version": _FORMAT_VERSION,
         "num_train": num_train,
@@ -278,6 +298,7 @@ def write_synthetic_cityscapes(
     fine_structure: float = 0.0,
     context: float = 0.0,
     scale_variation: float = 0.0,
+    context_cue_share: float = CONTEXT_CUE_SHARE,
 ) -> Path:
     """Write (or reuse) the synthetic dataset in the Cityscapes layout under ``root``.
 
@@ -289,7 +310,7 @@ def write_synthetic_cityscapes(
     Arguments (lab factors included), caching and errors are as in ``write_synthetic_voc``.
     """
     _check_args(num_train, num_val, min_size, max_size, max_objects, void_width)
-    lab = lab_params(fine_structure, context, scale_variation)
+    lab = lab_params(fine_structure, context, scale_variation, context_cue_share)
     params = {
         "format_version": _FORMAT_VERSION,
         "layout": "cityscapes",
@@ -455,6 +476,7 @@ def render_sample(
     fine_structure: float = 0.0,
     context: float = 0.0,
     scale_variation: float = 0.0,
+    context_cue_share: float = CONTEXT_CUE_SHARE,
     lab_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic image and its label map.
@@ -473,8 +495,9 @@ def render_sample(
       and holes).
     - ``context``: the image gets a cue class ``k`` (uniform over the 4 foreground classes).
       The background the objects leave visible becomes a patchwork of two colour families
-      (``_CUE_COLOURS``: teal, purple, tan, olive): ``k``'s on ``_CUE_SHARE`` of it, a decoy
-      class's on the rest (``_cue_background``). Each object is, with probability p,
+      (``_CUE_COLOURS``: teal, purple, tan, olive): ``k``'s on ``context_cue_share`` of it
+      (0.65 by default), a decoy class's on the rest (``_cue_background``). Each object is,
+      with probability p,
       *ambiguous*: a large blob (55-80% of the short side, near the centre) with one grey
       grain texture whose grey level does not depend on the class, labelled ``k``. Nothing
       inside it tells its class; only the background does. An ambiguous object that would
@@ -502,6 +525,8 @@ def render_sample(
         fine_structure: lab factor strength in [0, 1].
         context: lab factor strength in [0, 1].
         scale_variation: lab factor strength in [0, 1].
+        context_cue_share: share in (0.5, 1] of the visible background in the cue class's
+            colour family (``context`` only).
         lab_rng: randomness of the lab factors; ``None`` seeds one from ``rng`` (which then
             no longer gives the factor-0 scene).
 
@@ -509,7 +534,7 @@ def render_sample(
         ``(image, label)``: uint8 arrays of shapes (H, W, 3) and (H, W); label values are class
         indices into ``SYNTHETIC_CLASSES`` or 255.
     """
-    lab_on = bool(lab_params(fine_structure, context, scale_variation))
+    lab_on = bool(lab_params(fine_structure, context, scale_variation, context_cue_share))
     if lab_on and lab_rng is None:
         lab_rng = np.random.default_rng(int(rng.integers(2**63)))
     lab = lab_rng
@@ -558,7 +583,7 @@ def render_sample(
         covered = np.zeros((height, width), dtype=bool)
         for _, shape, _, _ in objects:
             covered |= shape
-        image = _cue_background(lab, image, cue, ~covered)
+        image = _cue_background(lab, image, cue, ~covered, context_cue_share)
         if background is not None:
             background = image.copy()
     for _, shape, texture, class_index in objects:
@@ -588,10 +613,10 @@ def _vary_size(size: float, short: int, strength: float) -> float:
 
 
 def _cue_background(
-    lab: np.random.Generator, image: np.ndarray, cue: int, visible: np.ndarray
+    lab: np.random.Generator, image: np.ndarray, cue: int, visible: np.ndarray, share: float
 ) -> np.ndarray:
     """The background recoloured (brightness kept) as a patchwork of two colour families: the
-    cue class's on ``_CUE_SHARE`` of the ``visible`` pixels, a decoy class's (another
+    cue class's on ``share`` of the ``visible`` pixels, a decoy class's (another
     foreground class, uniform) on the rest, in patches of smoothed noise of scale
     ``_CUE_PATCH_SIGMA`` px. Only the share over the whole image tells the two apart."""
     height, width = visible.shape
@@ -600,7 +625,7 @@ def _cue_background(
     field = lab.standard_normal((height, width)).astype(np.float32)
     field = ndimage.gaussian_filter(field, _CUE_PATCH_SIGMA)
     pool = field[visible] if visible.any() else field.ravel()
-    family = np.where(field > np.quantile(pool, 1.0 - _CUE_SHARE), cue, decoy)
+    family = np.where(field > np.quantile(pool, 1.0 - share), cue, decoy)
     tints = np.zeros((len(SYNTHETIC_CLASSES), 3), dtype=np.float32)
     for c in (cue, decoy):
         colour = np.asarray(_CUE_COLOURS[c], dtype=np.float32) + lab.uniform(-10, 10, 3)

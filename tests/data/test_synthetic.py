@@ -431,6 +431,46 @@ def test_context_class_is_not_local_but_image_level(tmp_path):
     assert results[1.0][1] > 0.97  # ... and the image-level colour-family shares tell it
 
 
+@pytest.mark.parametrize("share", [0.65, 0.8, 1.0])
+def test_context_cue_share_is_the_cue_colours_share_of_the_background(tmp_path, share):
+    """The same scenes (labels) with the cue's colour family on ``share`` of the background;
+    at 1 it touches every object, the control of a context ablation."""
+    samples = _lab_voc(tmp_path / "s", num_train=6, num_val=2, context=1.0, context_cue_share=share)
+    default = _lab_voc(tmp_path / "d", num_train=6, num_val=2, context=1.0)
+    for (image, mask), (default_image, default_mask) in zip(samples, default, strict=True):
+        assert np.array_equal(mask, default_mask)
+        shares = _cue_family_shares(image[mask == 0].astype(np.float64))
+        assert shares.max() == pytest.approx(share, abs=0.06)
+        assert (share == 0.65) == np.array_equal(image, default_image)
+
+
+def test_context_cue_share_is_recorded_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLIT_CACHE", str(tmp_path / "cache"))
+    default = SyntheticVOCDataModule(**SMALL, context=1.0)
+    control = SyntheticVOCDataModule(**SMALL, context=1.0, context_cue_share=1.0)
+    assert "context_cue_share" not in default.generator_args  # old cache keys hold
+    assert control.generator_args["context_cue_share"] == 1.0 and control.root != default.root
+    # Without the context factor the share changes nothing, so it is not in the key either.
+    assert SyntheticVOCDataModule(**SMALL, context_cue_share=1.0).generator_args == {
+        **SMALL,
+        "seed": 0,
+    }
+    root = write_synthetic_voc(tmp_path / "c", **SMALL, context=1.0, context_cue_share=0.8)
+    assert json.loads((_voc(root) / MARKER_NAME).read_text())["context_cue_share"] == 0.8
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_synthetic_voc(root, **SMALL, context=1.0)
+    for bad in (0.5, 1.2, "1", True):
+        with pytest.raises(ValueError, match=r"context_cue_share must be a number in \(0.5, 1\]"):
+            SyntheticVOCDataModule(**SMALL, context=1.0, context_cue_share=bad)
+
+    from seglit.data.__main__ import main
+
+    argv = ["synthetic", "voc", "--root", str(tmp_path / "cli"), "--num-train", "2"]
+    assert main([*argv, "--num-val", "1", "--context", "1", "--context-cue-share", "1"]) == 0
+    marker = json.loads((_voc(tmp_path / "cli") / MARKER_NAME).read_text())
+    assert marker["context_cue_share"] == 1.0
+
+
 def _component_areas(samples):
     """Per class, the pixel areas of its connected regions (4-connected, void excluded)."""
     areas = {c: [] for c in range(1, len(SYNTHETIC_CLASSES))}
