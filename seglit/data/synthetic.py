@@ -497,13 +497,12 @@ def render_sample(
       The background the objects leave visible becomes a patchwork of two colour families
       (``_CUE_COLOURS``: teal, purple, tan, olive): ``k``'s on ``context_cue_share`` of it
       (0.65 by default), a decoy class's on the rest (``_cue_background``). Each object is,
-      with probability p,
-      *ambiguous*: a large blob (55-80% of the short side, near the centre) with one grey
-      grain texture whose grey level does not depend on the class, labelled ``k``. Nothing
-      inside it tells its class; only the background does. An ambiguous object that would
-      make ambiguous objects cover more than 60% of the image is left out (so the cue stays
-      visible in nearly every crop). Ambiguous objects lie under the other objects and are
-      never hollow.
+      with probability p, *ambiguous*: a large blob (55-80% of the short side, near the
+      centre) with one grey grain texture whose grey level does not depend on the class,
+      labelled ``k``. Nothing inside it tells its class; only the background does. An
+      ambiguous object that would make ambiguous objects cover more than 60% of the image is
+      left out (so the cue stays visible in nearly every crop). Ambiguous objects lie under
+      the other objects and are never hollow.
     - ``scale_variation``: object size moves geometrically from the original 25-60% of the
       short side (p = 0) to log-uniform in [4 px, short side] (p = 1), by the same uniform
       draw; the class texture's period scales with the object, and objects are drawn from the
