@@ -84,6 +84,8 @@ def test_seed_paired_bootstrap_matches_a_hand_computation():
         - np.mean([mean_iou(baseline[j][images[s]].sum(0)) for j in seeds[s]])
         for s in range(samples)
     ]
+    observed = np.mean([mean_iou(a.sum(0)) - mean_iou(b.sum(0)) for a, b in zip(variant, baseline)])
+    assert result[0] == pytest.approx(observed)
     assert result[1:] == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
 
 
@@ -234,3 +236,28 @@ def test_rows_pair_seeds_only_when_both_configs_finished_the_same_seeds(tmp_path
     assert "(seeds unpaired)" in none_line
     concat_line = next(line for line in table.splitlines() if line.startswith("| concat |"))
     assert "unpaired" not in concat_line
+
+
+def test_a_run_without_per_image_matrices_unpairs_the_seeds(tmp_path):
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "ablation": {
+                "model.net.init_args.fusion": ["sum", "concat"],
+                "seeds": [0, 1, 2],
+                "baseline": "sum",
+            },
+        }
+    )
+    rng = np.random.default_rng(9)
+    runs = {(g, s): _random_confmats(rng, 3, 2) for g in ("sum", "concat") for s in range(3)}
+    for (group, seed), cm in runs.items():
+        keep = (group, seed) != ("sum", 2)  # an older run folder without the matrices
+        _write_run(tmp_path / f"{group}-s{seed}", 0.5, 0.9, cm if keep else None)
+    row = next(r for r in build_rows(tmp_path, recipe.variants(), "sum") if r.variant == "concat")
+    names = ["i0", "i1", "i2"]
+    expected = paired_bootstrap_delta(
+        [(names, runs["concat", s]) for s in range(3)], [(names, runs["sum", s]) for s in (0, 1)]
+    )
+    assert (row.delta, row.delta_ci_low, row.delta_ci_high) == pytest.approx(expected)
+    assert row.delta_ci_seeds == "unpaired"

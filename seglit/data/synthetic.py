@@ -40,7 +40,7 @@ MARKER_NAME = "seglit_synthetic.json"
 
 _FORMAT_VERSION = 1
 
-_LAB_VERSIONS = {"context": 2}
+_LAB_VERSIONS = {"context": 3}
 """Design version of each lab factor whose drawing has changed since it was introduced; it is
 recorded in the marker (``<factor>_version``) when the factor is on, so data drawn by an
 earlier design under the same arguments is regenerated, never reused."""
@@ -150,6 +150,15 @@ def lab_params(
 
     Factors at 0 are left out, and ``context_cue_share`` is kept only when ``context`` is on
     and the share is not the default, so data made without them keeps its original cache key.
+
+    Args:
+        fine_structure: strength in [0, 1] of the ``fine_structure`` factor.
+        context: strength in [0, 1] of the ``context`` factor.
+        scale_variation: strength in [0, 1] of the ``scale_variation`` factor.
+        context_cue_share: share in (0.5, 1] of the background in the cue's colour family.
+
+    Returns:
+        Factor (and non-default share) name -> value.
 
     Raises:
         ValueError: a strength is not a number in [0, 1], or ``context_cue_share`` is not a
@@ -624,7 +633,10 @@ def _cue_background(
     field = lab.standard_normal((height, width)).astype(np.float32)
     field = ndimage.gaussian_filter(field, _CUE_PATCH_SIGMA)
     pool = field[visible] if visible.any() else field.ravel()
-    family = np.where(field > np.quantile(pool, 1.0 - share), cue, decoy)
+    if share >= 1.0:  # every pixel; the quantile rule would leave the lowest one the decoy's
+        family = np.full((height, width), cue)
+    else:
+        family = np.where(field > np.quantile(pool, 1.0 - share), cue, decoy)
     tints = np.zeros((len(SYNTHETIC_CLASSES), 3), dtype=np.float32)
     for c in (cue, decoy):
         colour = np.asarray(_CUE_COLOURS[c], dtype=np.float32) + lab.uniform(-10, 10, 3)

@@ -19,6 +19,7 @@ from seglit.data.synthetic import (
     LAB_FACTORS,
     MARKER_NAME,
     SYNTHETIC_CLASSES,
+    _cue_background,
     describe_lab,
     render_sample,
     write_synthetic_cityscapes,
@@ -442,6 +443,20 @@ def test_context_cue_share_is_the_cue_colours_share_of_the_background(tmp_path, 
         shares = _cue_family_shares(image[mask == 0].astype(np.float64))
         assert shares.max() == pytest.approx(share, abs=0.06)
         assert (share == 0.65) == np.array_equal(image, default_image)
+
+
+def test_a_cue_share_of_one_colours_every_background_pixel():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(50, 200, (40, 50, 3)).astype(np.float32)
+    visible = rng.random((40, 50)) < 0.5
+    out = _cue_background(np.random.default_rng(1), image, 2, visible, 1.0)
+    tint = out / image.mean(axis=2, keepdims=True)  # brightness kept, one tint per family
+    cue = np.asarray(_CUE_COLOURS[2], dtype=np.float32)
+    assert np.allclose(tint, tint[0, 0], atol=1e-5)  # every pixel, visible or not
+    assert np.allclose(tint[0, 0], cue / cue.mean(), atol=0.15)  # the cue's (jittered) colour
+    mixed = _cue_background(np.random.default_rng(1), image, 2, visible, 0.65)
+    tints = (mixed / image.mean(axis=2, keepdims=True)).reshape(-1, 3).round(4)
+    assert len(np.unique(tints, axis=0)) == 2  # the cue's and a decoy's
 
 
 def test_context_cue_share_is_recorded_and_checked(tmp_path, monkeypatch):
