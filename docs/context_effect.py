@@ -1,0 +1,109 @@
+"""How much of a config's gain needs the context the lab's cue asks for: a difference of gaps.
+
+``docs/ablations.md`` ("What the dilation smoke shows") runs ``ablation_dilation --smoke``
+twice: on the ``context`` factor, and in the control where every background pixel has the
+cue's colour (``--data.init_args.context_cue_share=1.0``: the same scenes, but the cue
+touches every object). A config's gap to the baseline in the control is what it gains
+without long-range context; the difference of the two gaps is the part that needs it::
+
+    python docs/context_effect.py runs/smoke/ablation_dilation runs/control/ablation_dilation
+
+The interval is the summary's two-level bootstrap over four configs: each draw resamples the
+validation images (paired by name, since the control draws the same scenes) and the seeds
+(paired across all four runs of a seed). Only seeds every folder finished are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from seglit.artifacts import IMAGE_CONFMATS_FILE
+from seglit.report import BOOTSTRAP_SAMPLES, mean_iou
+
+
+def seed_confmats(recipe_dir: Path, config: str) -> dict[int, np.ndarray]:
+    """Seed -> the run's per-image confusion matrices ``(n, C, C)``, images sorted by name."""
+    runs = {}
+    for run_dir in sorted(recipe_dir.glob(f"{config}-s*")):
+        match = re.fullmatch(rf"{re.escape(config)}-s(\d+)", run_dir.name)
+        path = run_dir / IMAGE_CONFMATS_FILE
+        if match and path.is_file():
+            with np.load(path) as data:
+                names = [str(n) for n in data["names"]]
+                runs[int(match[1])] = data["confmats"][np.argsort(names)].astype(np.float64)
+    return runs
+
+
+def difference_of_gaps(
+    effect: dict[str, dict[int, np.ndarray]],
+    control: dict[str, dict[int, np.ndarray]],
+    variant: str,
+    baseline: str,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float, list[int]]:
+    """``(variant - baseline) on effect - (variant - baseline) on control``, with a 95% CI.
+
+    Args:
+        effect: Config -> seed -> per-image confmats, on the factor under test.
+        control: The same in the control.
+        variant: The config whose gain is split.
+        baseline: The config it is compared with.
+        samples: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(difference, ci_low, ci_high, seeds used)``.
+
+    Raises:
+        ValueError: no seed has all four runs.
+    """
+    sides = [effect[variant], effect[baseline], control[variant], control[baseline]]
+    seeds = sorted(set.intersection(*(set(runs) for runs in sides)))
+    if not seeds:
+        raise ValueError(f"no seed has finished {variant} and {baseline} in both folders")
+    n = sides[0][seeds[0]].shape[0]
+    rng = np.random.default_rng(seed)
+    weights = np.concatenate(
+        [np.ones((1, n)), [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]]
+    )
+    picks = np.concatenate(
+        [np.arange(len(seeds))[None], rng.integers(0, len(seeds), (samples, len(seeds)))]
+    )
+
+    def miou(runs: dict[int, np.ndarray]) -> np.ndarray:  # (samples + 1, seeds)
+        return np.stack([mean_iou(np.einsum("bn,nij->bij", weights, runs[s])) for s in seeds], 1)
+
+    a, b, c, d = (miou(runs) for runs in sides)
+    per_seed = (a - b) - (c - d)
+    diffs = per_seed[np.arange(samples + 1)[:, None], picks].mean(1)
+    low, high = np.percentile(diffs[1:], [2.5, 97.5])
+    return float(diffs[0]), float(low), float(high), seeds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the difference of gaps for ``--variant`` against ``--baseline``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("effect", type=Path, help="recipe folder on the factor under test")
+    parser.add_argument("control", type=Path, help="recipe folder of the control")
+    parser.add_argument("--variant", default="os16-no_pooling")
+    parser.add_argument("--baseline", default="os16")
+    args = parser.parse_args(argv)
+    effect, control = (
+        {cfg: seed_confmats(folder, cfg) for cfg in (args.variant, args.baseline)}
+        for folder in (args.effect, args.control)
+    )
+    diff, low, high, seeds = difference_of_gaps(effect, control, args.variant, args.baseline)
+    print(
+        f"({args.variant} - {args.baseline}) on {args.effect} minus the same on {args.control},"
+        f" seeds {seeds}: {diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

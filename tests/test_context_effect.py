@@ -1,0 +1,69 @@
+"""docs/context_effect.py: the difference of gaps against a hand computation."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seglit.report import mean_iou
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "context_effect.py"
+_spec = importlib.util.spec_from_file_location("context_effect", _SCRIPT)
+context_effect = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(context_effect)
+
+
+def _runs(rng, seeds, n=5):
+    return {s: rng.integers(0, 20, size=(n, 3, 3)).astype(np.float64) for s in seeds}
+
+
+def test_difference_of_gaps_matches_a_plain_loop():
+    rng = np.random.default_rng(0)
+    effect = {"v": _runs(rng, [0, 1, 2]), "b": _runs(rng, [0, 1, 2])}
+    control = {"v": _runs(rng, [0, 1, 2, 3]), "b": _runs(rng, [0, 1, 2])}  # seed 3: not in all
+    diff, low, high, seeds = context_effect.difference_of_gaps(
+        effect, control, "v", "b", samples=100, seed=4
+    )
+    assert seeds == [0, 1, 2]
+
+    def gap(side, s, idx):
+        return mean_iou(side["v"][s][idx].sum(0)) - mean_iou(side["b"][s][idx].sum(0))
+
+    every = np.arange(5)
+    assert diff == pytest.approx(
+        np.mean([gap(effect, s, every) - gap(control, s, every) for s in seeds])
+    )
+    draw = np.random.default_rng(4)  # the draws in order: images of every sample, then seeds
+    images = [draw.integers(0, 5, 5) for _ in range(100)]
+    picks = draw.integers(0, 3, (100, 3))
+    diffs = [
+        np.mean(
+            [gap(effect, seeds[j], images[i]) - gap(control, seeds[j], images[i]) for j in picks[i]]
+        )
+        for i in range(100)
+    ]
+    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    with pytest.raises(ValueError, match="no seed has finished v and b in both folders"):
+        context_effect.difference_of_gaps(effect, {"v": {}, "b": {}}, "v", "b")
+
+
+def test_reads_run_folders_and_prints(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    names = np.array(["b", "a", "c"])  # not sorted: the reader sorts images by name
+    saved = {}
+    for folder in ("effect", "control"):
+        for config in ("os16", "os16-no_pooling"):
+            for seed in (0, 1):
+                run = tmp_path / folder / f"{config}-s{seed}"
+                run.mkdir(parents=True)
+                confmats = saved[folder, config, seed] = _runs(rng, [0], 3)[0]
+                np.savez(run / "val_image_confmats.npz", names=names, confmats=confmats)
+    (tmp_path / "effect" / "os16-no_pooling-old-s0").mkdir()  # another config's name: ignored
+    read = context_effect.seed_confmats(tmp_path / "effect", "os16")
+    assert sorted(read) == [0, 1]
+    assert np.array_equal(read[1], saved["effect", "os16", 1][[1, 0, 2]])  # a, b, c
+    assert context_effect.main([str(tmp_path / "effect"), str(tmp_path / "control")]) == 0
+    assert "seeds [0, 1]:" in capsys.readouterr().out
