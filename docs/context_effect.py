@@ -21,8 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seglit.artifacts import IMAGE_CONFMATS_FILE
-from seglit.report import BOOTSTRAP_SAMPLES, mean_iou
+from seglit.report import (
+    BOOTSTRAP_SAMPLES,
+    bootstrap_image_weights,
+    bootstrap_seed_picks,
+    load_image_confmats,
+    weighted_miou,
+)
 
 
 def seed_confmats(recipe_dir: Path, config: str) -> dict[int, np.ndarray]:
@@ -30,11 +35,10 @@ def seed_confmats(recipe_dir: Path, config: str) -> dict[int, np.ndarray]:
     runs = {}
     for run_dir in sorted(recipe_dir.glob(f"{config}-s*")):
         match = re.fullmatch(rf"{re.escape(config)}-s(\d+)", run_dir.name)
-        path = run_dir / IMAGE_CONFMATS_FILE
-        if match and path.is_file():
-            with np.load(path) as data:
-                names = [str(n) for n in data["names"]]
-                runs[int(match[1])] = data["confmats"][np.argsort(names)].astype(np.float64)
+        loaded = load_image_confmats(run_dir) if match else None
+        if loaded is not None:
+            names, confmats = loaded
+            runs[int(match[1])] = confmats[np.argsort(names)].astype(np.float64)
     return runs
 
 
@@ -68,15 +72,11 @@ def difference_of_gaps(
         raise ValueError(f"no seed has finished {variant} and {baseline} in both folders")
     n = sides[0][seeds[0]].shape[0]
     rng = np.random.default_rng(seed)
-    weights = np.concatenate(
-        [np.ones((1, n)), [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]]
-    )
-    picks = np.concatenate(
-        [np.arange(len(seeds))[None], rng.integers(0, len(seeds), (samples, len(seeds)))]
-    )
+    weights = bootstrap_image_weights(n, samples, rng)
+    picks = bootstrap_seed_picks(len(seeds), samples, rng)
 
     def miou(runs: dict[int, np.ndarray]) -> np.ndarray:  # (samples + 1, seeds)
-        return np.stack([mean_iou(np.einsum("bn,nij->bij", weights, runs[s])) for s in seeds], 1)
+        return np.stack([weighted_miou(weights, runs[s]) for s in seeds], 1)
 
     a, b, c, d = (miou(runs) for runs in sides)
     per_seed = (a - b) - (c - d)

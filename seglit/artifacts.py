@@ -487,8 +487,8 @@ def markdown_table(rows: list[Row]) -> str:
     ``val mIoU`` shows ``mean ± std`` over seeds when a row has several finished seed runs,
     the plain value otherwise. A ``Δ`` interval whose seed runs could not be paired (the
     two configs' runs with per-image confusion matrices have different seeds) says
-    ``(seeds unpaired)``. The ``mIoU before
-    CRF`` and ``checkerboard`` columns appear when some row has them.
+    ``(seeds unpaired)``. The ``mIoU before CRF`` and ``checkerboard`` columns appear when
+    some row has them.
     """
     crf = any(r.mIoU_before_crf is not None for r in rows)
     checker = any(r.checkerboard is not None for r in rows)

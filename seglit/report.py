@@ -91,19 +91,10 @@ def paired_bootstrap_delta(
         aligned.append(confmats[np.argsort(run_names)].astype(np.float64))
     n, k, m = len(names), len(runs), len(baseline_runs)
     rng = np.random.default_rng(seed)
-    weights = np.concatenate(
-        [
-            np.ones((1, n)),
-            np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]),
-        ]
-    )
-    picks_a = np.concatenate([np.arange(k)[None], rng.integers(0, k, (samples, k))])
-    if pair_seeds:
-        picks_b = picks_a
-    else:
-        picks_b = np.concatenate([np.arange(m)[None], rng.integers(0, m, (samples, m))])
-    # mIoU of every run under every image weighting: (samples + 1, runs)
-    per_run = np.stack([mean_iou(np.einsum("bn,nij->bij", weights, cm)) for cm in aligned], 1)
+    weights = bootstrap_image_weights(n, samples, rng)
+    picks_a = bootstrap_seed_picks(k, samples, rng)
+    picks_b = picks_a if pair_seeds else bootstrap_seed_picks(m, samples, rng)
+    per_run = np.stack([weighted_miou(weights, cm) for cm in aligned], 1)  # (samples + 1, runs)
     rows = np.arange(samples + 1)[:, None]
     side_a = per_run[:, :k][rows, picks_a].mean(1)
     side_b = per_run[:, k:][rows, picks_b].mean(1)
@@ -112,7 +103,27 @@ def paired_bootstrap_delta(
     return float(diffs[0]), float(low), float(high)
 
 
-def _load_image_confmats(run_dir: Path) -> tuple[list[str], np.ndarray] | None:
+def bootstrap_image_weights(n: int, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Image weights ``(samples + 1, n)``: row 0 all ones (the observed data), then for each
+    resample how often each of the ``n`` images was drawn (``n`` draws with replacement)."""
+    draws = [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]
+    return np.concatenate([np.ones((1, n)), np.stack(draws)])
+
+
+def bootstrap_seed_picks(k: int, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Seed-run indices ``(samples + 1, k)``: row 0 every run once, then ``k`` draws with
+    replacement per resample."""
+    return np.concatenate([np.arange(k)[None], rng.integers(0, k, (samples, k))])
+
+
+def weighted_miou(weights: np.ndarray, confmats: np.ndarray) -> np.ndarray:
+    """mIoU of per-image confusion matrices ``(n, C, C)`` summed under each row of
+    ``weights`` ``(b, n)``: shape ``(b,)``."""
+    return mean_iou(np.einsum("bn,nij->bij", weights, confmats))
+
+
+def load_image_confmats(run_dir: Path) -> tuple[list[str], np.ndarray] | None:
+    """A run's ``val_image_confmats.npz``: (image names, confmats ``(n, C, C)``), or ``None``."""
     path = run_dir / IMAGE_CONFMATS_FILE
     if not path.is_file():
         return None
@@ -177,7 +188,7 @@ def build_rows(
             confmats[group] = {
                 v.seed: cm
                 for v, _ in finished
-                if (cm := _load_image_confmats(recipe_dir / v.name)) is not None
+                if (cm := load_image_confmats(recipe_dir / v.name)) is not None
             }
         rows.append(row)
     base = next((r for r in rows if r.baseline), None)
