@@ -1,7 +1,10 @@
 """Benchmark: how fast seglit's command lines start, against importing Lightning.
 
 ``python -m seglit.fit --help`` and ``python -m seglit.data --help`` import neither torch
-nor Lightning nor W&B; ``python -m seglit.models`` imports torch and the model zoo only.
+nor Lightning nor W&B; neither does ``python -m seglit.fit RECIPE --dry-run`` with a key
+typo (``--data.init_args.num_trian=3``, ``--trainer.max_epoch=2``): it is named from the
+classes' source before anything heavy loads (target: at most 3 s). ``python -m
+seglit.models`` imports torch and the model zoo only.
 Each command runs ``--rounds`` times, interleaved with the peer (``python -c "import
 lightning"``, what a command that imports its whole stack up front pays) and a bare
 ``python -c pass``; the table gives median wall times, the ratio of each command to the
@@ -25,10 +28,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import fmt, print_table, ratio  # noqa: E402
 
 HEAVY = ("torch", "lightning", "wandb", "segmentation_models_pytorch", "matplotlib")
+RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes",
+                      "ablation_skip.yaml")  # fmt: skip
 COMMANDS = {
     "seglit.fit --help": ("seglit.fit", ["--help"]),
     "seglit.data --help": ("seglit.data", ["--help"]),
     "seglit.models (list)": ("seglit.models", []),
+    # a key typo in a recipe's data.init_args / on the command line: named before torch loads
+    "seglit.fit typo num_trian": (
+        "seglit.fit",
+        [RECIPE, "--smoke", "--dry-run", "--data.init_args.num_trian=3"],
+    ),
+    "seglit.fit typo max_epoch": (
+        "seglit.fit",
+        [RECIPE, "--smoke", "--dry-run", "--trainer.max_epoch=2"],
+    ),
 }
 PEER = "import lightning"
 BARE = "pass"

@@ -25,7 +25,7 @@ from scipy import ndimage
 from seglit.data.palette import voc_palette
 from seglit.data.synthetic import SYNTHETIC_CLASSES, render_sample
 from seglit.plots import plot_class_heatmap, plot_miou
-from seglit.visualize import comparison_panel, legend, overlay
+from seglit.visualize import comparison_panel, legend_below, overlay
 
 OUT = Path(__file__).parent / "img"
 SMOKE_SUMMARY = OUT / "ablation_skip_smoke_summary.json"
@@ -76,7 +76,7 @@ def main() -> None:
     image, label = render_sample(rng, min_size=200, max_size=240, max_objects=4)
     pred = simulated_prediction(label, rng)
     palette = voc_palette(len(SYNTHETIC_CLASSES))
-    tinted = legend(overlay(image, pred, palette), pred, SYNTHETIC_CLASSES, palette)
+    tinted = legend_below(overlay(image, pred, palette), pred, SYNTHETIC_CLASSES, palette)
     save_small(tinted, OUT / "overlay.png")
     panel = comparison_panel(image, label, pred, palette, SYNTHETIC_CLASSES)
     save_small(panel, OUT / "panel.png")

@@ -136,6 +136,27 @@ def _umask() -> int:
     return mask
 
 
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``folder`` (made if missing), or ``None`` if they can.
+
+    Nothing is created: the nearest existing ancestor is probed with a temporary file (a
+    read-only file system, no permission), and a file where a folder should be is named.
+    """
+    path = Path(folder)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under a file ({existing})"
+        return f"{path} {where}, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"cannot write in {existing} ({err.strerror or err})"
+    return None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_file`)."""
     with atomic_file(path) as handle:
@@ -445,9 +466,19 @@ class Row:
     delta_ci_low: float | None = None
     delta_ci_high: float | None = None
     delta_ci_seeds: str | None = None
+    mde: float | None = None
+    seeds_needed: float | None = None
+    verdict: str | None = None
     acc: float | None = None
     mIoU_before_crf: float | None = None
     checkerboard: float | None = None
+    checkerboard_logits_start: float | None = None
+    checkerboard_logits: float | None = None
+    checkerboard_logits_std: float | None = None
+    checkerboard_logits_ci_low: float | None = None
+    checkerboard_logits_ci_high: float | None = None
+    checkerboard_logits_mde: float | None = None
+    checkerboard_logits_verdict: str | None = None
     params: int | None = None
     gflops: float | None = None
     images_per_sec: float | None = None
@@ -481,20 +512,96 @@ def _fmt_params(value: int | None) -> str:
     return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}K"
 
 
+def _fmt_seeds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{math.ceil(value)}" if value < 1e4 else ">10000"
+
+
+def verdict_lines(rows: list[Any]) -> list[str]:
+    """One plain sentence per compared row: what its interval and power answer.
+
+    ``answered`` (the 95% interval excludes 0), ``no effect larger than MDE`` (the
+    interval lies inside ``±MDE``) or ``inconclusive: about N seeds needed`` (N seed runs per
+    side would detect the observed Δ with 80% power).
+    """
+    lines = []
+    for r in map(row_dict, rows):
+        if r.get("baseline") or r.get("verdict") is None:
+            continue
+        interval = f"Δ {r['delta']:+.4f} [{r['delta_ci_low']:+.4f}, {r['delta_ci_high']:+.4f}]"
+        mde = f"MDE {r['mde']:.4f}"
+        if r["verdict"] == "answered":
+            text = f"answered ({interval}, {mde})"
+        elif r["verdict"] == "no effect larger than MDE":
+            text = f"no effect larger than {r['mde']:.4f} ({interval})"
+        else:
+            needed = _fmt_seeds(r.get("seeds_needed"))
+            needed = (
+                "no seed count detects Δ = 0" if needed == "-" else f"about {needed} seeds needed"
+            )
+            text = f"inconclusive: {needed} ({interval}, {mde})"
+        lines.append(f"{r['variant']}: {text}")
+    return lines
+
+
+def checkerboard_table(rows: list[Any]) -> str:
+    """The log-probabilities' checkerboard score over training, or ``""`` when no row has it.
+
+    Per config: the mean over seeds at the first validation, at the last (± sd over seeds),
+    the last one's difference to the baseline with a 95% bootstrap interval over the paired
+    seeds, and what that answers (as :func:`verdict_lines` says it for the mIoU).
+    """
+    data = [row_dict(r) for r in rows]
+    if not any(d.get("checkerboard_logits") is not None for d in data):
+        return ""
+    lines = [
+        "| variant | logit checkerboard, first val | last val (± sd over seeds) "
+        "| Δ last vs baseline (95% CI) | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for d in data:
+        end = d.get("checkerboard_logits")
+        if end is None:
+            lines.append(f"| {d['variant']} | - | - | - | - |")
+            continue
+        std = d.get("checkerboard_logits_std")
+        end_text = f"{end:.5f}" + (f" ± {std:.5f}" if std is not None else "")
+        base_end = next((b.get("checkerboard_logits") for b in data if b.get("baseline")), None)
+        low, high = d.get("checkerboard_logits_ci_low"), d.get("checkerboard_logits_ci_high")
+        if d.get("baseline"):
+            delta = "baseline"
+        elif low is None or base_end is None:
+            delta = "-"
+        else:
+            delta = f"{end - base_end:+.5f} [{low:+.5f}, {high:+.5f}]"
+        start = _fmt(d.get("checkerboard_logits_start"), 5)
+        verdict = d.get("checkerboard_logits_verdict") or "-"
+        mde = d.get("checkerboard_logits_mde")
+        if verdict == "no effect larger than MDE" and mde is not None:
+            verdict = f"no difference larger than {mde:.5f}"
+        elif verdict == "inconclusive" and mde is not None:
+            verdict = f"inconclusive (MDE {mde:.5f})"
+        lines.append(f"| {d['variant']} | {start} | {end_text} | {delta} | {verdict} |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: list[Row]) -> str:
     """The summary as a Markdown table (also what the runner prints).
 
     ``val mIoU`` shows ``mean ± std`` over seeds when a row has several finished seed runs,
     the plain value otherwise. A ``Δ`` interval whose seed runs could not be paired (the
     two configs' runs with per-image confusion matrices have different seeds) says
-    ``(seeds unpaired)``. The ``mIoU before CRF`` and ``checkerboard`` columns appear when
-    some row has them.
+    ``(seeds unpaired)``. ``MDE`` is the smallest Δ the row's seeds and images detect with
+    80% power at the 95% level, ``seeds for Δ`` the seed runs per side that would detect
+    the observed Δ so (:func:`seglit.report.power`). The ``mIoU before CRF`` and
+    ``checkerboard`` columns appear when some row has them.
     """
     crf = any(r.mIoU_before_crf is not None for r in rows)
     checker = any(r.checkerboard is not None for r in rows)
     header = ["variant", "status", "val mIoU"]
     header += ["mIoU before CRF"] if crf else []
-    header += ["Δ vs baseline (95% CI)", "pixel acc"]
+    header += ["Δ vs baseline (95% CI)", "MDE", "seeds for Δ", "pixel acc"]
     header += ["checkerboard"] if checker else []
     header += ["params", "GFLOPs", "img/s", "peak MB", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -517,7 +624,7 @@ def markdown_table(rows: list[Row]) -> str:
         status = r.status if r.finished == r.runs else f"{r.status} ({r.finished}/{r.runs})"
         cells = [r.variant, status, miou]
         cells += [_fmt(r.mIoU_before_crf)] if crf else []
-        cells += [delta, _fmt(r.acc)]
+        cells += [delta, _fmt(r.mde), _fmt_seeds(r.seeds_needed), _fmt(r.acc)]
         cells += [_fmt(r.checkerboard, 5)] if checker else []
         cells += [
             _fmt_params(r.params),
@@ -541,9 +648,19 @@ CSV_FIELDS = [
     "delta_ci_low",
     "delta_ci_high",
     "delta_ci_seeds",
+    "mde",
+    "seeds_needed",
+    "verdict",
     "acc",
     "mIoU_before_crf",
     "checkerboard",
+    "checkerboard_logits_start",
+    "checkerboard_logits",
+    "checkerboard_logits_std",
+    "checkerboard_logits_ci_low",
+    "checkerboard_logits_ci_high",
+    "checkerboard_logits_mde",
+    "checkerboard_logits_verdict",
     "params",
     "gflops",
     "images_per_sec",
@@ -554,8 +671,19 @@ CSV_FIELDS = [
 
 
 def write_summary(recipe_dir: Path, recipe_name: str, rows: list[Row]) -> str:
-    """Write ``summary.md``, ``summary.csv`` and ``summary.json``; return the Markdown table."""
+    """Write ``summary.md``, ``summary.csv`` and ``summary.json``.
+
+    Returns:
+        The Markdown table followed by :func:`verdict_lines` (what ``summary.md`` holds
+        under its title; the runner prints it last).
+    """
     table = markdown_table(rows)
+    checker = checkerboard_table(rows)
+    if checker:
+        table += "\n\n" + checker
+    verdicts = verdict_lines(rows)
+    if verdicts:
+        table += "\n\n" + "\n".join(f"- {line}" for line in verdicts)
     atomic_write_text(recipe_dir / SUMMARY_MD, f"# {recipe_name}\n\n{table}\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")

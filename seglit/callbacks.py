@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,16 +32,19 @@ from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from seglit.artifacts import (
+    CHECKPOINT_DIR,
     FINISHED,
     IMAGE_CONFMATS_FILE,
     METRICS_BACKUP,
+    METRICS_FILE,
     PROGRESS_ENV,
     EvalResult,
     atomic_file,
+    failure_record,
     write_json,
     write_metrics,
 )
-from seglit.visualize import comparison_panel, denormalize, legend, overlay, palette_image
+from seglit.visualize import comparison_panel, denormalize, write_prediction_files
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -113,6 +117,9 @@ class RunSummaryWriter(Callback):
         self.measured: dict[str, float | None] = {}
         self.elapsed_before = 0.0
         self._fit_start = time.perf_counter()
+        self.problem: str | None = None
+        """Why ``fit`` ended without a result (no validation ran), else ``None``."""
+        self._batches_this_fit = 0
 
     def output_dir(self, trainer: L.Trainer) -> Path:
         """Directory that receives ``metrics.json``."""
@@ -124,6 +131,10 @@ class RunSummaryWriter(Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         self._fit_start = time.perf_counter()
+        self._batches_this_fit = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+        self._batches_this_fit += 1
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         # Kept in the state (and so in checkpoints): a resume that has nothing left to train
@@ -158,6 +169,8 @@ class RunSummaryWriter(Callback):
         result: EvalResult | None = getattr(pl_module, "last_eval", None)
         if result is not None and result.stage == "test":
             self._write_eval(trainer, result, "test")
+            if trainer.is_global_zero:
+                print(f"seglit: test {scored_split(trainer, len(result.image_names))}")
 
     def _write_eval(self, trainer: L.Trainer, result: EvalResult, name: str) -> None:
         """Write ``validate_metrics.json`` / ``test_metrics.json`` for a standalone evaluation."""
@@ -165,6 +178,7 @@ class RunSummaryWriter(Callback):
             return
         payload = {
             **_finite_record(result.record()),
+            "split": _dataset_split(trainer, result.stage),
             "fingerprint": self.fingerprint,
             "num_images": len(result.image_names),
             "image_names": list(result.image_names),
@@ -172,6 +186,20 @@ class RunSummaryWriter(Callback):
         write_json(self.output_dir(trainer) / f"{name}_metrics.json", payload)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        if self.best is None:  # never recorded as finished: there is no result to report
+            self.problem = (
+                f"the run ended after {trainer.current_epoch} epoch(s) without a validation, so "
+                "it has no best epoch and no result (trainer.max_epochs="
+                f"{trainer.max_epochs}, trainer.check_val_every_n_epoch="
+                f"{trainer.check_val_every_n_epoch}, trainer.max_steps={trainer.max_steps}); "
+                "make it validate at least once"
+            )
+            if trainer.is_global_zero:
+                write_metrics(
+                    self.output_dir(trainer),
+                    failure_record(self.fingerprint, 1, self.problem, []),
+                )
+            return
         if not trainer.is_global_zero:
             return
         summary = {
@@ -187,6 +215,21 @@ class RunSummaryWriter(Callback):
             "train_images_per_sec": self.measured.get("train_images_per_sec"),
             "peak_mem_mb": self.measured.get("peak_mem_mb"),
         }
+        if trainer.ckpt_path and self._batches_this_fit == 0:
+            # Nothing trained: the record is rebuilt from the checkpoint (its metrics files
+            # were lost). What only the original process measured is not presented as known.
+            unknown = ["train_images_per_sec", "peak_mem_mb"]
+            summary.update(dict.fromkeys(unknown))
+            summary["wall_time_s"] = round(self.elapsed_before, 3)  # as of the checkpoint
+            summary["restored"] = {
+                "from_checkpoint": Path(trainer.ckpt_path).name,
+                "unknown": unknown,
+            }
+            print(
+                f"seglit: the run's record is rebuilt from {Path(trainer.ckpt_path).name} "
+                "(nothing more to train); its throughput and peak memory are unknown",
+                file=sys.stderr,
+            )
         out = self.output_dir(trainer)
         if self.best_image_confmats is not None:
             with atomic_file(out / IMAGE_CONFMATS_FILE, "wb") as handle:
@@ -199,6 +242,11 @@ class RunSummaryWriter(Callback):
             out / METRICS_BACKUP, summary
         )  # the copy a damaged metrics.json is restored from
         write_metrics(out, summary)  # last: its presence means the run finished
+        best = self.best
+        print(
+            f"seglit: fit finished: best val mIoU {best.get('mIoU', float('nan')):.4f} at epoch "
+            f"{best.get('epoch')}; results in {out} ({METRICS_FILE}, {CHECKPOINT_DIR}/)"
+        )
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
         return {
@@ -216,6 +264,26 @@ class RunSummaryWriter(Callback):
         self.measured = state_dict.get("measured", {})
         self.elapsed_before = state_dict["elapsed_before"]
         self._fit_start = time.perf_counter()
+
+
+def _dataset_split(trainer: L.Trainer, stage: str) -> str | None:
+    """The split name of the dataset a stage ran on (``None`` if the dataset has none)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    dataset = getattr(datamodule, f"{stage}_dataset", None)
+    return getattr(dataset, "split", None)
+
+
+def scored_split(trainer: L.Trainer, num_images: int) -> str:
+    """``scored the 'val' split of SyntheticVOCDataModule (5 images), the validation images``:
+    which images ``seglit test`` scored, said plainly (a dataset without public test labels
+    tests on its validation split)."""
+    split = _dataset_split(trainer, "test")
+    name = type(getattr(trainer, "datamodule", None)).__name__
+    what = f"the {split!r} split" if split else "the test dataset"
+    val_split = (getattr(trainer.datamodule, "splits", None) or {}).get("val", "val")
+    same = split is not None and split == val_split
+    note = ", the validation images (no separate test split is used)" if same else ""
+    return f"scored {what} of {name} ({num_images} images){note}"
 
 
 class ProgressReporter(Callback):
@@ -299,12 +367,15 @@ def _finite_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes, for every prediction, ``<name>.png``, ``<name>_overlay.jpg`` and maybe a panel.
+    """Writes, for every prediction, ``<name>.png``, ``<name>_overlay.png`` and maybe a panel.
+
+    The mask and the overlay are written by :func:`seglit.visualize.write_prediction_files`,
+    the same writer as ``python -m seglit.predict``'s folder mode (same files, same format):
 
     * ``<name>.png``: the label map as a palette PNG (pixel value = class index, VOC style);
-    * ``<name>_overlay.jpg``: the image with the predicted non-background classes tinted
-      (background and void untouched, class boundaries outlined) and a legend of the classes
-      present;
+    * ``<name>_overlay.png``: the image with the predicted non-background classes tinted
+      (background and void untouched, class boundaries outlined) and, below it, a legend of
+      the classes present;
     * ``<name>_panel.png``, only when the batch carries ground-truth masks (``"mask"``):
       image | ground truth | prediction | errors (see :func:`seglit.visualize.comparison_panel`).
 
@@ -350,15 +421,14 @@ class PredictionWriter(BasePredictionWriter):
             height, width = (int(v) for v in sizes[i])
             label_map = preds[i, :height, :width]
             stem = Path(str(name)).stem
-            palette_image(label_map, palette).save(out / f"{stem}.png")
-            if self.overlay_alpha <= 0:
-                continue
             rgb = denormalize(
                 batch["image"][i, :, :height, :width], datamodule.mean, datamodule.std
             )
-            tinted = overlay(rgb, label_map, palette, self.overlay_alpha)
-            tinted = legend(tinted, label_map, class_names, palette)
-            Image.fromarray(tinted).save(out / f"{stem}_overlay.jpg", quality=90)
+            write_prediction_files(
+                out, stem, rgb, label_map, palette, class_names, self.overlay_alpha
+            )
+            if self.overlay_alpha <= 0:
+                continue
             if masks is not None:
                 target = masks[i, :height, :width].cpu().numpy()
                 panel = comparison_panel(

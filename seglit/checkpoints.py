@@ -57,6 +57,34 @@ class LastCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:  # noqa: D102
+        remove_superseded_resume(trainer)
+
+
+def remove_superseded_resume(trainer: Any) -> Path | None:
+    """Delete the ``best-*.ckpt`` a run resumed from once a newer best replaced it.
+
+    Lightning never deletes the checkpoint a run resumed from, so a run resumed from its
+    best checkpoint (its ``last.ckpt`` unreadable) would end with two "best" files. Only a
+    file of the run's own checkpoint folder, named as its best checkpoints are, is removed.
+
+    Returns:
+        The file removed, if any.
+    """
+    best = trainer.checkpoint_callback
+    resumed = trainer.ckpt_path
+    if not trainer.is_global_zero or not resumed or best is None or not best.dirpath:
+        return None
+    resumed = Path(resumed)
+    current = Path(best.best_model_path) if best.best_model_path else None
+    ours = resumed.parent.resolve() == Path(best.dirpath).resolve()
+    if not (ours and resumed.name.startswith("best-") and current and current.is_file()):
+        return None
+    if current.resolve() == resumed.resolve():
+        return None
+    resumed.unlink(missing_ok=True)
+    return resumed
+
 
 def checkpoint_readable(path: str | os.PathLike) -> bool:
     """Whether a checkpoint file is complete: its zip archive opens and every CRC matches."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from typing import Any
 
 import torch
 import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -59,6 +61,7 @@ from seglit.callbacks import (
 from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
+from seglit.validation import config_problems, explain_union_error
 from seglit.wandb_media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
@@ -119,6 +122,7 @@ class SeglitCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse; a bad key or value becomes a :class:`ConfigError` of one line."""
+        self._args = args  # read again by _parse_ckpt_path
         try:
             super().parse_arguments(parser, args)
         except Exception as err:
@@ -126,6 +130,35 @@ class SeglitCLI(LightningCLI):
                 raise
             argv = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]
             raise ConfigError(describe_parse_error(parser, argv, err)) from None
+
+    def _parse_ckpt_path(self) -> None:
+        """Restore the checkpoint's hyperparameters, then re-apply what the user stated.
+
+        Lightning replaces the config's ``model.*`` values by the ones saved in the
+        ``--ckpt_path`` checkpoint, so ``--model.inference.crf=false`` would silently lose to
+        the checkpoint's ``crf: true``. Here every ``model.*`` value that the config files or
+        the command line state wins; the checkpoint fills in what they leave unstated.
+        (Checkpoints of older seglit versions that pickled an ``InferenceConfig`` load with
+        ``weights_only=True``: :mod:`seglit.inference` allows that class.)
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        args = self._args
+        if isinstance(args, (dict, Namespace)):
+            stated = self.parser.parse_object(args, defaults=False)
+        else:
+            stated = self.parser.parse_args(args, defaults=False)
+        super()._parse_ckpt_path()
+        model = stated[subcommand].get("model")
+        restated = {
+            key: value
+            for key, value in (model.as_dict() if model is not None else {}).items()
+            if key not in ("net", "optimizer", "lr_scheduler")  # never in the hyperparameters
+        }
+        if restated:
+            self.config = self.parser.parse_object({subcommand: {"model": restated}}, self.config)
 
     def _subcommand_config(self) -> tuple[str | None, Any]:
         subcommand = self.config.get("subcommand")
@@ -137,6 +170,10 @@ class SeglitCLI(LightningCLI):
         if config is None:
             return
         check_config(config)
+        if subcommand == "fit":
+            problems = config_problems(config.as_dict())
+            if problems:
+                raise ConfigError("; ".join(problems))
         if subcommand == "predict":
             check_predict_input(config)
         if subcommand is not None:
@@ -424,8 +461,12 @@ def short_error(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
+    union = explain_union_error("config", str(err))
+    if union is not None:
+        return union.removeprefix("config: ")
     message = " ".join(lines[:3])
-    return message if len(message) < 400 else message[:397] + "..."
+    # a long message is cut in the middle: its end says what to do
+    return message if len(message) < 1200 else message[:400] + " ... " + message[-700:]
 
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)":')
@@ -445,6 +486,9 @@ def describe_parse_error(parser: Any, args: list[str] | None, err: BaseException
     if keys:
         # nested classes (class_path / init_args): jsonargparse names each level's key
         path = ".init_args.".join(keys)
+        union = explain_union_error(keys[0], message)
+        if union is not None:
+            return union
         reason = message.split(f'Parser key "{keys[-1]}":', 1)[1].strip().splitlines()
         reason = [line.strip() for line in reason[:2]] if reason else ["invalid"]
         text = reason[0] if not reason[0].endswith(":") else " ".join(reason)
@@ -486,6 +530,14 @@ def quiet_third_party_noise() -> None:
     deprecation notice Lightning triggers; every warning that can change a result stays."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Lightning's advice to use `srun` whenever the command exists (seglit launches SLURM
+    # jobs itself), and its notice that a resumed ModelCheckpoint writes to another folder
+    # (seglit places every job's outputs on purpose and says where).
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available.*")
+    warnings.filterwarnings("ignore", message=r".*dirpath has changed from.*")
+    # W&B's own banner, history sparklines and sync hint: seglit prints the sync command
+    # itself, once. WANDB_SILENT=false brings them back.
+    os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -496,13 +548,17 @@ def main(args: list[str] | None = None) -> None:
     """
     quiet_third_party_noise()
     try:
-        SeglitCLI(args=args, parser_kwargs={"exit_on_error": False})
+        cli = SeglitCLI(args=args, parser_kwargs={"exit_on_error": False})
     except ConfigError as err:
         print(f"seglit: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except NonFiniteLossError as err:
         print(f"seglit: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    for callback in getattr(getattr(cli, "trainer", None), "callbacks", []):
+        if isinstance(callback, RunSummaryWriter) and callback.problem:
+            print(f"seglit: error: {callback.problem}", file=sys.stderr)  # no result: failed
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,10 @@ def _sections(recipe: Recipe, class_names: Sequence[str]) -> list[Any]:
         ious = [f"val/IoU/{c}" for c in class_names]
         per_class.insert(0, _per_config_bar(wr, ious, "val/IoU per class and config"))
 
-    artifacts = [_line(wr, ["val/checkerboard"], "val/checkerboard")]
+    artifacts = [
+        _line(wr, ["val/checkerboard"], "val/checkerboard"),
+        _line(wr, ["val/checkerboard_logits"], "val/checkerboard_logits (log-probabilities)"),
+    ]
     if uses_crf(recipe):
         artifacts.append(_line(wr, [MIOU, "val/mIoU_before_crf"], "mIoU with and without CRF"))
     artifacts.append(wr.MediaBrowser(title="val/panels", media_keys=["val/panels"]))

@@ -38,6 +38,9 @@ class ImageRecord:
         loss_weight: The matching weight (number of labelled pixels without class weights).
         confmat_before_crf: The counts before the dense CRF, when the CRF is on.
         checkerboard: Its checkerboard score (NaN when not measured).
+        checkerboard_logits: The same score of the log-probabilities (the logits up to a
+            per-pixel constant), where an artifact that saturated probabilities hide still
+            shows (NaN when not measured).
     """
 
     name: str
@@ -46,6 +49,7 @@ class ImageRecord:
     loss_weight: float
     confmat_before_crf: Tensor | None = None
     checkerboard: float = math.nan
+    checkerboard_logits: float = math.nan
 
 
 def gather_unique_records(local: Sequence[ImageRecord]) -> list[ImageRecord]:
@@ -88,6 +92,9 @@ def eval_result(
     scores = [r.checkerboard for r in records if not math.isnan(r.checkerboard)]
     if scores:
         metrics["checkerboard"] = sum(scores) / len(scores)
+    scores = [r.checkerboard_logits for r in records if not math.isnan(r.checkerboard_logits)]
+    if scores:
+        metrics["checkerboard_logits"] = sum(scores) / len(scores)
     return EvalResult(
         stage=stage,
         epoch=epoch,

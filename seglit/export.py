@@ -58,14 +58,15 @@ from torch import nn
 from torch.export import Dim, ExportedProgram
 
 import seglit
-from seglit.artifacts import atomic_write_text, next_version_dir
+from seglit.artifacts import atomic_write_text, next_version_dir, unwritable_reason
+from seglit.models.registry import EXPORT_FORMATS
 from seglit.trained import BEST, TrainedRunError, check_trained, load_trained
 
 if TYPE_CHECKING:
     from seglit.trained import TrainedNet
 
 PROG = "seglit.export"
-FORMATS = ("onnx", "torchscript", "export")
+FORMATS = EXPORT_FORMATS
 FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "export": "model.pt2"}
 EXPORT_JSON = "export.json"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -429,11 +430,12 @@ def check_onnx_installed() -> None:
 
 def output_dir(run_dir: Path, out: str | None) -> Path:
     """``out`` (which must be new or empty), or ``<run_dir>/export/version_<n>``."""
-    if out is None:
-        return next_version_dir(run_dir, "export")
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    path = next_version_dir(run_dir, "export") if out is None else Path(out)
+    if out is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ExportError(f"--out {path} already holds files; choose a new folder")
+    reason = unwritable_reason(path)
+    if reason:
+        raise ExportError(f"--out {reason}; choose another output folder with --out")
     return path
 
 

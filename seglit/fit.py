@@ -2,7 +2,7 @@
 
     python -m seglit.fit recipes/ablation_skip.yaml [--smoke] [--dry-run]
         [--variant NAME ...] [--out DIR] [--parallel N] [--rerun-changed]
-        [--dotted.key=value ...]
+        [--launcher slurm [--wait]] [--download] [--dotted.key=value ...]
 
 For each variant it writes ``DIR/<name>/<variant>/config.yaml`` (reproducible with
 ``seglit fit --config``), runs it in its own process, and collects ``metrics.json`` from
@@ -23,6 +23,7 @@ import yaml
 
 from seglit.recipe import RecipeError
 from seglit.runner import RunnerError, RunnerOptions, run_recipe
+from seglit.runner.launcher_block import LAUNCHERS
 
 
 def parse_overrides(extra: list[str]) -> dict[str, Any]:
@@ -102,6 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="without a terminal, print the progress line every S seconds (default 30)",
     )
     parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default=None,
+        help="submit the unfinished variants as one SLURM job array plus a summary job "
+        "(submitit; resources from the recipe's launcher: block) and return; "
+        "submitit-local runs the same jobs on this machine (for tests)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --launcher: follow the jobs (live lines as a local run) until the summary",
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="prepare a dataset whose root is missing before training "
+        "(python -m seglit.data prepare NAME --download; VOC and SBD)",
+    )
+    parser.add_argument(
         "--export-sweep",
         type=Path,
         default=None,
@@ -124,6 +144,9 @@ def main(argv: list[str] | None = None, fork: bool = False) -> int:
     args, extra = build_parser().parse_known_args(argv)
     try:
         overrides = parse_overrides(extra)
+        stray = ["--wait"] * args.wait + [f"--{k}" for k in overrides if k.startswith("launcher.")]
+        if stray and not args.launcher:
+            raise RecipeError(f"{' '.join(stray)}: only with --launcher slurm")
         if args.parallel < 1:
             raise RecipeError(f"--parallel must be >= 1, got {args.parallel}")
         if args.recipe.is_dir():
@@ -145,6 +168,9 @@ def main(argv: list[str] | None = None, fork: bool = False) -> int:
             fork=fork,
             overrides=overrides,
             extra=extra,
+            launcher=args.launcher,
+            wait=args.wait,
+            download=args.download,
         )
         return run_recipe(options)
     except RecipeError as err:
@@ -153,8 +179,8 @@ def main(argv: list[str] | None = None, fork: bool = False) -> int:
     except RunnerError as err:
         print(f"seglit.fit: error: {err}", file=sys.stderr)
         return err.code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C: 130; SIGTERM / SIGHUP (launch.Stopped): 143 / 129
+        return 128 + getattr(err, "signum", 2)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seglit.crf import DenseCRF
+from seglit.models.blocks import scaled_length
 
 __all__ = [
     "InferenceConfig",
@@ -68,6 +69,10 @@ class InferenceConfig:
         slide_batch_size: windows stacked into one forward pass in slide mode (each holding
             the whole image batch). 1, mmseg's choice, is fastest on CPU; larger values can
             help a GPU with small crops.
+        align_corners: corner-aligned bilinear resizes of the multi-scale views and of
+            logits at another size than the input (TF DeepLab's evaluation: a view of scale
+            ``s`` has ``(H - 1) * s + 1`` rows, so pixel ``u`` of it is pixel ``u / s`` of the
+            image); false (mmseg's) resizes with ``align_corners=False``.
         crf: refine the averaged probabilities with :class:`seglit.crf.DenseCRF`
             (needs the raw RGB images).
         crf_iterations: mean-field iterations.
@@ -84,6 +89,7 @@ class InferenceConfig:
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
     slide_batch_size: int = 1
+    align_corners: bool = False
     crf: bool = False
     crf_iterations: int = 10
     crf_gaussian_weight: float = 3.0
@@ -113,10 +119,10 @@ class InferenceConfig:
                 f"got {self.scales!r}"
             )
         self.scales = [float(s) for s in self.scales]
-        if not isinstance(self.flip, bool) or not isinstance(self.crf, bool):
+        if not all(isinstance(v, bool) for v in (self.flip, self.crf, self.align_corners)):
             raise ValueError(
-                f"inference.flip and inference.crf must be true/false, got flip={self.flip!r}, "
-                f"crf={self.crf!r}"
+                "inference.flip, inference.crf and inference.align_corners must be true/false, "
+                f"got flip={self.flip!r}, crf={self.crf!r}, align_corners={self.align_corners!r}"
             )
         if not isinstance(self.slide_batch_size, int) or self.slide_batch_size < 1:
             raise ValueError(
@@ -140,7 +146,14 @@ class InferenceConfig:
             raise ValueError(f"inference.crf_*: {err}") from None
 
 
-def _forward(net: nn.Module, x: Tensor) -> Tensor:
+# seglit now saves the settings as a dict; checkpoints of older versions (or of a module
+# built in Python and saved by a plain Trainer) pickled the dataclass itself. Lightning reads
+# checkpoints with ``weights_only=True`` (hyperparameters for --ckpt_path, then the restore):
+# allow this plain dataclass there.
+torch.serialization.add_safe_globals([InferenceConfig])
+
+
+def _forward(net: nn.Module, x: Tensor, align_corners: bool = False) -> Tensor:
     """net(x) as logits at x's size (accepts a dict with "out", e.g. torchvision models)."""
     out = net(x)
     if isinstance(out, dict):
@@ -153,7 +166,7 @@ def _forward(net: nn.Module, x: Tensor) -> Tensor:
             f"input {tuple(x.shape)}"
         )
     if out.shape[-2:] != x.shape[-2:]:
-        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=align_corners)
     return out
 
 
@@ -189,7 +202,7 @@ def _slide_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Te
         chunk = boxes[start : start + config.slide_batch_size]
         crops = [images[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in chunk]
         crops = crops[0] if len(crops) == 1 else torch.cat(crops)
-        out = _forward(net, crops)
+        out = _forward(net, crops, config.align_corners)
         if logits is None:
             logits = out.new_zeros(n, out.shape[1], h, w)
         for k, (y0, y1, x0, x1) in enumerate(chunk):
@@ -202,7 +215,7 @@ def _slide_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Te
 def _view_logits(net: nn.Module, images: Tensor, config: InferenceConfig) -> Tensor:
     if config.mode == "slide":
         return _slide_logits(net, images, config)
-    return _forward(net, images)
+    return _forward(net, images, config.align_corners)
 
 
 @torch.no_grad()
@@ -231,18 +244,22 @@ def predict_log_probs(net: nn.Module, images: Tensor, config: InferenceConfig) -
         return torch.log_softmax(logits, dim=1)  # the net's own output: never overwritten
     probs: Tensor | None = None
     n_views = 0
+    align = config.align_corners
     for scale in config.scales:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if align:
+            size = (scaled_length(h, scale, True), scaled_length(w, scale, True))
+        else:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
         scaled = images
         if size != (h, w):
-            scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=align)
         for flip in (False, True) if config.flip else (False,):
             view = scaled.flip(-1) if flip else scaled
             logits = _view_logits(net, view, config)
             if flip:
                 logits = logits.flip(-1)
             if logits.shape[-2:] != (h, w):
-                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=align)
             p = torch.softmax(logits.float(), dim=1)
             probs = p if probs is None else probs.add_(p)
             n_views += 1

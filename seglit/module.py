@@ -9,9 +9,10 @@ e.g. DeepLab v2's per-scale outputs). Batches are dicts with ``"image"``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -69,7 +70,16 @@ class SegmentationModule(L.LightningModule):
         lr_scheduler: LR scheduler factory; defaults to poly (power 0.9) per iteration.
             A :class:`~seglit.optim.PolyLR` without ``total_iters`` runs over
             ``trainer.estimated_stepping_batches``.
-        head_lr_mult: LR multiplier for parameters outside ``net.backbone``.
+        head_lr_mult: LR multiplier for parameters outside ``net.backbone`` (or, with
+            ``head_lr_scope="classifier"``, for the net's final classifier only).
+        head_lr_scope: What ``head_lr_mult`` applies to: ``head`` (every parameter outside
+            ``net.backbone``) or ``classifier`` (the layers ``net.classifier_modules()``
+            returns: DeepLab v1/v2's fc8, the only layers caffe's reference nets train at
+            lr x10; fc6/fc7 then learn at the base rate).
+        loss_average: How the cross-entropy averages over pixels: ``labelled`` (the sum over
+            labelled pixels divided by their number, or by their class weights' sum; PyTorch's
+            and caffe's default) or ``all`` (divided by every pixel, ignored ones included:
+            mmseg's ``CrossEntropyLoss`` with its default ``avg_non_ignore=False``).
         bias_lr_mult: LR multiplier for biases (caffe's ``lr_mult: 2`` on biases, as in the
             FCN and DeepLab reference nets: 2.0); multiplies with ``head_lr_mult``.
         bias_weight_decay: Apply weight decay to biases (caffe's reference nets use
@@ -80,7 +90,9 @@ class SegmentationModule(L.LightningModule):
         compile: Wrap the net's forward in ``torch.compile``.
         measure_checkerboard: Score checkerboard artifacts of the predicted probabilities at
             validation (:func:`seglit.metrics.checkerboard_score` at the net's output stride;
-            ``val/checkerboard``).
+            ``val/checkerboard``) and of the log-probabilities, where saturated
+            probabilities no longer show a pattern the logits still carry
+            (``val/checkerboard_logits``).
     """
 
     def __init__(
@@ -94,6 +106,8 @@ class SegmentationModule(L.LightningModule):
         optimizer: OptimizerCallable = default_sgd,
         lr_scheduler: LRSchedulerCallable = default_poly,
         head_lr_mult: float = 1.0,
+        head_lr_scope: Literal["head", "classifier"] = "head",
+        loss_average: Literal["labelled", "all"] = "labelled",
         bias_lr_mult: float = 1.0,
         bias_weight_decay: bool = True,
         inference: InferenceConfig | None = None,
@@ -121,9 +135,27 @@ class SegmentationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.head_lr_mult = head_lr_mult
+        if head_lr_scope not in ("head", "classifier"):
+            raise ValueError(
+                f"invalid head_lr_scope={head_lr_scope!r}; expected 'head' or 'classifier'"
+            )
+        if head_lr_scope == "classifier" and not hasattr(net, "classifier_modules"):
+            raise ValueError(
+                f"head_lr_scope='classifier' needs a net with classifier_modules() "
+                f"(DeepLabV1, DeepLabV2); {type(net).__name__} has none"
+            )
+        self.head_lr_scope = head_lr_scope
+        if loss_average not in ("labelled", "all"):
+            raise ValueError(f"invalid loss_average={loss_average!r}; expected 'labelled' or 'all'")
+        self.loss_average = loss_average
         self.bias_lr_mult = bias_lr_mult
         self.bias_weight_decay = bias_weight_decay
+        if isinstance(inference, dict):  # as a checkpoint's hyperparameters hold it
+            inference = InferenceConfig(**inference)
         self.inference = inference or InferenceConfig()
+        if isinstance(self.hparams.get("inference"), InferenceConfig):
+            # Plain values only: LightningCLI's --ckpt_path reads them with weights_only=True.
+            self.hparams["inference"] = dataclasses.asdict(self.inference)
         self.channels_last = channels_last
         self.compile = compile
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
@@ -152,6 +184,14 @@ class SegmentationModule(L.LightningModule):
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
         """Cross-entropy with ``ignore_index`` at the mask's resolution."""
         logits = resize_logits(logits, masks.shape[-2:])
+        if self.loss_average == "all":  # mmseg: ignored pixels count in the denominator
+            return F.cross_entropy(
+                logits,
+                masks,
+                weight=self.class_weights,
+                ignore_index=self.ignore_index,
+                reduction="none",
+            ).mean()
         return F.cross_entropy(
             logits, masks, weight=self.class_weights, ignore_index=self.ignore_index
         )
@@ -242,7 +282,8 @@ class SegmentationModule(L.LightningModule):
         """The optimizer over up to four parameter groups: backbone / head x weights / biases.
 
         A group's learning rate is the optimizer's times ``head_lr_mult`` (parameters outside
-        ``net.backbone``, when the net has one) times ``bias_lr_mult`` (biases: 1-D
+        ``net.backbone``, when the net has one; with ``head_lr_scope="classifier"`` those of
+        ``net.classifier_modules()``) times ``bias_lr_mult`` (biases: 1-D
         parameters named ``*bias``); biases get no weight decay when ``bias_weight_decay``
         is false. With the defaults there is one group per part that exists.
 
@@ -253,6 +294,9 @@ class SegmentationModule(L.LightningModule):
         backbone_ids = (
             {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
         )
+        if self.head_lr_scope == "classifier":
+            classifier_ids = {id(p) for m in self.net.classifier_modules() for p in m.parameters()}
+            backbone_ids = {id(p) for p in self.net.parameters()} - classifier_ids
         split_biases = self.bias_lr_mult != 1.0 or not self.bias_weight_decay
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         for name, param in self.net.named_parameters():
@@ -325,7 +369,8 @@ class SegmentationModule(L.LightningModule):
         )
         loss_sums = pixel_loss.double().sum(dim=(-2, -1)).cpu()
         loss_weights = weights.sum(dim=(-2, -1)).cpu()
-        checker = self._checkerboard(log_probs, valid)
+        checker = self._checkerboard(log_probs.exp(), valid)
+        checker_logits = self._checkerboard(log_probs, valid)
         rank = self.global_rank
         names = batch.get("name") or [
             f"{stage}-rank{rank}-{len(self._records) + i}" for i in range(len(images))
@@ -339,16 +384,18 @@ class SegmentationModule(L.LightningModule):
                     float(loss_weights[i]),
                     None if before_crf is None else before_crf[i],
                     float(checker[i]),
+                    float(checker_logits[i]),
                 )
             )
 
-    def _checkerboard(self, log_probs: Tensor, valid: Tensor) -> Tensor:
-        """Per-image checkerboard score at the net's output stride (NaN when off)."""
+    def _checkerboard(self, maps: Tensor, valid: Tensor) -> Tensor:
+        """Per-image checkerboard score of ``maps`` (probabilities or log-probabilities,
+        ``(N, C, H, W)``) at the net's output stride (NaN when off)."""
         period = getattr(self.net, "output_stride", None) or 2
         if not self.measure_checkerboard or period < 2:
-            return torch.full((log_probs.shape[0],), math.nan, dtype=torch.float64)
+            return torch.full((maps.shape[0],), math.nan, dtype=torch.float64)
         scores = []
-        for probs, mask in zip(log_probs.exp(), valid):
+        for probs, mask in zip(maps, valid):
             # a pad-collated image ends where its mask's last labelled row / column is
             rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
             h = int(rows[-1]) + 1 if len(rows) else probs.shape[-2]

@@ -32,6 +32,7 @@ CLASS_HEATMAP = "summary_class_iou.png"
 BASELINE_COLOUR = "tab:orange"
 VARIANT_COLOUR = "tab:blue"
 MISSING_COLOUR = "tab:red"
+MDE_COLOUR = "0.6"
 BETTER_COLOUR = "tab:green"
 WORSE_COLOUR = "tab:red"
 UNSURE_COLOUR = "tab:gray"
@@ -177,7 +178,13 @@ def _draw_miou(ax, data: list[dict[str, Any]]) -> None:
 
 
 def _draw_delta(ax, data: list[dict[str, Any]]) -> None:
-    ax.set_title("Δ mIoU vs baseline, 95% CI (green/red: CI excludes 0)", loc="left", fontsize=10)
+    from matplotlib.patches import Rectangle
+
+    ax.set_title(
+        "Δ mIoU vs baseline, 95% CI (green/red: CI excludes 0; grey band: ±MDE at 80% power)",
+        loc="left",
+        fontsize=10,
+    )
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.grid(axis="y", alpha=0.3)
     ax.tick_params(axis="y", labelsize=8)
@@ -206,6 +213,11 @@ def _draw_delta(ax, data: list[dict[str, Any]]) -> None:
             colour = BETTER_COLOUR
         elif has_ci and high < 0:
             colour = WORSE_COLOUR
+        mde = _num(d.get("mde"))
+        if mde is not None:
+            band = Rectangle((i - 0.25, -mde), 0.5, 2 * mde, color=MDE_COLOUR, alpha=0.3, lw=0)
+            ax.add_patch(band)
+            spans += [-mde, mde]
         yerr = [[delta - low], [high - delta]] if has_ci else None
         ax.errorbar(i, delta, yerr=yerr, fmt="o", ms=6, color=colour, capsize=4)
         spans += [low, high] if has_ci else [delta]

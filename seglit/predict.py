@@ -11,7 +11,7 @@ The net is rebuilt from the run's ``config.yaml`` with the checkpoint's weights
 float32. For every image ``<stem>.<ext>`` it writes, at the image's original size:
 
 * ``<stem>.png``: the label map as a palette PNG (pixel value = class index);
-* ``<stem>_overlay.png``: the image with the predicted classes tinted and a legend;
+* ``<stem>_overlay.png``: the image with the predicted classes tinted and a legend below;
 
 and, for the whole folder, ``index.html`` (file, overlay thumbnail, classes present with
 their pixel share) and ``index.csv`` (the same, one column per class). The default output
@@ -31,6 +31,7 @@ import argparse
 import csv
 import html
 import io
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,12 +41,16 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
-from PIL import Image
 
-from seglit.artifacts import atomic_file, atomic_write_text, next_version_dir
+from seglit.artifacts import (
+    atomic_file,
+    atomic_write_text,
+    next_version_dir,
+    unwritable_reason,
+)
 from seglit.data.io import read_image
 from seglit.trained import BEST, TrainedRunError, check_trained
-from seglit.visualize import legend, overlay, palette_image
+from seglit.visualize import prediction_file_names, write_prediction_files
 
 if TYPE_CHECKING:
     from seglit.trained import TrainedNet
@@ -53,9 +58,6 @@ if TYPE_CHECKING:
 PROG = "seglit.predict"
 INDEX_HTML = "index.html"
 INDEX_CSV = "index.csv"
-OVERLAY_SUFFIX = "_overlay"
-OVERLAY_ALPHA = 0.5
-"""Opacity of the class colours in the overlays (as ``seglit predict``'s writer)."""
 PROGRESS_EVERY = 50
 """A progress line every this many images."""
 THUMBNAIL_WIDTH = 256
@@ -84,12 +86,12 @@ class ImageRecord:
     @property
     def mask_name(self) -> str:
         """File name of its palette PNG."""
-        return f"{self.path.stem}.png"
+        return prediction_file_names(self.path.stem)[0]
 
     @property
     def overlay_name(self) -> str:
         """File name of its overlay."""
-        return f"{self.path.stem}{OVERLAY_SUFFIX}.png"
+        return prediction_file_names(self.path.stem)[1]
 
 
 # --------------------------------------------------------------------- checks (no model)
@@ -153,11 +155,12 @@ def output_dir(run_dir: Path, out: str | None) -> Path:
     Raises:
         PredictError: ``out`` already holds files (predictions never overwrite others).
     """
-    if out is None:
-        return next_version_dir(run_dir, "predict")
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    path = next_version_dir(run_dir, "predict") if out is None else Path(out)
+    if out is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise PredictError(f"--out {path} already holds files; choose a new folder")
+    reason = unwritable_reason(path)
+    if reason:
+        raise PredictError(f"--out {reason}; choose another output folder with --out")
     return path
 
 
@@ -209,19 +212,13 @@ def class_shares(label_map: np.ndarray, num_classes: int) -> np.ndarray:
 # -------------------------------------------------------------------------------- outputs
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
-    with atomic_file(path, "wb") as handle:
-        image.save(handle, format="PNG")
-
-
 def write_prediction(
     out: Path, record: ImageRecord, image: np.ndarray, labels: np.ndarray, trained: TrainedNet
 ) -> None:
     """Write ``<stem>.png`` and ``<stem>_overlay.png`` of one image."""
-    _save_png(palette_image(labels, trained.palette), out / record.mask_name)
-    tinted = overlay(image, labels, trained.palette, OVERLAY_ALPHA)
-    tinted = legend(tinted, labels, trained.class_names, trained.palette)
-    _save_png(Image.fromarray(tinted), out / record.overlay_name)
+    write_prediction_files(
+        out, record.path.stem, image, labels, trained.palette, trained.class_names
+    )
 
 
 def present(record: ImageRecord, class_names: Sequence[str]) -> list[tuple[int, str, float]]:
@@ -257,12 +254,13 @@ def index_html(
             f"{html.escape(name)} {100 * share:.1f}%"
             for c, name, share in present(r, class_names)
         )
-        overlay_href, mask_href = quote(r.overlay_name), quote(r.mask_name)
+        overlay_href, mask_href = _href(r.overlay_name), _href(r.mask_name)
         rows.append(
-            f"<tr><td>{html.escape(r.path.name)}<br><small>{r.width}x{r.height}, "
+            f"<tr><td>{html.escape(shown_name(r.path.name))}<br><small>{r.width}x{r.height}, "
             f'<a href="{mask_href}">mask</a></small></td>'
             f'<td><a href="{overlay_href}"><img src="{overlay_href}" '
-            f'style="max-width:{THUMBNAIL_WIDTH}px" alt="{html.escape(r.overlay_name)}"></a></td>'
+            f'style="max-width:{THUMBNAIL_WIDTH}px" '
+            f'alt="{html.escape(shown_name(r.overlay_name))}"></a></td>'
             f"<td>{classes}</td></tr>"
         )
     style = (
@@ -280,9 +278,24 @@ def index_html(
     )
 
 
+def shown_name(name: str) -> str:
+    """A file name as text a page can show: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
+def _href(name: str) -> str:
+    """A link to a file of the same folder: its bytes, exactly, percent-encoded."""
+    return quote(os.fsencode(name))
+
+
 def write_index(out: Path, records: Sequence[ImageRecord], trained: TrainedNet) -> None:
-    """Write ``index.csv`` and ``index.html`` into ``out``."""
-    atomic_write_text(out / INDEX_CSV, index_csv(records, trained.class_names))
+    """Write ``index.csv`` and ``index.html`` into ``out``.
+
+    ``index.csv`` holds each file name as the file system gives it (bytes that are not UTF-8
+    kept as they are); ``index.html`` shows a readable name and links to the exact file.
+    """
+    with atomic_file(out / INDEX_CSV, "wb") as handle:
+        handle.write(os.fsencode(index_csv(records, trained.class_names)))
     title = f"{trained.run_dir.name}: {trained.checkpoint.name}"
     page = index_html(records, trained.class_names, trained.palette, title)
     atomic_write_text(out / INDEX_HTML, page)

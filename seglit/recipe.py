@@ -17,6 +17,11 @@ A recipe is the ``fit`` config that ``seglit fit --config`` takes (``seed_everyt
       data: {class_path: seglit.data.SyntheticVOCDataModule}
       trainer.max_epochs: 2
 
+An optional ``launcher:`` block gives the SLURM resources of ``--launcher slurm``
+(:class:`seglit.runner.launcher_block.LauncherSettings`); it enters no config, except that under
+``--launcher slurm`` its ``gpus_per_node`` and ``nodes`` set ``trainer.devices`` and
+``trainer.num_nodes``.
+
 A reproduction recipe also carries ``reference`` (the paper or config file it reproduces,
 the reported number and the protocol) and ``deviations`` (a list of what differs and why);
 neither changes the config (``tests/test_recipe_references.py`` checks them against it).
@@ -38,7 +43,7 @@ from typing import Any
 
 import yaml
 
-RECIPE_KEYS = ("name", "ablation", "smoke", "reference", "deviations")
+RECIPE_KEYS = ("name", "ablation", "smoke", "reference", "deviations", "launcher")
 CONFIG_KEYS = (
     "seed_everything",
     "trainer",
@@ -91,6 +96,8 @@ class Recipe:
     only: list[str] | None = None
     reference: dict[str, Any] | None = None
     deviations: list[Any] = field(default_factory=list)
+    launcher: dict[str, Any] | None = None
+    """The ``launcher:`` block (SLURM resources; checked by :mod:`seglit.runner.launcher_block`)."""
 
     def variants(self, respect_only: bool = True) -> list[Variant]:
         """Expand the axes (grid or zip) and seeds into variants, in a stable order.
@@ -315,6 +322,9 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
     recipe.pop("name")
     reference = recipe.pop("reference", None)
     deviations = recipe.pop("deviations", None) or []
+    launcher = recipe.pop("launcher", None)
+    if launcher is not None and not isinstance(launcher, dict):
+        raise RecipeError(f"{path}: `launcher` must be a mapping, got {type(launcher).__name__}")
     if reference is not None and not isinstance(reference, dict):
         raise RecipeError(f"{path}: `reference` must be a mapping, got {type(reference).__name__}")
     if not isinstance(deviations, list):
@@ -336,7 +346,9 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
         not isinstance(only, list) or not only or not all(isinstance(n, str) for n in only)
     ):
         raise RecipeError(f"{path}: ablation.only must be a non-empty list of config names")
-    result = Recipe(name, path, recipe, axes, seeds, mode, baseline, only, reference, deviations)
+    result = Recipe(
+        name, path, recipe, axes, seeds, mode, baseline, only, reference, deviations, launcher
+    )
     result.baseline_group()  # validates the baseline name
     return result
 
@@ -362,13 +374,54 @@ def _merge_ablation(path: Path, base: dict[str, Any], smoke: Any) -> dict[str, A
     return merged
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML SafeLoader that refuses a mapping stating the same key twice.
+
+    PyYAML keeps the last value silently (``max_epochs: 2`` then ``max_epochs: 5`` trains 5
+    epochs). Merge keys (``<<: *anchor``) may still be overridden: that is their purpose.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # noqa: D102
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:
+                continue  # an unhashable key: the base loader says why
+            if first != line:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} on lines {first} and {line} (only one may stay)",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, path: str | Path = "<yaml>") -> Any:
+    """Parse YAML (safe), refusing duplicate keys.
+
+    Raises:
+        RecipeError: naming the file, the key and both line numbers (or the syntax error).
+    """
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.constructor.ConstructorError as err:
+        if err.problem and err.problem.startswith("duplicate key"):
+            raise RecipeError(f"{path}: {err.problem}") from None
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+
+
 def load_recipe(path: str | Path, smoke: bool = False) -> Recipe:
-    """Read a recipe YAML file (see :func:`parse_recipe`)."""
+    """Read a recipe YAML file (see :func:`parse_recipe`); a key stated twice is an error."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    raw = load_yaml(path.read_text(), path)
     return parse_recipe(raw, path, smoke=smoke)

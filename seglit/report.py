@@ -3,8 +3,11 @@
 One row per config (seeds aggregated): val mIoU mean ± std over seeds, the difference to
 the baseline with a 95% confidence interval from a two-level bootstrap (validation images
 paired across the two sides, then seed runs, paired when both configs finished the same
-seeds), pixel accuracy, mIoU before the dense CRF (when the runs used it), the
-checkerboard score, parameters, GFLOPs, throughput, peak memory, wall time and status.
+seeds), its power (the minimum detectable effect at 80% power, the seeds needed to detect
+the observed difference, and the verdict: answered, no effect larger than the MDE, or
+inconclusive), pixel accuracy, mIoU before the dense CRF (when the runs used it), the
+checkerboard score (and the log-probabilities' score at the first and last validation),
+parameters, GFLOPs, throughput, peak memory, wall time and status.
 Only results whose fingerprint matches the variant's are read
 (:func:`seglit.artifacts.run_status`).
 """
@@ -30,6 +33,11 @@ from seglit.artifacts import (
 )
 
 BOOTSTRAP_SAMPLES = 1000
+Z_95 = 1.959964  # two-sided 5% level
+Z_80 = 0.841621  # 80% power
+ANSWERED = "answered"
+NO_LARGER_EFFECT = "no effect larger than MDE"
+INCONCLUSIVE = "inconclusive"
 
 
 def mean_iou(confmats: np.ndarray) -> np.ndarray:
@@ -76,6 +84,27 @@ def paired_bootstrap_delta(
     Raises:
         ValueError: ``pair_seeds`` with sides of different lengths.
     """
+    diffs = bootstrap_delta_draws(runs, baseline_runs, samples, seed, pair_seeds)
+    if diffs is None:
+        return None
+    low, high = np.percentile(diffs[1:], [2.5, 97.5])
+    return float(diffs[0]), float(low), float(high)
+
+
+def bootstrap_delta_draws(
+    runs: list[tuple[list[str], np.ndarray]],
+    baseline_runs: list[tuple[list[str], np.ndarray]],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    pair_seeds: bool = False,
+) -> np.ndarray | None:
+    """The draws behind :func:`paired_bootstrap_delta`: shape ``(samples + 1,)``, element 0
+    the observed difference, then one difference per bootstrap resample (same arguments,
+    same draws). ``None`` if the runs scored different image sets.
+
+    Raises:
+        ValueError: ``pair_seeds`` with sides of different lengths.
+    """
     if not runs or not baseline_runs:
         return None
     if pair_seeds and len(runs) != len(baseline_runs):
@@ -98,9 +127,45 @@ def paired_bootstrap_delta(
     rows = np.arange(samples + 1)[:, None]
     side_a = per_run[:, :k][rows, picks_a].mean(1)
     side_b = per_run[:, k:][rows, picks_b].mean(1)
-    diffs = side_a - side_b
-    low, high = np.percentile(diffs[1:], [2.5, 97.5])
-    return float(diffs[0]), float(low), float(high)
+    return side_a - side_b
+
+
+def power(
+    delta: float, se: float, seeds: int, low: float | None = None, high: float | None = None
+) -> tuple[float, float | None, str]:
+    """Minimum detectable effect, seeds needed and the verdict of one row.
+
+    The minimum detectable effect (MDE) is the difference a paired comparison with this
+    spread detects with 80% power at the 5% two-sided level: ``(1.96 + 0.84) * se``, where
+    ``se`` is the standard error of the mean difference (the bootstrap draws' standard
+    deviation). The seeds needed to detect the observed difference scale as
+    ``seeds * (MDE / |delta|)^2`` (the standard error shrinks as one over the root of the
+    seed count; this treats the image term as shrinking with it too, so it is a lower
+    bound when the validation images, not the seeds, dominate the spread).
+
+    Args:
+        delta: The observed difference.
+        se: Its standard error.
+        seeds: Seed runs per side behind ``se``.
+        low: Lower end of the 95% interval (``None``: use ``delta -/+ 1.96 se``).
+        high: Upper end of the 95% interval.
+
+    Returns:
+        ``(mde, seeds_needed, verdict)``: ``seeds_needed`` is ``None`` when ``delta`` is 0;
+        ``verdict`` is ``"answered"`` when the interval excludes 0, ``"no effect larger than
+        MDE"`` when it lies inside ``(-MDE, +MDE)``, ``"inconclusive"`` otherwise.
+    """
+    low = delta - Z_95 * se if low is None else low
+    high = delta + Z_95 * se if high is None else high
+    mde = (Z_95 + Z_80) * se
+    needed = None if delta == 0 else float(max(seeds, 1) * (mde / abs(delta)) ** 2)
+    if low > 0 or high < 0:
+        verdict = ANSWERED
+    elif -mde < low and high < mde:
+        verdict = NO_LARGER_EFFECT
+    else:
+        verdict = INCONCLUSIVE
+    return float(mde), needed, verdict
 
 
 def bootstrap_image_weights(n: int, samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -166,6 +231,7 @@ def build_rows(
     for variant in variants:
         groups.setdefault(variant.group, []).append(variant)
     confmats: dict[str, dict[int | None, tuple[list[str], np.ndarray]]] = {}
+    checker_ends: dict[str, dict[int | None, float]] = {}
     rows = []
     for group, members in groups.items():
         statuses, finished = [], []
@@ -185,6 +251,9 @@ def build_rows(
         )
         if finished:
             _fill_row(row, [m for _, m in finished])
+            checker_ends[group] = {
+                v.seed: ends[0] for v, m in finished if (ends := checkerboard_course([m])[1])
+            }
             confmats[group] = {
                 v.seed: cm
                 for v, _ in finished
@@ -198,19 +267,71 @@ def build_rows(
         row.delta = row.mIoU_mean - base.mIoU_mean
         if row.baseline:
             continue
+        ends, base_ends = checker_ends.get(row.variant, {}), checker_ends.get(base.variant, {})
+        shared = sorted(set(ends) & set(base_ends), key=str)
+        if len(shared) > 1:
+            delta, low, high, se = seed_bootstrap_delta(
+                [ends[s] for s in shared], [base_ends[s] for s in shared]
+            )
+            row.checkerboard_logits_ci_low, row.checkerboard_logits_ci_high = low, high
+            row.checkerboard_logits_mde, _, row.checkerboard_logits_verdict = power(
+                delta, se, len(shared), low, high
+            )
         runs, base_runs = confmats.get(row.variant, {}), confmats.get(base.variant, {})
         pair_seeds = set(runs) == set(base_runs)
         if pair_seeds:
             seeds = sorted(runs)
-            result = paired_bootstrap_delta(
+            diffs = bootstrap_delta_draws(
                 [runs[s] for s in seeds], [base_runs[s] for s in seeds], pair_seeds=True
             )
         else:
-            result = paired_bootstrap_delta(list(runs.values()), list(base_runs.values()))
-        if result is not None:
-            row.delta, row.delta_ci_low, row.delta_ci_high = result
+            diffs = bootstrap_delta_draws(list(runs.values()), list(base_runs.values()))
+        if diffs is not None:
+            low, high = np.percentile(diffs[1:], [2.5, 97.5])
+            row.delta, row.delta_ci_low, row.delta_ci_high = (
+                float(diffs[0]),
+                float(low),
+                float(high),
+            )
             row.delta_ci_seeds = "paired" if pair_seeds else "unpaired"
+            se = float(np.std(diffs[1:], ddof=1))
+            seeds_per_side = min(len(runs), len(base_runs))
+            row.mde, row.seeds_needed, row.verdict = power(
+                row.delta, se, seeds_per_side, row.delta_ci_low, row.delta_ci_high
+            )
     return rows
+
+
+def checkerboard_course(finished: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Per seed run, the log-probabilities' checkerboard score at its first and at its last
+    validation (``metrics.json`` history); runs that did not measure it are left out."""
+    starts, ends = [], []
+    for metrics in finished:
+        scores = [
+            h["checkerboard_logits"]
+            for h in metrics.get("history") or []
+            if h.get("checkerboard_logits") is not None
+        ]
+        if scores:
+            starts.append(scores[0])
+            ends.append(scores[-1])
+    return starts, ends
+
+
+def seed_bootstrap_delta(
+    values: list[float], baseline: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float, float, float]:
+    """Mean difference of per-seed values (paired by position) with a 95% bootstrap interval
+    over the seeds (``k`` draws of the ``k`` pairs).
+
+    Returns:
+        ``(delta, ci_low, ci_high, se)``: ``se`` is the draws' standard deviation.
+    """
+    diffs = np.asarray(values, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    picks = bootstrap_seed_picks(len(diffs), samples, np.random.default_rng(seed))
+    means = diffs[picks].mean(1)
+    low, high = np.percentile(means[1:], [2.5, 97.5])
+    return float(means[0]), float(low), float(high), float(np.std(means[1:], ddof=1))
 
 
 def _fill_row(row: Row, finished: list[dict[str, Any]]) -> None:
@@ -221,6 +342,11 @@ def _fill_row(row: Row, finished: list[dict[str, Any]]) -> None:
     row.acc = _mean([m["best"].get("acc") for m in finished])
     row.mIoU_before_crf = _mean([m["best"].get("mIoU_before_crf") for m in finished])
     row.checkerboard = _mean([m["best"].get("checkerboard") for m in finished])
+    starts, ends = checkerboard_course(finished)
+    if ends:
+        row.checkerboard_logits_start = _mean(starts)
+        row.checkerboard_logits = float(np.mean(ends))
+        row.checkerboard_logits_std = float(np.std(ends, ddof=1)) if len(ends) > 1 else None
     row.params = finished[0].get("params")
     row.gflops = finished[0].get("gflops")
     row.images_per_sec = _mean([m.get("train_images_per_sec") for m in finished])

@@ -182,7 +182,11 @@ def _class_config(config: Any, dotted: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------------- loading
 
 
-def load_trained(run_dir: str | os.PathLike, checkpoint: str = BEST) -> TrainedNet:
+def load_trained(
+    run_dir: str | os.PathLike,
+    checkpoint: str = BEST,
+    inference: dict[str, Any] | None = None,
+) -> TrainedNet:
     """Rebuild a finished variant's net from its ``config.yaml`` and load its weights.
 
     The data class and the net are instantiated from the config by jsonargparse, as the
@@ -195,6 +199,9 @@ def load_trained(run_dir: str | os.PathLike, checkpoint: str = BEST) -> TrainedN
         run_dir: The run folder.
         checkpoint: ``"best"``, ``"last"`` or a checkpoint path (see
             :func:`resolve_checkpoint`).
+        inference: ``model.inference`` fields that replace the variant's, e.g.
+            ``{"crf": False}`` for DeepLab's number before the CRF (the fields not given
+            keep the variant's values), as ``--model.inference.*`` does on the command line.
 
     Returns:
         The net in eval mode on the CPU and what inference needs.
@@ -216,8 +223,8 @@ def load_trained(run_dir: str | os.PathLike, checkpoint: str = BEST) -> TrainedN
     from torch import nn
 
     net = _instantiate(nn.Module, net_config, "model.net")
-    inference = (found.config.get("model") or {}).get("inference")
-    inference = _instantiate(InferenceConfig, inference or {}, "model.inference")
+    stated = (found.config.get("model") or {}).get("inference") or {}
+    settings = _instantiate(InferenceConfig, {**stated, **(inference or {})}, "model.inference")
     try:
         net.load_state_dict(_net_weights(found.checkpoint), strict=True)
     except RuntimeError as err:  # missing / unexpected keys, or shapes that differ
@@ -232,7 +239,7 @@ def load_trained(run_dir: str | os.PathLike, checkpoint: str = BEST) -> TrainedN
         palette=[tuple(int(v) for v in colour) for colour in data.palette],
         mean=tuple(float(v) for v in data.mean),
         std=tuple(float(v) for v in data.std),
-        inference=inference,
+        inference=settings,
         checkpoint=found.checkpoint,
         run_dir=found.run_dir,
     )
@@ -269,19 +276,19 @@ def _no_download_args(class_path: str) -> dict[str, Any]:
 def _net_weights(path: Path) -> dict[str, Any]:
     """The ``net.*`` entries of a Lightning checkpoint's ``state_dict``, prefix removed.
 
-    Loaded with ``weights_only=True``: the checkpoint holds tensors and plain values, plus the
-    :class:`~seglit.inference.InferenceConfig` of a run that set ``model.inference`` (saved
-    in its hyperparameters), which is allowed explicitly.
+    Loaded with ``weights_only=True``: the checkpoint holds tensors and plain values, or, from
+    older versions, the pickled :class:`~seglit.inference.InferenceConfig` of a run that set
+    ``model.inference``, which :mod:`seglit.inference` adds to torch's safe globals (for good:
+    a ``safe_globals`` context here would remove it again on exit).
     """
     import pickle
 
     import torch
 
-    from seglit.inference import InferenceConfig
+    import seglit.inference  # noqa: F401  (allows InferenceConfig in weights_only loads)
 
     try:
-        with torch.serialization.safe_globals([InferenceConfig]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrainedRunError(f"cannot read checkpoint {path}: {first}") from None

@@ -8,19 +8,23 @@ tensors by duck typing.
 * :func:`palette_image`: a label map as a mode-"P" PNG (the VOC ``SegmentationClass`` format).
 * :func:`overlay`: the image with the predicted non-background classes tinted in their colour;
   background and void pixels stay exactly as they are.
-* :func:`legend`: a swatch and the name of every class present, drawn into the image.
+* :func:`legend_below` / :func:`legend_strip`: a swatch and the name of every class
+  present, beside the picture (never over it).
 * :func:`comparison_panel`: image | ground truth | prediction | errors, with titles.
+* :func:`write_prediction_files`: the one writer of a prediction's mask and overlay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seglit import IGNORE_INDEX
+from seglit.artifacts import atomic_file
 
 Palette = Sequence[tuple[int, int, int]]
 """One ``(r, g, b)`` colour per class index."""
@@ -154,7 +158,60 @@ def overlay(
     return out
 
 
-def legend(
+def legend_strip(
+    label_maps: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    palette: Palette,
+    width: int,
+    background: int = BACKGROUND,
+    ignore_index: int = IGNORE_INDEX,
+) -> np.ndarray:
+    """A legend to put beside a picture, never over it: every class present in any of
+    ``label_maps`` (ascending index, background and void left out) as a swatch and its name,
+    laid out left to right on white and wrapped into as many rows as ``width`` needs.
+
+    Args:
+        label_maps: ``(H, W)`` class indices (e.g. the ground truth and the prediction).
+        class_names: Name of each class index (indices beyond it are written as numbers).
+        palette: Colour of each class index.
+        width: Width of the strip in pixels (the picture's).
+        background: Class left out of the legend.
+        ignore_index: Void label, left out of the legend.
+
+    Returns:
+        uint8 ``(rows * row height + 4, width, 3)``; ``(0, width, 3)`` when no class is present.
+    """
+    classes = sorted(
+        set().union(*(present_classes(m, background, ignore_index) for m in label_maps))
+    )
+    if not classes:
+        return np.zeros((0, width, 3), dtype=np.uint8)
+    font = ImageFont.load_default()
+    row = _text_height(font) + 4
+    swatch = row - 4
+    colours = _colour_table(palette)
+    placed: list[tuple[int, int, int]] = []  # (class, left, row index)
+    left, line = 2, 0
+    for c in classes:
+        name = str(class_names[c]) if c < len(class_names) else str(c)
+        entry = swatch + 4 + int(np.ceil(font.getlength(name)))
+        if left > 2 and left + entry > width - 2:
+            left, line = 2, line + 1
+        placed.append((c, left, line))
+        left += entry + 10
+    strip = Image.new("RGB", (width, (line + 1) * row + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for c, x, k in placed:
+        top = 2 + k * row + 2
+        colour = tuple(int(v) for v in colours[c])
+        draw.rectangle((x, top, x + swatch - 1, top + swatch - 1), fill=colour)
+        draw.rectangle((x, top, x + swatch - 1, top + swatch - 1), outline=(0, 0, 0))
+        name = str(class_names[c]) if c < len(class_names) else str(c)
+        _draw_text(draw, (x + swatch + 4, top + swatch / 2), name, font, centre=False)
+    return np.asarray(strip).copy()
+
+
+def legend_below(
     image: np.ndarray,
     label_map: np.ndarray,
     class_names: Sequence[str],
@@ -162,52 +219,17 @@ def legend(
     background: int = BACKGROUND,
     ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
-    """Draw a legend of the classes present in ``label_map`` into the image's top-left corner.
+    """The image with a :func:`legend_strip` of ``label_map``'s classes added below it.
 
-    One row per present class (ascending index, background and void left out): a colour
-    swatch outlined in black and the class name, on a white box. When the image is too short
-    for every row, the last row says how many classes were left out.
-
-    Args:
-        image: uint8 RGB ``(H, W, 3)`` (usually an :func:`overlay`).
-        label_map: ``(H, W)`` class indices the legend describes.
-        class_names: Name of each class index (indices beyond it are written as numbers).
-        palette: Colour of each class index.
-        background: Class left out of the legend.
-        ignore_index: Void label, left out of the legend.
+    The image's own pixels are never covered (however small the image); with no class
+    present it comes back unchanged.
 
     Returns:
-        A new uint8 ``(H, W, 3)`` array (the image itself if no class is present).
+        A new uint8 ``(H + strip height, W, 3)`` array.
     """
     rgb = _check_rgb(image)
-    classes = present_classes(label_map, background, ignore_index)
-    if not classes:
-        return rgb.copy()
-    font = ImageFont.load_default()
-    row = _text_height(font) + 4
-    fits = max(1, (rgb.shape[0] - 4) // row)
-    colours = _colour_table(palette)
-    entries: list[tuple[tuple[int, ...] | None, str]] = [
-        (tuple(int(v) for v in colours[c]), str(class_names[c]) if c < len(class_names) else str(c))
-        for c in classes
-    ]
-    if len(entries) > fits:
-        hidden = len(entries) - fits + 1
-        entries = entries[: fits - 1] + [(None, f"+{hidden} more")]
-    swatch = row - 4
-    text_width = max(int(np.ceil(font.getlength(name))) for _, name in entries)
-    box = (2, 2, 2 + 3 + swatch + 4 + text_width + 3, 2 + 2 + row * len(entries))
-    picture = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(picture)
-    draw.rectangle(box, fill=(255, 255, 255), outline=(96, 96, 96))
-    for k, (colour, name) in enumerate(entries):
-        top = box[1] + 2 + k * row + 2
-        left = box[0] + 3
-        if colour is not None:
-            draw.rectangle((left, top, left + swatch - 1, top + swatch - 1), fill=colour)
-            draw.rectangle((left, top, left + swatch - 1, top + swatch - 1), outline=(0, 0, 0))
-        _draw_text(draw, (left + swatch + 4, top + swatch / 2), name, font, centre=False)
-    return np.asarray(picture).copy()
+    strip = legend_strip([label_map], class_names, palette, rgb.shape[1], background, ignore_index)
+    return np.concatenate([rgb, strip], axis=0)
 
 
 def error_map(
@@ -255,9 +277,10 @@ def comparison_panel(
 ) -> np.ndarray:
     """Image | ground truth | prediction | errors side by side, each under a title bar.
 
-    The ground-truth and prediction tiles are :func:`overlay` s (with a :func:`legend` when
-    ``class_names`` is given); the errors tile is :func:`error_map` and its title gives the
-    share of wrong pixels among the labelled ones.
+    The ground-truth and prediction tiles are :func:`overlay` s; when ``class_names`` is
+    given, a :func:`legend_strip` of the classes of both runs below the tiles (never over
+    them). The errors tile is :func:`error_map` and its title gives the share of wrong pixels
+    among the labelled ones.
 
     Args:
         image: uint8 RGB ``(H, W, 3)``.
@@ -270,25 +293,29 @@ def comparison_panel(
         ignore_index: Void label.
 
     Returns:
-        uint8 RGB ``(TITLE_HEIGHT + H, 4 * W + 3 * TILE_GAP, 3)`` on white; tile ``k`` starts
-        at column ``k * (W + TILE_GAP)``.
+        uint8 RGB ``(TITLE_HEIGHT + H + legend height, 4 * W + 3 * TILE_GAP, 3)`` on white;
+        tile ``k`` starts at column ``k * (W + TILE_GAP)``, the legend at row
+        ``TITLE_HEIGHT + H``.
     """
     rgb = _check_rgb(image)
     height, width = rgb.shape[:2]
     target, prediction = np.asarray(target), np.asarray(prediction)
     tiles = [rgb]
     for labels in (target, prediction):
-        tile = overlay(rgb, labels, palette, alpha, background, ignore_index)
-        if class_names is not None:
-            tile = legend(tile, labels, class_names, palette, background, ignore_index)
-        tiles.append(tile)
+        tiles.append(overlay(rgb, labels, palette, alpha, background, ignore_index))
     tiles.append(error_map(rgb, target, prediction, ignore_index))
     labelled = target != ignore_index
     wrong = int(((prediction != target) & labelled).sum())
     share = 100.0 * wrong / max(int(labelled.sum()), 1)
     titles = [*PANEL_TITLES[:3], f"{PANEL_TITLES[3]} {share:.1f}%"]
 
-    panel = Image.new("RGB", (4 * width + 3 * TILE_GAP, TITLE_HEIGHT + height), (255, 255, 255))
+    total = 4 * width + 3 * TILE_GAP
+    strip = (
+        legend_strip([target, prediction], class_names, palette, total, background, ignore_index)
+        if class_names is not None
+        else np.zeros((0, total, 3), dtype=np.uint8)
+    )
+    panel = Image.new("RGB", (total, TITLE_HEIGHT + height + len(strip)), (255, 255, 255))
     font = ImageFont.load_default()
     for k, (tile, title) in enumerate(zip(tiles, titles)):
         bar = Image.new("RGB", (width, TITLE_HEIGHT), (255, 255, 255))
@@ -296,6 +323,8 @@ def comparison_panel(
         left = k * (width + TILE_GAP)
         panel.paste(bar, (left, 0))
         panel.paste(Image.fromarray(tile), (left, TITLE_HEIGHT))
+    if len(strip):
+        panel.paste(Image.fromarray(strip), (0, TITLE_HEIGHT + height))
     return np.asarray(panel).copy()
 
 
@@ -341,3 +370,49 @@ def _draw_text(
     x = at[0] - (left + right) / 2 if centre else at[0] - left
     y = at[1] - (top + bottom) / 2
     draw.text((round(x), round(y)), text, fill=(0, 0, 0), font=font)
+
+
+OVERLAY_SUFFIX = "_overlay"
+"""``<stem>_overlay.png`` beside ``<stem>.png``: the names every prediction writer uses."""
+OVERLAY_ALPHA = 0.5
+"""Default opacity of the class colours in prediction overlays."""
+
+
+def prediction_file_names(stem: str) -> tuple[str, str]:
+    """``(mask, overlay)`` file names of the prediction of image ``<stem>.<ext>``."""
+    return f"{stem}.png", f"{stem}{OVERLAY_SUFFIX}.png"
+
+
+def write_prediction_files(
+    out: Path,
+    stem: str,
+    image: np.ndarray,
+    label_map: np.ndarray,
+    palette: Palette,
+    class_names: Sequence[str],
+    alpha: float = OVERLAY_ALPHA,
+) -> None:
+    """Write one image's prediction: ``<stem>.png`` and (``alpha > 0``) ``<stem>_overlay.png``.
+
+    The one prediction writer of seglit: ``seglit predict`` on a folder of images and the
+    Lightning CLI's ``predict`` (:class:`seglit.callbacks.PredictionWriter`) both call it, so
+    they write the same files in the same format. Files are written atomically.
+
+    Args:
+        out: Destination folder (exists).
+        stem: The image's file name without its extension.
+        image: The image, ``(H, W, 3)`` uint8.
+        label_map: Predicted class per pixel, ``(H, W)``.
+        palette: Colour of each class (flat or ``[[r, g, b], ...]``).
+        class_names: Name of each class (for the legend below the overlay).
+        alpha: Opacity of the class colours; 0 writes the mask only.
+    """
+    mask_name, overlay_name = prediction_file_names(stem)
+    with atomic_file(out / mask_name, "wb") as handle:
+        palette_image(label_map, palette).save(handle, format="PNG")
+    if alpha <= 0:
+        return
+    tinted = overlay(image, label_map, palette, alpha)
+    tinted = legend_below(tinted, label_map, class_names, palette)
+    with atomic_file(out / overlay_name, "wb") as handle:
+        Image.fromarray(tinted).save(handle, format="PNG")

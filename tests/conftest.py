@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+
+
+def _private_temp_dir() -> None:
+    """Send every temp file of this process and its children into one folder removed at exit.
+
+    W&B, Lightning and the runner's children create temp folders (``tmp*wandb-media``,
+    service sockets, ...) that outlive the tests; inside this folder they leave nothing
+    behind in the system temp dir. Each pytest process (the xdist controller and every
+    worker) has its own.
+    """
+    private = tempfile.mkdtemp(prefix="seglit-tests-")
+    os.environ["TMPDIR"] = tempfile.tempdir = private
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+
+
+_private_temp_dir()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["WANDB_MODE"] = "offline"

@@ -197,8 +197,9 @@ def test_artifacts_section_compares_the_crf_only_when_a_variant_uses_it() -> Non
             p["config"]["metrics"] for p in panels_of(spec, "Run History Line Plot", "Artifacts")
         ]
 
-    assert metrics(SKIP) == [["val/checkerboard"]]
-    assert metrics(CRF_RECIPE) == [["val/checkerboard"], ["val/mIoU", "val/mIoU_before_crf"]]
+    checker = [["val/checkerboard"], ["val/checkerboard_logits"]]
+    assert metrics(SKIP) == checker
+    assert metrics(CRF_RECIPE) == [*checker, ["val/mIoU", "val/mIoU_before_crf"]]
 
 
 @needs_library

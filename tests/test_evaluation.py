@@ -62,6 +62,22 @@ def test_checkerboard_score_separates_transposed_k3_from_resize_conv_at_init():
     assert (scores["transposed"] > 100 * scores["nearest_conv"]).all()
 
 
+def test_log_probabilities_keep_a_checkerboard_that_saturated_probabilities_hide():
+    """A confident net with a period-2 pattern in its logits: the probabilities barely show
+    it (they saturate), the log-probabilities do (``checkerboard_logits``)."""
+    rows, cols = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    smooth = torch.where(cols < 16, 12.0, -12.0)
+    pattern = 2.0 * ((rows + cols) % 2 * 2 - 1)
+    logits = torch.stack([smooth + pattern, -smooth])[None]
+    log_probs = torch.log_softmax(logits, 1)
+    on_probs = checkerboard_score(log_probs.exp(), 2).item()
+    on_logits = checkerboard_score(log_probs, 2).item()
+    assert on_probs < 0.01 and on_logits > 10 * on_probs
+    record = ImageRecord("a", torch.eye(3, dtype=torch.int64), 1.0, 1.0, None, on_probs, on_logits)
+    result = eval_result([record], "val", 0, 1, ["x", "y", "z"])
+    assert result.metrics["checkerboard_logits"] == pytest.approx(on_logits)
+
+
 def test_checkerboard_score_of_known_patterns():
     y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     board = ((x + y) % 2).float()

@@ -1,7 +1,8 @@
 """``python -m seglit.export``: every registered model to ONNX, TorchScript and torch.export,
 with dynamic height and width, checked against the torch net at sizes it never saw.
 
-The support matrix checked here is the one documented in ``docs/predict-and-export.md``.
+The support matrix checked here is the one each model declares when it registers
+(``register_model(..., exports=...)``), which ``docs/predict-and-export.md`` renders.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from seglit.export import (
     main,
     trace_dynamic,
 )
-from seglit.models.registry import build_model, list_models, model_spec
+from seglit.models.registry import build_model, export_support_table, list_models, model_spec
 from seglit.trained import load_trained, resolve_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,18 +41,10 @@ ONNX_REASON = "the ONNX files are checked with onnxruntime (pip install 'seglit[
 ROW = re.compile(r"^\| `(\w+)` \| (yes|no) \| (yes|no) \| (yes|no) \|(.*)\|\s*$")
 
 
-def documented_support() -> dict[str, dict[str, tuple[bool, str]]]:
-    """model -> format -> (supported, note), from the docs page's support matrix."""
-    table = {}
-    for line in DOC.read_text().splitlines():
-        match = ROW.match(line)
-        if match:
-            name, *cells, note = match.groups()
-            table[name] = {f: (c == "yes", note.strip()) for f, c in zip(FORMATS, cells)}
-    return table
-
-
-SUPPORT = documented_support()
+def declared_support(name: str, fmt: str) -> tuple[bool, str]:
+    """(supported, note) as the model declared it at registration."""
+    spec = model_spec(name)
+    return fmt in spec.exports, spec.export_note
 
 
 def test_the_sizes_checked_here_are_new_to_the_export():
@@ -60,8 +53,14 @@ def test_the_sizes_checked_here_are_new_to_the_export():
         assert (h, w) not in {(ch, cw) for _, ch, cw in CHECK_SIZES}
 
 
-def test_the_docs_cover_every_registered_model():
-    assert sorted(SUPPORT) == sorted(list_models())
+def test_the_docs_render_the_registry_support_matrix():
+    """The docs page holds the placeholder its build hook fills with the registry's matrix."""
+    assert "<!-- export-support-matrix -->" in DOC.read_text()
+    table = export_support_table()
+    rows = {m.group(1): m.groups()[1:4] for m in map(ROW.match, table.splitlines()) if m}
+    assert sorted(rows) == sorted(list_models())
+    for name, cells in rows.items():
+        assert cells == tuple("yes" if f in model_spec(name).exports else "no" for f in FORMATS)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +105,7 @@ def load(fmt: str, path: Path):
 def test_every_registered_model_exports_with_dynamic_height_and_width(name, fmt, traced, tmp_path):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason=ONNX_REASON)
-    supported, note = SUPPORT[name][fmt]
+    supported, note = declared_support(name, fmt)
     net, program = traced(name)
     if not supported:
         if not isinstance(program, ExportError):

@@ -121,7 +121,7 @@ def test_dry_run_names_values_that_cannot_work(tmp_path, write_recipe, capsys):
     )
     assert main([str(recipe), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "variant negative" in err and "Invalid learning rate: -0.1" in err
+    assert "variant negative: model.optimizer.init_args.lr: -0.1; expected a learning rate" in err
     recipe = write_recipe(
         tmp_path / "s.yaml",
         model={

@@ -351,3 +351,67 @@ def test_evaluation_without_image_names_is_refused_across_processes():
     module.trainer = SimpleNamespace(world_size=2)  # what a 2-process DDP run reports
     with pytest.raises(ValueError, match="carry no 'name'.*scored twice"):
         module.validation_step(batch, 0)
+
+
+def test_loss_average_all_divides_by_every_pixel_as_mmseg():
+    """``loss_average="all"``: mmseg's CrossEntropyLoss (avg_non_ignore=False) sums over the
+    labelled pixels and divides by all of them, void included; the default divides by the
+    labelled ones."""
+    logits = torch.randn(2, 5, 4, 4)
+    masks = torch.randint(0, 5, (2, 4, 4))
+    masks[0, :2] = 255  # 8 of 32 pixels void
+    per_pixel = nn.functional.cross_entropy(logits, masks, ignore_index=255, reduction="none")
+    labelled = SegmentationModule(WithBackbone(), 5)
+    everything = SegmentationModule(WithBackbone(), 5, loss_average="all")
+    assert labelled.loss(logits, masks) == pytest.approx(float(per_pixel.sum() / 24))
+    assert everything.loss(logits, masks) == pytest.approx(float(per_pixel.sum() / 32))
+    weights = [1.0, 2.0, 0.5, 1.0, 3.0]
+    weighted = SegmentationModule(WithBackbone(), 5, class_weights=weights, loss_average="all")
+    w = torch.tensor(weights)
+    by_hand = nn.functional.cross_entropy(
+        logits, masks, weight=w, ignore_index=255, reduction="none"
+    ).mean()
+    assert weighted.loss(logits, masks) == pytest.approx(float(by_hand))
+    with pytest.raises(ValueError, match="loss_average"):
+        SegmentationModule(WithBackbone(), 5, loss_average="sum")
+
+
+def test_head_lr_scope_classifier_multiplies_only_the_classifier():
+    """DeepLab v1/v2 as caffe trains them: lr x10 on fc8 only (``head_lr_scope``), fc6/fc7
+    at the base rate; ``head`` (default) multiplies every layer outside the backbone."""
+    from seglit.models import DeepLabV1, DeepLabV2
+
+    for net in (
+        DeepLabV1(5, backbone_width=4, fc_channels=8),
+        DeepLabV2(5, backbone="vgg16", backbone_width=4),
+        DeepLabV2(5, backbone_width=4, backbone="resnet18"),
+    ):
+        fc8 = {id(p) for m in net.classifier_modules() for p in m.parameters()}
+        for scope in ("classifier", "head"):
+            module = SegmentationModule(net, 5, head_lr_mult=10.0, head_lr_scope=scope)
+            optimizer = module.build_optimizer()
+            backbone = {id(p) for p in net.backbone.parameters()}
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if scope == "classifier":
+                        fast = id(p) in fc8
+                    else:
+                        fast = id(p) not in backbone
+                    assert group["lr"] == pytest.approx(0.1 if fast else 0.01)
+    with pytest.raises(ValueError, match="classifier_modules"):
+        SegmentationModule(WithBackbone(), 5, head_lr_scope="classifier")
+
+
+def test_inference_hyperparameters_are_plain_values(tmp_path):
+    """A module given an ``InferenceConfig`` keeps it, and saves its fields as a dict:
+    Lightning's ``--ckpt_path`` reads the hyperparameters with ``weights_only=True``."""
+    from seglit.inference import InferenceConfig
+
+    config = InferenceConfig(crf=True, scales=[0.5, 1.0], flip=True)
+    module = SegmentationModule(WithBackbone(), 5, inference=config)
+    assert module.inference is config
+    path = tmp_path / "hparams.pt"
+    torch.save(dict(module.hparams), path)
+    saved = torch.load(path, weights_only=True)["inference"]
+    assert saved["crf"] and saved["scales"] == [0.5, 1.0] and saved["flip"]
+    assert SegmentationModule(WithBackbone(), 5, inference=saved).inference == config

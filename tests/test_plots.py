@@ -160,6 +160,18 @@ def test_delta_panel_shows_the_confidence_intervals_around_zero():
     assert "+0.006" in texts and "-0.003" in texts
 
 
+def test_delta_panel_shows_each_rows_minimum_detectable_effect():
+    rows = _close_rows()
+    for row in rows:
+        if not row.baseline and row.delta_ci_low is not None:
+            row.mde = 0.02
+    delta_ax = miou_figure(rows).axes[1]
+    bands = [p for p in delta_ax.patches if np.isclose(p.get_height(), 0.04)]
+    assert bands and all(np.isclose(p.get_y(), -0.02) for p in bands)
+    low, high = delta_ax.get_ylim()
+    assert low < -0.02 and high > 0.02  # the band fits
+
+
 def test_no_delta_panel_without_deltas():
     rows = [Row(variant="a", status="finished", runs=1, finished=1, mIoU_mean=0.5)]
     assert len(miou_figure(rows).axes) == 1

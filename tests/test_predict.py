@@ -105,7 +105,9 @@ def test_predict_writes_every_image_at_its_size_with_the_nets_labels(
         np.testing.assert_array_equal(labels, net_labels(varied_checkpoint, image))
         seen_classes |= set(np.unique(labels).tolist())
         tinted = Image.open(out / f"{Path(name).stem}_overlay.png")
-        assert tinted.mode == "RGB" and tinted.size == (w, h)
+        assert tinted.mode == "RGB" and tinted.size[0] == w and tinted.size[1] >= h
+        legend_rows = np.asarray(tinted)[h:]  # the legend, below the picture: never over it
+        assert legend_rows.shape[0] == 0 or (legend_rows == 255).mean() > 0.5
     assert len(seen_classes) > 1  # the comparison above is not all background
 
     with open(out / "index.csv", newline="") as handle:

@@ -20,7 +20,8 @@ from seglit.visualize import (
     comparison_panel,
     denormalize,
     error_map,
-    legend,
+    legend_below,
+    legend_strip,
     overlay,
     palette_image,
 )
@@ -79,29 +80,20 @@ def _has_colour(pixels: np.ndarray, colour) -> bool:
     return bool(np.all(pixels == np.asarray(colour, dtype=np.uint8), axis=-1).any())
 
 
-def test_legend_shows_a_swatch_of_each_present_class_only():
+def test_legend_below_shows_a_swatch_of_each_present_class_only():
     image = np.full((H, W, 3), 200, dtype=np.uint8)  # a flat grey: no class colour anywhere
     label = np.zeros((H, W), dtype=np.uint8)
     label[60:, 80:] = 1  # cat
     label[70:, :20] = 3  # bird
     label[0, 0] = 255
-    out = legend(image, label, NAMES, PALETTE)
-    assert out.shape == image.shape
-    box = out[: H // 2, : W // 2 + 20]  # the legend sits in the top-left corner
-    assert _has_colour(box, PALETTE[1]) and _has_colour(box, PALETTE[3])
-    assert not _has_colour(box, PALETTE[2]) and not _has_colour(box, PALETTE[4])
-    swatch = np.all(box == np.asarray(PALETTE[1], np.uint8), axis=-1)
+    out = legend_below(image, label, NAMES, PALETTE)
+    assert out.shape[0] > H and out.shape[1:] == image.shape[1:]
+    assert np.array_equal(out[:H], image)  # the picture itself is untouched
+    strip = out[H:]
+    assert _has_colour(strip, PALETTE[1]) and _has_colour(strip, PALETTE[3])
+    assert not _has_colour(strip, PALETTE[2]) and not _has_colour(strip, PALETTE[4])
+    swatch = np.all(strip == np.asarray(PALETTE[1], np.uint8), axis=-1)
     assert swatch.sum() >= 25  # a square, not a stray pixel
-    assert np.array_equal(out[H // 2 :], image[H // 2 :])  # the rest of the image is untouched
-    assert np.array_equal(legend(image, np.zeros((H, W), np.uint8), NAMES, PALETTE), image)
-
-
-def test_legend_on_a_short_image_says_what_it_left_out():
-    image = np.full((40, 200, 3), 200, dtype=np.uint8)  # room for about two rows
-    label = np.arange(40 * 200).reshape(40, 200) % 5
-    out = legend(image, label.astype(np.uint8), NAMES, PALETTE)
-    shown = [c for c in (1, 2, 3, 4) if _has_colour(out, PALETTE[c])]
-    assert 0 < len(shown) < 4  # the "+N more" row replaced the others
 
 
 def test_comparison_panel_has_four_titled_tiles_and_marks_exactly_the_wrong_pixels():
@@ -111,14 +103,17 @@ def test_comparison_panel_has_four_titled_tiles_and_marks_exactly_the_wrong_pixe
     prediction[0:5, 0:5] = 4  # a fish on the background
     prediction[40:45, 50] = 3  # wrong, but on void: not an error
     panel = comparison_panel(image, target, prediction, PALETTE, NAMES)
-    assert panel.shape == (TITLE_HEIGHT + H, 4 * W + 3 * TILE_GAP, 3)
-    tiles = [panel[TITLE_HEIGHT:, k * (W + TILE_GAP) : k * (W + TILE_GAP) + W] for k in range(4)]
+    strip = legend_strip([target, prediction], NAMES, PALETTE, 4 * W + 3 * TILE_GAP)
+    assert panel.shape == (TITLE_HEIGHT + H + len(strip), 4 * W + 3 * TILE_GAP, 3)
+    assert np.array_equal(panel[TITLE_HEIGHT + H :], strip)  # the legend, below the tiles
+    rows = slice(TITLE_HEIGHT, TITLE_HEIGHT + H)
+    tiles = [panel[rows, k * (W + TILE_GAP) : k * (W + TILE_GAP) + W] for k in range(4)]
     assert np.array_equal(tiles[0], image)
     titles = panel[:TITLE_HEIGHT]
     for k in range(4):
         bar = titles[:, k * (W + TILE_GAP) : k * (W + TILE_GAP) + W]
         assert (bar < 128).any() and (bar == 255).mean() > 0.5  # black text on white
-    assert (panel[:, W : W + TILE_GAP] == 255).all()  # the gap between tiles
+    assert (panel[: TITLE_HEIGHT + H, W : W + TILE_GAP] == 255).all()  # the gap between tiles
 
     wrong = (prediction != target) & (target != 255)
     assert wrong.sum() == 10 * 10 + 5 * 5
@@ -130,9 +125,11 @@ def test_comparison_panel_has_four_titled_tiles_and_marks_exactly_the_wrong_pixe
     assert np.array_equal(errors[correct], dimmed)
     assert np.array_equal(error_map(image, target, prediction), errors)
 
-    # the prediction tile shows the fish that the ground-truth tile does not
-    assert _has_colour(tiles[2][:40, :60], PALETTE[4])
-    assert not _has_colour(tiles[1], PALETTE[4])
+    # no legend covers the tiles: they are the overlays, every pixel
+    assert np.array_equal(tiles[1], overlay(image, target, PALETTE))
+    assert np.array_equal(tiles[2], overlay(image, prediction, PALETTE))
+    # the legend names the fish that only the prediction has
+    assert _has_colour(strip, PALETTE[4]) and _has_colour(strip, PALETTE[1])
 
 
 def test_comparison_panel_without_names_draws_no_legend():
@@ -222,12 +219,25 @@ def test_prediction_writer_writes_mask_overlay_with_legend_and_panel(tmp_path):
         assert np.array_equal(np.asarray(mask), pred[1, :60, :80].numpy())
     with Image.open(out / "big.png") as mask:
         assert np.array_equal(np.asarray(mask), pred[0].numpy())
-    expected = legend(overlay(image, pred[0].numpy(), PALETTE), pred[0].numpy(), NAMES, PALETTE)
-    Image.fromarray(expected).save(tmp_path / "expected.jpg", quality=90)
-    with Image.open(out / "big_overlay.jpg") as jpg, Image.open(tmp_path / "expected.jpg") as ref:
-        assert np.array_equal(np.asarray(jpg), np.asarray(ref))  # same picture, same encoder
+    labels = pred[0].numpy()
+    expected = legend_below(overlay(image, labels, PALETTE), labels, NAMES, PALETTE)
+    with Image.open(out / "big_overlay.png") as png:  # the folder mode's writer and format
+        assert np.array_equal(np.asarray(png), expected)
     with Image.open(out / "big_panel.png") as panel:
         panel = np.asarray(panel)
     assert np.array_equal(panel, comparison_panel(image, target, pred[0].numpy(), PALETTE, NAMES))
+    small_labels = [target[:60, :80], pred[1, :60, :80].numpy()]
+    strip = legend_strip(small_labels, NAMES, PALETTE, 4 * 80 + 3 * TILE_GAP)
     with Image.open(out / "small_panel.png") as panel:
-        assert panel.size == (4 * 80 + 3 * TILE_GAP, TITLE_HEIGHT + 60)
+        assert panel.size == (4 * 80 + 3 * TILE_GAP, TITLE_HEIGHT + 60 + len(strip))
+
+
+def test_a_legend_below_never_covers_even_a_small_image():
+    image = np.full((45, 133, 3), 90, dtype=np.uint8)  # a small predict input
+    label = (np.arange(45 * 133).reshape(45, 133) % 5).astype(np.uint8)  # every class present
+    out = legend_below(image, label, NAMES, PALETTE)
+    assert out.shape[1] == 133 and out.shape[0] > 45
+    assert np.array_equal(out[:45], image)  # not one pixel of the picture covered
+    for c in (1, 2, 3, 4):  # every class named (wrapped into rows), none left out
+        assert _has_colour(out[45:], PALETTE[c])
+    assert np.array_equal(legend_below(image, np.zeros((45, 133), np.uint8), NAMES, PALETTE), image)

@@ -37,6 +37,7 @@ def test_summary_table_has_fields_axes_and_classes():
     columns, data = summary_table_rows(_rows())
     assert columns[0] == "variant" and "model.net.init_args.fusion" in columns
     assert columns[-2:] == ["IoU/bg", "IoU/cat"]
+    assert {"mde", "seeds_needed", "verdict"} <= set(columns)  # the power of each row
     assert data[0][columns.index("mIoU_mean")] == 0.5
     assert data[1][columns.index("mIoU_mean")] is None and data[1][-1] is None
 

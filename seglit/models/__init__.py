@@ -3,9 +3,13 @@ hypercolumns, smp.
 
 Every model maps (N, 3, H, W) to logits (N, num_classes, H, W) at the input's size; with
 ``aux=True`` it returns ``{"out": ..., "aux": ...}`` in training mode (the contract:
-:mod:`seglit.models.base`). Importing this package registers every model
-(:mod:`seglit.models.registry`).
+:mod:`seglit.models.base`). Importing this package imports every module in it, and each
+model registers itself where it is defined (:mod:`seglit.models.registry`): a new model is
+one new file here, with no import line to add.
 """
+
+import importlib
+import pkgutil
 
 from seglit.models.base import SegmentationModel
 from seglit.models.card import count_gflops, describe_model
@@ -38,3 +42,13 @@ __all__ = [
     "list_models",
     "register_model",
 ]
+
+
+def _import_every_module() -> None:
+    """Import each module of this package (and so register every model defined in one)."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):  # not __main__
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_every_module()

@@ -50,6 +50,19 @@ def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
     return weight.float()
 
 
+def scaled_length(length: int, scale: float, align_corners: bool = False) -> int:
+    """The length of a side of ``length`` pixels resized by ``scale``.
+
+    ``round(length * scale)`` (at least 1) by default; corner-aligned,
+    ``int((length - 1) * scale + 0.5) + 1``: the size caffe's ``Interp`` and TF DeepLab's
+    ``scale_dimension`` give, which keeps the sizes ``s * k + 1`` (321 -> 241 and 161 at 0.75
+    and 0.5), so that the corner-aligned resize maps pixel ``u`` to ``u / scale``.
+    """
+    if align_corners:
+        return int((length - 1) * scale + 0.5) + 1
+    return max(1, int(length * scale + 0.5))
+
+
 def transposed_output_size(i: int, stride: int, padding: int, kernel_size: int) -> int:
     """Output length of a transposed convolution: ``(i - 1) * s - 2p + k``."""
     return (i - 1) * stride - 2 * padding + kernel_size
@@ -62,8 +75,9 @@ class Upsample(nn.Module):
       ``2 * scale``, ``2 * scale - 1`` for odd scales; stride ``scale``; padding
       ``(kernel_size - scale) // 2``), optionally initialised to bilinear interpolation as
       in FCN; the result is cropped/padded to the target size (see :func:`align_to`).
-    * ``bilinear``: fixed bilinear interpolation (``align_corners=False``); a 1x1 conv first
-      if the channel count changes (1x1 conv and interpolation commute).
+    * ``bilinear``: fixed bilinear interpolation (``align_corners=False`` unless
+      ``align_corners``); a 1x1 conv first if the channel count changes (1x1 conv and
+      interpolation commute).
     * ``nearest_conv`` / ``bilinear_conv``: resize, then a 3x3 conv (Odena et al. 2016's
       remedy for checkerboard artifacts).
 
@@ -75,6 +89,10 @@ class Upsample(nn.Module):
         kernel_size: Transposed-conv kernel; ``None`` means ``2 * scale`` (minus 1 if odd).
         bilinear_init: Initialise the transposed conv to bilinear interpolation (requires
             ``in_channels == out_channels``); it then has no bias, like FCN's.
+        align_corners: Corner-aligned bilinear resizes (``bilinear`` and ``bilinear_conv``):
+            the first and last samples of input and output coincide, as caffe's ``Interp``
+            and TF DeepLab resize, so coarse cell ``i`` of a stride-``s`` map stays at input
+            pixel ``s * i`` (exactly for sizes ``s * k + 1``, see :func:`scaled_length`).
     """
 
     def __init__(
@@ -85,11 +103,13 @@ class Upsample(nn.Module):
         mode: UpsampleMode = "transposed",
         kernel_size: int | None = None,
         bilinear_init: bool = False,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         check_choice("upsample", mode, UpsampleMode)
         self.mode = mode
         self.scale = scale
+        self.align_corners = align_corners
         self.proj: nn.Module | None = None
         self.conv: nn.Module | None = None
         if scale == 1 and in_channels == out_channels:
@@ -124,10 +144,10 @@ class Upsample(nn.Module):
                 x = self.proj(x)
             if tuple(x.shape[-2:]) == size:
                 return x
-            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
         interp = "nearest" if self.mode == "nearest_conv" else "bilinear"
         if tuple(x.shape[-2:]) != size:
-            kwargs = {"align_corners": False} if interp == "bilinear" else {}
+            kwargs = {"align_corners": self.align_corners} if interp == "bilinear" else {}
             x = F.interpolate(x, size=size, mode=interp, **kwargs)
         return self.conv(x)
 

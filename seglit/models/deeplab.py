@@ -5,6 +5,17 @@ convolutions), on VGG16, ResNets or aligned Xception-65.
 Every model scores at the backbone's output stride and upsamples the logits to the input
 size (``upsample``; bilinear by default, as in the papers). CRF post-processing is not part
 of the network (``model.inference.crf``, :mod:`seglit.crf`).
+
+Geometry (``align_corners``): the backbones put coarse cell ``i`` at input pixel ``s * i``
+(output stride ``s``). caffe's ``Interp`` (DeepLab v1/v2) and TF DeepLab (v3/v3+) resize
+with corner alignment (``align_corners=True``, inputs of size ``s * k + 1`` such as 321 and
+513), which keeps it there; PyTorch's default (``False``, seglit's default, mmseg's and
+torchvision's convention) moves it: by ``(s - 1) / 2`` pixels (3.5 at OS 8) on inputs of
+``s * k`` pixels, on ``s * k + 1`` inputs by up to that much towards the borders. With
+``align_corners=True`` every bilinear resize of the network follows the papers: the logits
+to the input, v3+'s decoder upsampling, the auxiliary head, and DeepLab v2's MSC (input
+scaled to ``(H - 1) * scale + 1`` pixels, branches brought to the largest scale's grid
+aligned, so the max fuses logits of the same place).
 """
 
 from __future__ import annotations
@@ -18,8 +29,8 @@ from torch import Tensor, nn
 
 from seglit.models.backbones import build_backbone, dropout_layer
 from seglit.models.base import SegmentationModel
-from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu
-from seglit.models.heads import FCNHead
+from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu, scaled_length
+from seglit.models.heads import ASPP, DeepLabHead, FCNHead, V3Head
 from seglit.models.knobs import (
     BackboneName,
     DeepLabV3BackboneName,
@@ -34,8 +45,6 @@ from seglit.models.registry import register_model
 DecoderLayout = Literal["paper", "smp", "mmseg"]
 """DeepLab v3+ decoder layouts: TF DeepLab (the paper's), smp 0.6's, mmseg's
 ``DepthwiseSeparableASPPHead``."""
-V3Head = Literal["paper", "torchvision", "mmseg"]
-"""DeepLab v3 heads: the paper's, torchvision's ``DeepLabHead``, mmseg's ``ASPPHead``."""
 TINY_RESNET = {"backbone": "resnet18", "backbone_width": 4}
 
 
@@ -85,13 +94,22 @@ class _DeepLabBase(SegmentationModel):
         final_scale: int = 0,
         msc_scales: Sequence[float] | None = None,
         aux_channel_dropout: bool = False,
+        align_corners: bool = False,
     ) -> None:
         """Final upsampling (by ``final_scale``; 0 = the output stride), the aux head
-        (torchvision's ``FCNHead``; with ``aux_channel_dropout`` mmseg's, ``Dropout2d``) and
-        the multi-scale inputs."""
+        (torchvision's ``FCNHead``; with ``aux_channel_dropout`` mmseg's, ``Dropout2d``),
+        the multi-scale inputs and the geometry of every resize (``align_corners``)."""
         self.output_stride = self.backbone.output_stride
+        self.align_corners = align_corners
         scale = final_scale or self.output_stride
-        self.up_final = Upsample(num_classes, num_classes, scale, upsample, bilinear_init=True)
+        self.up_final = Upsample(
+            num_classes,
+            num_classes,
+            scale,
+            upsample,
+            bilinear_init=True,
+            align_corners=align_corners,
+        )
         self._aux_key = aux_key
         self.aux_classifier = (
             FCNHead(
@@ -118,9 +136,32 @@ class _DeepLabBase(SegmentationModel):
         out = self.up_final(self._logits(feats), size)
         if self.aux_classifier is not None and self.training:
             aux = self.aux_classifier(feats[self._aux_key])
-            aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+            aux = self._resize(aux, size)
             return {"out": out, "aux": aux}
         return out
+
+    def _resize(self, x: Tensor, size: Sequence[int]) -> Tensor:
+        """Bilinear resize with the network's geometry (``align_corners``)."""
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
+
+    def msc_branches(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """DeepLab v2's MSC branches: each scale's logits, and the same brought to the grid
+        of the largest scale's logits (bilinear), the inputs of the max fusion."""
+        size = x.shape[-2:]
+        scales = self.msc_scales or ()
+        logits = []
+        for s in scales:
+            xs = x
+            if s != 1.0:
+                hw = [scaled_length(d, s, self.align_corners) for d in size]
+                xs = self._resize(x, hw)
+            logits.append(self._logits(self.backbone(xs)))
+        # The largest scale by its value, not by comparing sizes: torch.export traces H and W
+        # symbolically and cannot order them.
+        largest = max(range(len(scales)), key=lambda i: scales[i])
+        common = logits[largest].shape[-2:]
+        resized = [t if i == largest else self._resize(t, common) for i, t in enumerate(logits)]
+        return logits, resized
 
     def _forward_msc(self, x: Tensor) -> Tensor | dict[str, Tensor | list[Tensor]]:
         """DeepLab v2's MSC: run the network on the input resized by each scale, bring every
@@ -128,30 +169,12 @@ class _DeepLabBase(SegmentationModel):
         element-wise max. Training also returns each scale's logits (upsampled to the
         input size) as ``aux`` so that every scale is supervised, as in the paper."""
         size = x.shape[-2:]
-        scales = self.msc_scales or ()
-        logits = []
-        for s in scales:
-            xs = x
-            if s != 1.0:
-                hw = [max(1, int(d * s + 0.5)) for d in size]  # int(): serializable in torch.export
-                xs = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
-            logits.append(self._logits(self.backbone(xs)))
-        # The largest scale by its value, not by comparing sizes: torch.export traces H and W
-        # symbolically and cannot order them.
-        largest = max(range(len(scales)), key=lambda i: scales[i])
-        common = logits[largest].shape[-2:]
-        resized = [
-            t
-            if i == largest
-            else F.interpolate(t, size=common, mode="bilinear", align_corners=False)
-            for i, t in enumerate(logits)
-        ]
+        logits, resized = self.msc_branches(x)
         fused = torch.stack(resized).amax(0) if len(resized) > 1 else resized[0]
         out = self.up_final(fused, size)
         if not self.training:
             return out
-        aux = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in logits]
-        return {"out": out, "aux": aux}
+        return {"out": out, "aux": [self._resize(t, size) for t in logits]}
 
 
 def _vgg_fc_branch(
@@ -185,11 +208,17 @@ class DeepLabV1(_DeepLabBase):
         fc6_dilation: Dilation of fc6 (12 = LargeFOV).
         fc_channels: Channels of fc6/fc7 (1024 = LargeFOV).
         fc_dropout: Dropout after fc6/fc7: ``element`` (caffe's, the paper's) or ``channel``.
+        pool5a: A 3x3 stride-1 average pool (padding 1, the padding counted as caffe's
+            ``AVE`` pooling does) between pool5 and fc6, as the released DeepLab-LargeFOV
+            prototxt's ``pool5a``; no parameters.
         msc_scales: Multi-scale input fusion (DeepLab v2's MSC, see :class:`DeepLabV2`);
             ``None`` (the v1 paper's) runs one scale.
         upsample: How logits are brought to the input size (``bilinear`` = paper).
         aux: Auxiliary FCN head on the pool4 stage.
         backbone_width: Scale the backbone (and fc channels) down; ``None`` = standard.
+        align_corners: Corner-aligned bilinear resizes, the paper's geometry (caffe's
+            ``Interp`` / TF DeepLab: logit ``i`` at input pixel ``output_stride * i``; see
+            the module docstring); ``False`` is PyTorch's default (mmseg, torchvision).
     """
 
     def __init__(
@@ -204,9 +233,12 @@ class DeepLabV1(_DeepLabBase):
         upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
+        align_corners: bool = False,
+        pool5a: bool = False,
     ) -> None:
         super().__init__(num_classes)
         _check_rates("fc6_dilation", [fc6_dilation])
+        self.pool5a = nn.AvgPool2d(3, stride=1, padding=1) if pool5a else None
         check_choice("fc_dropout", fc_dropout, DropoutKind)
         self.backbone = build_backbone(
             "vgg16", output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
@@ -218,10 +250,22 @@ class DeepLabV1(_DeepLabBase):
             fc6_dilation,
             fc_dropout,
         )
-        self._init_common(num_classes, upsample, aux, "stride16", msc_scales=msc_scales)
+        self._init_common(
+            num_classes,
+            upsample,
+            aux,
+            "stride16",
+            msc_scales=msc_scales,
+            align_corners=align_corners,
+        )
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
-        return self.classifier(feats["out"])
+        x = feats["out"]
+        return self.classifier(x if self.pool5a is None else self.pool5a(x))
+
+    def classifier_modules(self) -> list[nn.Module]:
+        """fc8, the layer caffe trains at lr x10 (``lr_mult: 10/20``)."""
+        return [self.classifier[-1]]
 
 
 @register_model("deeplabv2", tiny=TINY_RESNET)
@@ -254,6 +298,9 @@ class DeepLabV2(_DeepLabBase):
         upsample: How logits are brought to the input size.
         aux: Auxiliary FCN head on the stride-16 stage (not together with ``msc_scales``).
         backbone_width: Scale the backbone down; ``None`` = standard widths.
+        align_corners: Corner-aligned bilinear resizes, the paper's geometry (caffe's
+            ``Interp`` / TF DeepLab: logit ``i`` at input pixel ``output_stride * i``; see
+            the module docstring); ``False`` is PyTorch's default (mmseg, torchvision).
     """
 
     def __init__(
@@ -268,6 +315,7 @@ class DeepLabV2(_DeepLabBase):
         upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
+        align_corners: bool = False,
     ) -> None:
         super().__init__(num_classes)
         _check_rates("atrous_rates", atrous_rates)
@@ -286,91 +334,23 @@ class DeepLabV2(_DeepLabBase):
                 nn.Conv2d(in_ch, num_classes, 3, padding=r, dilation=r) for r in atrous_rates
             ]
         self.aspp = nn.ModuleList(branches)
-        self._init_common(num_classes, upsample, aux, "stride16", msc_scales=msc_scales)
+        self._init_common(
+            num_classes,
+            upsample,
+            aux,
+            "stride16",
+            msc_scales=msc_scales,
+            align_corners=align_corners,
+        )
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
         x = feats["out"]
         return torch.stack([branch(x) for branch in self.aspp]).sum(0)
 
-
-class ASPPPooling(nn.Sequential):
-    """Image-level features: global average pool + 1x1 conv + BN + ReLU, broadcast back."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[-2:]
-        for mod in self:
-            x = mod(x)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-class ASPP(nn.Module):
-    """DeepLab v3 ASPP: 1x1 branch, one 3x3 branch per rate, optional image pooling;
-    **concatenated** and projected by a ``project_kernel`` conv + BN + ReLU (+ dropout).
-
-    Layout and state-dict keys match torchvision's ``ASPP`` (``convs.i``, ``project``) with
-    the defaults (1x1 projection, ``Dropout(0.5)``). The paper / TF DeepLab project with a
-    1x1 conv and drop 10% (``dropout=0.1``); mmseg's ``ASPPHead`` / v3+ head projects with
-    a 3x3 conv and no dropout (``project_kernel=3, dropout=0``). The branch order (image
-    pooling last) is torchvision's; TF DeepLab and mmseg put it first, which only permutes
-    the projection's input channels.
-
-    Args:
-        in_channels: Backbone channels.
-        atrous_rates: Rates of the 3x3 branches.
-        out_channels: Channels of every branch and of the output.
-        image_pooling: Add the image-level pooling branch.
-        separable: Use atrous depthwise-separable convs for the 3x3 branches (v3+).
-        depthwise_bn: BN + ReLU after each depthwise conv (see :class:`SeparableConv2d`).
-        project_kernel: Kernel of the projection after the concatenation (1 or 3).
-        dropout: Element-wise dropout after the projection (0 = none).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        atrous_rates: Sequence[int],
-        out_channels: int = 256,
-        image_pooling: bool = True,
-        separable: bool = False,
-        depthwise_bn: bool = True,
-        project_kernel: int = 1,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__()
-        convs: list[nn.Module] = [conv_bn_relu(in_channels, out_channels, 1)]
-        for r in atrous_rates:
-            if separable:
-                convs.append(SeparableConv2d(in_channels, out_channels, r, depthwise_bn))
-            else:
-                convs.append(conv_bn_relu(in_channels, out_channels, 3, dilation=r))
-        if image_pooling:
-            convs.append(ASPPPooling(in_channels, out_channels))
-        self.convs = nn.ModuleList(convs)
-        project: list[nn.Module] = [
-            nn.Conv2d(
-                len(convs) * out_channels,
-                out_channels,
-                project_kernel,
-                padding=project_kernel // 2,
-                bias=False,
-            ),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        ]
-        if dropout > 0:
-            project.append(nn.Dropout(dropout))
-        self.project = nn.Sequential(*project)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
+    def classifier_modules(self) -> list[nn.Module]:
+        """The layers caffe trains at lr x10: each branch's fc8 (VGG16), or the branch
+        convs themselves (ResNet / Xception: each is the classifier, ``fc1_*``)."""
+        return [b[-1] if isinstance(b, nn.Sequential) else b for b in self.aspp]
 
 
 def _v3_rates(atrous_rates: Sequence[int] | None, output_stride: int) -> tuple[int, ...]:
@@ -378,57 +358,6 @@ def _v3_rates(atrous_rates: Sequence[int] | None, output_stride: int) -> tuple[i
     if atrous_rates is not None:
         return tuple(atrous_rates)
     return tuple(max(1, r * 16 // output_stride) for r in (6, 12, 18))
-
-
-class DeepLabHead(nn.Sequential):
-    """The v3 head after the backbone, in one of three published layouts:
-
-    * ``paper`` (DeepLab v3 Sec. 3.3, TF DeepLab): ASPP concat -> 1x1 projection (256, BN,
-      ReLU) -> dropout 0.1 (TF DeepLab's ``keep_prob=0.9``) -> 1x1 conv to classes.
-    * ``torchvision`` (``DeepLabHead``): ASPP with ``Dropout(0.5)``, then an extra 3x3 conv
-      + BN + ReLU, then the 1x1 classifier; torchvision's state-dict keys.
-    * ``mmseg`` (``ASPPHead``): ASPP concat -> **3x3** projection + BN + ReLU ->
-      ``Dropout2d(0.1)`` -> 1x1 classifier.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        atrous_rates: Sequence[int],
-        channels: int = 256,
-        image_pooling: bool = True,
-        separable: bool = False,
-        layout: str = "torchvision",
-    ) -> None:
-        check_choice("head", layout, V3Head)
-        if layout == "torchvision":
-            super().__init__(
-                ASPP(in_channels, atrous_rates, channels, image_pooling, separable),
-                nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels, num_classes, 1),
-            )
-        elif layout == "paper":
-            super().__init__(
-                ASPP(in_channels, atrous_rates, channels, image_pooling, separable, dropout=0.1),
-                nn.Conv2d(channels, num_classes, 1),
-            )
-        else:
-            super().__init__(
-                ASPP(
-                    in_channels,
-                    atrous_rates,
-                    channels,
-                    image_pooling,
-                    separable,
-                    project_kernel=3,
-                    dropout=0.0,
-                ),
-                nn.Dropout2d(0.1),
-                nn.Conv2d(channels, num_classes, 1),
-            )
 
 
 @register_model("deeplabv3", tiny=TINY_RESNET)
@@ -463,6 +392,9 @@ class DeepLabV3(_DeepLabBase):
         upsample: How logits are brought to the input size.
         aux: Auxiliary FCN head on ``layer3`` (as torchvision's ``aux_loss``).
         backbone_width: Scale the backbone down; ``None`` = standard widths.
+        align_corners: Corner-aligned bilinear resizes, the paper's geometry (caffe's
+            ``Interp`` / TF DeepLab: logit ``i`` at input pixel ``output_stride * i``; see
+            the module docstring); ``False`` is PyTorch's default (mmseg, torchvision).
     """
 
     def __init__(
@@ -480,6 +412,7 @@ class DeepLabV3(_DeepLabBase):
         upsample: UpsampleMode = "bilinear",
         aux: bool = False,
         backbone_width: int | None = None,
+        align_corners: bool = False,
     ) -> None:
         super().__init__(num_classes)
         check_choice("backbone", backbone, DeepLabV3BackboneName)
@@ -500,7 +433,12 @@ class DeepLabV3(_DeepLabBase):
             head,
         )
         self._init_common(
-            num_classes, upsample, aux, "stride16", aux_channel_dropout=head == "mmseg"
+            num_classes,
+            upsample,
+            aux,
+            "stride16",
+            aux_channel_dropout=head == "mmseg",
+            align_corners=align_corners,
         )
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:
@@ -553,6 +491,9 @@ class DeepLabV3Plus(_DeepLabBase):
         aux: Auxiliary FCN head on the stride-16 stage (``layer3``).
         backbone_width: Scale the backbone down; ``None`` = standard widths.
         decoder_layout: ``paper``, ``mmseg`` or ``smp`` (see above).
+        align_corners: Corner-aligned bilinear resizes, the paper's geometry (caffe's
+            ``Interp`` / TF DeepLab: logit ``i`` at input pixel ``output_stride * i``; see
+            the module docstring); ``False`` is PyTorch's default (mmseg, torchvision).
     """
 
     def __init__(
@@ -572,6 +513,7 @@ class DeepLabV3Plus(_DeepLabBase):
         aux: bool = False,
         backbone_width: int | None = None,
         decoder_layout: DecoderLayout = "paper",
+        align_corners: bool = False,
     ) -> None:
         super().__init__(num_classes)
         check_choice("backbone", backbone, DeepLabV3BackboneName)
@@ -607,7 +549,14 @@ class DeepLabV3Plus(_DeepLabBase):
         self.aspp_refine = refine_conv(ch) if smp else None
         low_ch = low_level_channels if fusion == "concat" else ch
         self.low_level = conv_bn_relu(self.backbone.channels["stride4"], low_ch, 1)
-        self.up_aspp = Upsample(ch, ch, max(1, output_stride // 4), upsample, bilinear_init=True)
+        self.up_aspp = Upsample(
+            ch,
+            ch,
+            max(1, output_stride // 4),
+            upsample,
+            bilinear_init=True,
+            align_corners=align_corners,
+        )
         in_ch = ch + low_ch if fusion == "concat" else ch
         refine = [refine_conv(in_ch)] if smp else [refine_conv(in_ch), refine_conv(ch)]
         self.decoder = nn.Sequential(*refine)
@@ -620,6 +569,7 @@ class DeepLabV3Plus(_DeepLabBase):
             "stride16",
             final_scale=4,
             aux_channel_dropout=decoder_layout == "mmseg",
+            align_corners=align_corners,
         )
 
     def _logits(self, feats: dict[str, Tensor]) -> Tensor:

@@ -12,21 +12,30 @@ What the reference nets (fcn.berkeleyvision.org ``voc-fcn*``) do and how to get 
 * score layers (``score_fr``, ``score_pool4``, ``score_pool3``) start at zero (caffe's
   default ``constant`` filler; ``head="score"``);
 * upsampling: transposed convs (kernel 2s, stride s, no bias) initialised to bilinear
-  interpolation; learned in the paper's original experiments (``learn_upsampling=True``),
-  kept fixed in the reference implementation (``learn_upsampling=False``, lr_mult 0);
+  interpolation. The CVPR 2015 paper (Sec. 4.2/4.3) learns the x2 upsamplings and keeps the
+  final one fixed at bilinear interpolation (``learn_upsampling="skips"``); the reference
+  implementation keeps all of them fixed (``learn_upsampling=False``, lr_mult 0);
+  ``learn_upsampling=True`` (seglit's default) learns all of them, neither source's;
 * the "at-once" FCN-8s (``voc-fcn8s-atonce``) scales pool4 by 0.01 and pool3 by 0.0001
   before their score layers (``skip_scale=True``; caffe ``Scale`` layers with lr_mult 0);
 * fc6 and fc7 are followed by ReLU and element-wise dropout 0.5 (``fc_dropout="element"``).
 
-Sizes: all convs use "same" padding and pools are ceil-mode (no ``pad=100`` on conv1_1, and
-fc6 is padded by 3), so the stride-s map has ``ceil(H / s)`` pixels; upsampled maps are
-cropped at the bottom/right to the finer map / input size instead of caffe's crop offsets.
+Sizes: by default all convs use "same" padding and pools are ceil-mode (no ``pad=100`` on
+conv1_1, and fc6 is padded by 3), so the stride-s map has ``ceil(H / s)`` pixels; upsampled
+maps are cropped at the bottom/right to the finer map / input size. There the fixed
+bilinear deconvolutions lack their outer neighbour at the image border and differ from
+bilinear interpolation (interior exact). ``input_padding=100`` is the reference's geometry:
+conv1_1 pads by 100, fc6 and the deconvolutions by 0, and every skip and the output are
+cropped at caffe's offsets (:func:`caffe_crop_offsets`: 5 and 9 for the skips and 31 for the
+output of FCN-8s, 5 and 27 for FCN-16s, 19 for FCN-32s), so the coarse maps extend past the
+image and the upsampling is bilinear interpolation up to the border.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seglit.models.backbones import build_backbone
@@ -49,6 +58,42 @@ SKIP_SCALES = {"pool4": 0.01, "pool3": 0.0001}
 """voc-fcn8s-atonce's fixed ``scale_pool4`` / ``scale_pool3`` factors."""
 
 
+def caffe_crop_offsets(input_padding: int, skips: int) -> dict[str, int]:
+    """caffe's crop offsets of the VGG16 FCN with conv1_1 padded by ``input_padding``.
+
+    Each map is placed on the input by ``x = a * u + b`` (pixel ``u`` of the map is centred
+    on input pixel ``x``): conv1_1 (3x3, pad P) gives ``b = 1 - P``; a 2x2 stride-2 pool
+    doubles ``a`` and adds ``a / 2`` to ``b``; fc6 (7x7, pad 0) adds ``3 a``; a deconvolution
+    (kernel 2s, stride s, pad 0) divides ``a`` by s and subtracts ``a (2s - 1) / (2s)``. A
+    skip is cropped where its map meets the upsampled one, the output where it meets the
+    input: the arithmetic of fcn.berkeleyvision.org's ``coord_map`` for ``voc-fcn*/net.py``.
+
+    Args:
+        input_padding: conv1_1's padding (100 in the reference nets).
+        skips: 0 (FCN-32s), 1 (16s) or 2 (8s).
+
+    Returns:
+        ``{"pool4": offset, "pool3": offset, "out": offset}`` (the skips that exist).
+    """
+    a, b = 1.0, 1.0 - input_padding
+    stages = {}
+    for n in range(1, 6):
+        b += a / 2
+        a *= 2
+        stages[n] = (a, b)
+    a, b = stages[5]
+    b += 3 * a  # fc6: 7x7, no padding
+    offsets = {}
+    for name, stage in (("pool4", 4), ("pool3", 3))[:skips]:
+        b -= a * 3 / 4  # deconvolution x2: kernel 4, stride 2
+        a /= 2
+        sa, sb = stages[stage]
+        offsets[name] = round((b - sb) / sa)
+    b -= a * (2 * a - 1) / (2 * a)  # deconvolution to the input: kernel 2a, stride a
+    offsets["out"] = round(-b)
+    return offsets
+
+
 class FCN(SegmentationModel):
     """Fully convolutional network; subclasses fix the number of skips (FCN-32s/16s/8s).
 
@@ -64,10 +109,11 @@ class FCN(SegmentationModel):
         upsample: ``transposed`` (kernel 2s, stride s), ``bilinear``, ``nearest_conv`` or
             ``bilinear_conv``.
         bilinear_init: Initialise transposed convs to bilinear interpolation (FCN).
-        learn_upsampling: Train the bilinear-initialised transposed convs (the paper's
-            original experiments, default) or keep them fixed at bilinear interpolation
-            (``False``: ``requires_grad=False``, as the reference implementation's lr_mult 0;
-            needs ``upsample="transposed"`` with ``bilinear_init=True``, or ``bilinear``).
+        learn_upsampling: Train the bilinear-initialised transposed convs: ``True`` (all of
+            them; the default), ``"skips"`` (the x2 ones, the final one fixed: the CVPR
+            paper's) or ``False`` (none, ``requires_grad=False``: the reference
+            implementation's lr_mult 0). Fixing any needs ``upsample="transposed"`` with
+            ``bilinear_init=True``, or ``bilinear``.
         skip_scale: Multiply pool4 by 0.01 and pool3 by 0.0001 before ``score_pool4`` /
             ``score_pool3`` (voc-fcn8s-atonce's fixed scale layers, for training all at once
             from VGG16). FCN-32s has no skips and refuses it.
@@ -79,6 +125,10 @@ class FCN(SegmentationModel):
         aux: Add an auxiliary FCN head on the stride-16 stage (training output becomes
             ``{"out", "aux"}``).
         backbone_width: Scale the backbone down (first-stage width; ``None`` = standard).
+        input_padding: 0 (seglit's "same" geometry) or the reference's conv1_1 padding
+            (100) with unpadded fc6 and deconvolutions and caffe's crops (see the module
+            docstring); needs the VGG16 backbone at output stride 32,
+            ``upsample="transposed"`` and no aux head.
     """
 
     skips: ClassVar[int] = 2
@@ -93,15 +143,25 @@ class FCN(SegmentationModel):
         fusion: FusionMode = "sum",
         upsample: UpsampleMode = "transposed",
         bilinear_init: bool = True,
-        learn_upsampling: bool = True,
+        learn_upsampling: bool | Literal["skips"] = True,
         skip_scale: bool = False,
         fc_dropout: DropoutKind = "element",
         head: FCNHeadName = "score",
         aux: bool = False,
         backbone_width: int | None = None,
+        input_padding: int = 0,
     ) -> None:
         super().__init__(num_classes)
         check_choice("head", head, FCNHeadName)
+        if input_padding and (
+            backbone != "vgg16" or output_stride != 32 or upsample != "transposed" or aux
+        ):
+            raise ValueError(
+                f"invalid input_padding={input_padding}: caffe's padded geometry needs "
+                "backbone='vgg16', output_stride=32, upsample='transposed' and no aux head; "
+                f"got backbone={backbone!r}, output_stride={output_stride}, "
+                f"upsample={upsample!r}, aux={aux}"
+            )
         check_choice("fc_dropout", fc_dropout, DropoutKind)
         if self.skips == 0 and fusion != "sum":
             raise ValueError(
@@ -111,11 +171,12 @@ class FCN(SegmentationModel):
             raise ValueError(
                 f"invalid skip_scale=True: {type(self).__name__} has no skips to scale"
             )
+        check_choice("learn_upsampling", learn_upsampling, (True, False, "skips"))
         fixable = upsample == "bilinear" or (upsample == "transposed" and bilinear_init)
-        if not learn_upsampling and not fixable:
+        if learn_upsampling is not True and not fixable:
             raise ValueError(
-                "invalid learn_upsampling=False: it keeps the transposed convs fixed at "
-                "bilinear interpolation, so it needs upsample='transposed' with "
+                f"invalid learn_upsampling={learn_upsampling!r}: it keeps the transposed "
+                "convs fixed at bilinear interpolation, so it needs upsample='transposed' with "
                 f"bilinear_init=True (or 'bilinear'); got upsample={upsample!r}, "
                 f"bilinear_init={bilinear_init}"
             )
@@ -158,36 +219,65 @@ class FCN(SegmentationModel):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.up_final = up(stride)
-        if not learn_upsampling:
-            for name in ("up_pool4", "up_pool3", "up_final"):
+        if learn_upsampling is not True:
+            fixed = ("up_final",) if learn_upsampling == "skips" else ("up_pool4", "up_pool3")
+            for name in fixed + ("up_final",):
                 if hasattr(self, name):
                     getattr(self, name).requires_grad_(False)
         self.aux_classifier = FCNHead(ch["stride16"], c) if aux else None
+        self.input_padding = input_padding
+        self.crop_offsets: dict[str, int] = {}
+        if input_padding:
+            self.crop_offsets = caffe_crop_offsets(input_padding, self.skips)
+            if min(self.crop_offsets.values()) < 0:
+                raise ValueError(
+                    f"invalid input_padding={input_padding}: too small for caffe's crops "
+                    f"(offsets {self.crop_offsets}); the reference pads by 100"
+                )
+            self.backbone.fc6.padding = (0, 0)
+            for name in ("up_pool4", "up_pool3", "up_final"):
+                if hasattr(self, name):
+                    getattr(self, name).conv.padding = (0, 0)
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux."""
         self.check_input(x)
         size = x.shape[-2:]
-        feats = self.backbone(x)
+        if self.input_padding:
+            # conv1_1 pads by 1 itself: together caffe's pad=input_padding
+            pad = self.input_padding - 1
+            feats = self.backbone(F.pad(x, (pad, pad, pad, pad)))
+        else:
+            feats = self.backbone(x)
         score = self.classifier(feats["out"])
-        if self.skips >= 1:
-            pool4 = feats["stride16"]
-            if self.skip_scale:
-                pool4 = pool4 * SKIP_SCALES["pool4"]
-            skip = self.score_pool4(pool4)
-            score = self.fuse_pool4(self.up_pool4(score, skip.shape[-2:]), skip)
-        if self.skips >= 2:
-            pool3 = feats["stride8"]
-            if self.skip_scale:
-                pool3 = pool3 * SKIP_SCALES["pool3"]
-            skip = self.score_pool3(pool3)
-            score = self.fuse_pool3(self.up_pool3(score, skip.shape[-2:]), skip)
-        out = self.up_final(score, size)
+        for name, key in (("pool4", "stride16"), ("pool3", "stride8"))[: self.skips]:
+            skip_in = feats[key] * SKIP_SCALES[name] if self.skip_scale else feats[key]
+            skip = getattr(self, f"score_{name}")(skip_in)
+            up = getattr(self, f"up_{name}")
+            fuse = getattr(self, f"fuse_{name}")
+            if self.input_padding:  # caffe: crop the skip where it meets the upsampled map
+                score = up.conv(score)
+                skip = _crop(skip, self.crop_offsets[name], score.shape[-2:])
+            else:
+                score = up(score, skip.shape[-2:])
+            score = fuse(score, skip)
+        if self.input_padding:
+            out = _crop(self.up_final.conv(score), self.crop_offsets["out"], size)
+        else:
+            out = self.up_final(score, size)
         if self.aux_classifier is not None and self.training:
             aux = self.aux_classifier(feats["stride16"])
             aux = nn.functional.interpolate(aux, size=size, mode="bilinear", align_corners=False)
             return {"out": out, "aux": aux}
         return out
+
+
+def _crop(x: Tensor, offset: int, size: tuple[int, int] | Tensor) -> Tensor:
+    """caffe's ``Crop``: ``size`` pixels from ``offset`` on both axes."""
+    h, w = int(size[0]), int(size[1])
+    if x.shape[-2] < offset + h or x.shape[-1] < offset + w:
+        raise ValueError(f"cannot crop {tuple(size)} at offset {offset} from {tuple(x.shape)}")
+    return x[..., offset : offset + h, offset : offset + w]
 
 
 @register_model("fcn32s", tiny=TINY)

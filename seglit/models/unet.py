@@ -121,6 +121,9 @@ class UNet(SegmentationModel):
         aux: Auxiliary mmseg ``FCNHead`` (3x3 conv ``2 * base_width`` -> ``base_width``
             + BN + ReLU + ``Dropout2d(0.1)`` + 1x1) on the level-1 (stride 2) decoder map;
             training output becomes ``{"out", "aux"}``.
+        dropout: Element-wise dropout on the output of the deepest level, the end of the
+            contracting path ("drop-out layers at the end of the contracting path", the
+            paper's Sec. 3.1; 0.5 is caffe's ``dropout_ratio``); 0 = none (mmseg's UNet).
     """
 
     def __init__(
@@ -136,8 +139,11 @@ class UNet(SegmentationModel):
         upsample_norm: bool = False,
         head: UNetHead = "1x1",
         aux: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__(num_classes, in_channels)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"invalid dropout={dropout!r}; expected a probability in [0, 1)")
         check_choice("fusion", fusion, FusionMode)
         check_choice("head", head, UNetHead)
         if upsample_norm and not batch_norm:
@@ -161,6 +167,7 @@ class UNet(SegmentationModel):
         for i in range(1, depth):
             self.encoder.append(double_conv(widths[i - 1], widths[i], batch_norm))
         self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
         self.ups = nn.ModuleList()
         self.decoder = nn.ModuleList()
@@ -197,6 +204,8 @@ class UNet(SegmentationModel):
             x = block(x)
             skips.append(x)
         x = skips.pop()
+        if self.dropout is not None:
+            x = self.dropout(x)
         want_aux = self.aux_classifier is not None and self.training
         level1 = x if want_aux and self.depth == 2 else None  # decoder map at stride 2 (aux)
         for i, (up, block) in enumerate(zip(self.ups, self.decoder)):

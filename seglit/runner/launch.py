@@ -19,9 +19,12 @@ runner called from Python (a notebook, a test) starts subprocesses.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -70,6 +73,40 @@ class Child:
         while (code := self.poll()) is None:
             time.sleep(0.05)
         return code
+
+
+PR_SET_PDEATHSIG = 1
+"""Linux ``prctl`` option: the signal a process receives when its parent dies."""
+
+
+def stop_with_parent(parent: int) -> None:
+    """Make this process (a variant) receive SIGTERM when ``parent`` (its runner) dies.
+
+    Linux delivers the parent-death signal (``prctl(PR_SET_PDEATHSIG)``); elsewhere, or if
+    that is unavailable, :func:`watch_parent` does it. A runner that died before this call
+    is caught by the ``getppid`` check. A variant stopped this way ends, which releases its
+    folder's lock, and the next run of the recipe resumes it from its last checkpoint.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def watch_parent(parent: int, interval_s: float = 1.0) -> threading.Thread:
+    """A daemon thread that sends this process SIGTERM once ``parent`` is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="seglit-parent-watchdog", daemon=True)
+    thread.start()
+    return thread
 
 
 def single_process(resolved: dict[str, Any]) -> bool:
@@ -151,9 +188,14 @@ def start_variant(
     if fork:
         pid = _fork_cli(argv, log_path, env, threads)
         return Child(name, run_dir, pid, start, log_start=log_start, log_offset=log_start)
+    runner = os.getpid()
     with open(log_path, "a") as log:
         popen = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            preexec_fn=lambda: stop_with_parent(runner),
         )
     return Child(name, run_dir, popen.pid, start, popen, log_start=log_start, log_offset=log_start)
 
@@ -162,11 +204,17 @@ def _fork_cli(argv: list[str], log_path: Path, env: dict[str, str], threads: int
     """Fork; the child runs the seglit CLI with its output in ``log_path`` and exits."""
     sys.stdout.flush()
     sys.stderr.flush()
+    runner = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # not the runner's handlers
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop_with_parent(runner)
+        watch_parent(runner)
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -208,16 +256,21 @@ def error_lines(log_path: Path, start: int = 0, limit: int = 2) -> list[str]:
     except OSError:
         return []
     found = []
-    for line in reversed(lines):
+    for line in lines:
         text = line.strip()
         is_exception = ":" in text and text.split(":", 1)[0].split(".")[-1].endswith(
             ("Error", "Exception", "Interrupt", "Exit")
         )
         if text.startswith("seglit: error:") or is_exception:
             found.append(text.removeprefix("seglit: error: "))
-            if len(found) >= limit:
-                break
-    return list(reversed(found))
+    full = [text for text in found if any(mark in text for mark in _FULL_DISK)]
+    if full:  # one clear line: what follows a failed write is only torch's own wreckage
+        return [f"cannot write the run's files (the disk is full or a size limit hit): {full[-1]}"]
+    return found[-limit:]
+
+
+_FULL_DISK = ("[Errno 28]", "[Errno 27]", "[Errno 122]", "No space left on device")
+"""Signs of a write that failed for lack of room (ENOSPC, EFBIG, EDQUOT)."""
 
 
 def log_tail(log_path: Path, lines: int = 20) -> list[str]:
@@ -226,3 +279,76 @@ def log_tail(log_path: Path, lines: int = 20) -> list[str]:
         return log_path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
         return []
+
+
+class Stopped(KeyboardInterrupt):
+    """The runner received SIGTERM or SIGHUP (a scheduler's stop, a closed terminal).
+
+    A :class:`KeyboardInterrupt`, so every ``except KeyboardInterrupt`` of the runner stops
+    the same way as on Ctrl-C.
+
+    Attributes:
+        signum: The signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class catch_stop_signals:
+    """``with catch_stop_signals():`` turns SIGTERM and SIGHUP into :class:`Stopped`.
+
+    Only in the main thread (elsewhere Python cannot set handlers, and nothing changes).
+    The previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> catch_stop_signals:
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_children(children: list[Child], signum: int, grace_s: float = 120.0) -> None:
+    """Forward a stop to running variants and wait until each has ended.
+
+    SIGTERM and SIGHUP are forwarded as SIGTERM (Lightning stops after the current batch);
+    SIGINT as SIGINT, but only to a child still running after 2 s: Ctrl-C in a terminal
+    reaches the variants by itself, and Lightning ignores a second one while it shuts down.
+    A child still running ``grace_s`` seconds later is killed.
+    """
+    if signum == signal.SIGINT:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(c.poll() is None for c in children):
+            time.sleep(0.05)
+    forwarded = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
+    for child in children:
+        if child.poll() is None:
+            _send(child, forwarded)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        while child.poll() is None:
+            if time.monotonic() > deadline:
+                _send(child, signal.SIGKILL)
+                child.wait()
+                break
+            time.sleep(0.05)
+
+
+def _send(child: Child, signum: int) -> None:
+    try:
+        os.kill(child.pid, signum)
+    except ProcessLookupError:
+        pass

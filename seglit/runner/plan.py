@@ -21,6 +21,7 @@ import yaml
 from seglit.artifacts import (
     ARCHIVE_DIR,
     CONFIG_FILE,
+    LOCK_FILE,
     MISMATCH,
     WANDB_LOGGER_CLASS,
     Fingerprint,
@@ -118,7 +119,9 @@ def plan_variants(
         variants: Its variants (all of them: the summary needs every fingerprint).
         recipe_dir: ``<out>/<recipe name>``.
         overrides: Command-line ``--dotted.key=value`` overrides.
-        resolve: ``resolve(config, source=...) -> resolved config`` (the CLI's parser).
+        resolve: ``resolve(config, source=...) -> resolved config`` (the CLI's parser), or
+            ``None`` when it recorded why the config does not parse (that variant is left
+            out of the plans).
 
     Raises:
         seglit.cli.ConfigError: A variant's config does not parse (names the variant).
@@ -128,6 +131,8 @@ def plan_variants(
         run_dir = recipe_dir / variant.name
         config = prepare_config(recipe, variant, run_dir, overrides)
         resolved = resolve(config, source=f"{recipe.path} (variant {variant.name})")
+        if resolved is None:  # the resolver recorded why it does not parse
+            continue
         fingerprint = Fingerprint.of(resolved)
         status = run_status(run_dir, fingerprint.digest)
         plans.append(VariantPlan(index, variant, run_dir, config, resolved, fingerprint, status))
@@ -179,3 +184,28 @@ def write_run_config(plan: VariantPlan) -> Path:
     atomic_write_text(path, yaml.safe_dump(plan.config, sort_keys=False))
     plan.fingerprint.write(plan.run_dir)
     return path
+
+
+def locked_elsewhere(plan: VariantPlan) -> bool:
+    """Whether another process holds the variant folder's lock (is training it now)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(plan.run_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
+def busy_message(plan: VariantPlan) -> str:
+    """A variant folder being trained right now by another runner, with another config."""
+    details = conflict_message(plan).split("\n", 1)
+    differences = f" ({plan.name}'s config differs):\n{details[1]}" if len(details) > 1 else ""
+    return (
+        f"{plan.run_dir} is being trained right now by another process with another config"
+        f"{differences}\nwait for it to finish, or use another --out for this configuration"
+    )

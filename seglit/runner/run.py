@@ -4,63 +4,60 @@
 
 1. check that the output folder can be written (exit 3 otherwise);
 2. load the recipe, prepare and resolve every variant's config and fingerprint it;
+   then fetch, once and under a lock, the pretrained weights the unfinished variants need
+   (and, with ``--download``, missing VOC data): :mod:`seglit.runner.fetch`;
 3. build what is cheap to build for the variants to run (net on the meta device,
    datamodule, optimizer on a dummy parameter, scheduler) and check their data exist
    (exit 2, naming the variant and the problem, before anything trains);
 4. stop on folders that hold another config's result (exit 2, naming the keys that
    differ), unless ``--rerun-changed`` archives them;
 5. train each variant not finished under its fingerprint, one process each, holding a lock
-   on its folder (a second runner skips it), resuming from the newest readable checkpoint;
+   on its folder (a second runner skips it), resuming from the newest readable checkpoint
+   (:mod:`seglit.runner.train`);
 6. write ``summary.{md,csv,json}`` and the plots, update the recipe's W&B summary run, and
    print the table last.
+
+With ``--launcher slurm``, steps 5 and 6 become a SLURM job array and a summary job
+(:mod:`seglit.runner.slurm`).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
-import socket
+import re
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 
 from seglit.artifacts import (
-    FAILED,
     FINISHED,
-    LOCK_FILE,
     MISMATCH,
     PENDING,
-    PROGRESS_FILE,
     WANDB_LOGGER_CLASS,
-    failure_record,
-    read_metrics,
-    restore_metrics,
-    run_status,
-    write_metrics,
 )
-from seglit.recipe import Recipe, Variant, get_dotted, load_recipe
-from seglit.runner.console import Console, progress_text, read_progress
+from seglit.recipe import Recipe, Variant, get_dotted, load_recipe, set_dotted
+from seglit.runner.console import Console
+from seglit.runner.fetch import drop_covered, fetch_before_start
 from seglit.runner.launch import (
-    Child,
-    error_lines,
     keep_parent_fork_safe,
-    log_tail,
-    start_variant,
 )
 from seglit.runner.plan import (
     VariantPlan,
     archive,
+    busy_message,
     conflict_message,
+    locked_elsewhere,
     plan_variants,
-    write_run_config,
 )
+from seglit.runner.train import train
 from seglit.text import plural
+from seglit.validation import config_problems, quick_problems, runner_problems
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -90,6 +87,12 @@ class RunnerOptions:
     fork: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)
+    launcher: str | None = None
+    """``slurm`` (or ``submitit-local``): submit the variants instead of training them here."""
+    wait: bool = False
+    """With a launcher: follow the submitted jobs until the summary is written."""
+    download: bool = False
+    """Prepare a dataset whose root is missing (``python -m seglit.data prepare --download``)."""
 
 
 def output_root(options: RunnerOptions) -> Path:
@@ -128,19 +131,39 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
         check_output_dir(out)
     recipe = load_recipe(options.recipe, smoke=options.smoke)
     variants = _requested_variants(recipe, options.variants or [], options.recipe)
+    quick_check(recipe, variants, options, console)  # before torch: a typo answered at once
     if options.fork:
         keep_parent_fork_safe()
     from seglit.cli import ConfigChecker, ConfigError  # torch, Lightning: only from here on
 
     checker = ConfigChecker()
     recipe_dir = out / recipe.name
-    try:
-        plans = plan_variants(recipe, variants, recipe_dir, options.overrides, checker.resolve)
-        selected = [p for p in plans if not options.variants or p.name in options.variants]
-        check_variants(selected, checker)
-    except ConfigError as err:
-        raise RunnerError(str(err)) from None
+    overrides = options.overrides
+    if options.launcher:
+        from seglit.runner.launcher_block import launcher_settings, split_overrides
+
+        overrides, block = split_overrides(overrides)  # --launcher.KEY=VALUE
+        launcher = launcher_settings(recipe, options.smoke, block)
+        overrides = {**launcher.trainer_overrides(), **overrides}
+    # Every problem found before training, one line each; other checks append to it too.
+    problems = runner_problems(options.progress_interval, options.parallel)
+
+    def resolve(config: dict[str, Any], source: str) -> dict[str, Any] | None:
+        try:
+            return checker.resolve(config, source=source)
+        except ConfigError as err:
+            problems.append(str(err))
+            return None
+
+    plans = plan_variants(recipe, variants, recipe_dir, overrides, resolve)
+    selected = [p for p in plans if not options.variants or p.name in options.variants]
+    fetching = not (options.dry_run or options.export_sweep)
+    missing = fetch_before_start(selected, fetching, options.download, problems, console)
+    check_variants(selected, checker, problems)
+    drop_covered(problems, missing)
     if options.export_sweep is not None:
+        if problems:
+            raise RunnerError(problems_message(problems))
         write_sweep(options, recipe, selected)
         console.line(
             f"wrote W&B sweep config over {plural(len(selected), 'variant')} to "
@@ -149,18 +172,56 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
         console.line(f"  wandb sweep {options.export_sweep}   # then: wandb agent <sweep id>")
         return EXIT_OK
     if options.dry_run:
-        for plan in selected:
-            shown = ", ".join(f"{k}={_short(v)}" for k, v in plan.variant.overrides.items())
-            seed = f" seed={plan.variant.seed}" if plan.variant.seed is not None else ""
-            console.line(f"{plan.name}:{seed} {shown}".rstrip())
+        listed = [v for v in variants if not options.variants or v.name in options.variants]
+        for variant in listed:
+            console.line(variant_line(variant))
+        if problems:
+            raise RunnerError(problems_message(problems))
         console.line(f"{plural(len(selected), 'variant')} valid; outputs would go to {recipe_dir}/")
+        if options.launcher:
+            from seglit.runner.slurm import dry_run_script
+
+            console.line(dry_run_script(launcher, recipe, selected, recipe_dir))
         return EXIT_OK
+    if problems:
+        raise RunnerError(problems_message(problems))
     resolve_conflicts(selected, options.rerun_changed, console)
     choose_wandb_mode(selected, console)
+    if options.launcher:
+        from seglit.runner.slurm import launch
+
+        return launch(
+            options.launcher, recipe, variants, plans, selected, recipe_dir, launcher,
+            options.wait, console,
+        )  # fmt: skip
     failures = train(selected, options, console)
     return summarize(recipe, variants, plans, recipe_dir, console) or (
         EXIT_FAILED if failures else EXIT_OK
     )
+
+
+def quick_check(
+    recipe: Recipe, variants: list[Variant], options: RunnerOptions, console: Console
+) -> None:
+    """Name the problems found without importing torch or Lightning (:func:`quick_problems`:
+    key typos in seglit's own classes, values that cannot work) in a second or two.
+
+    Raises:
+        RunnerError: listing them (``--dry-run`` lists the variants first).
+    """
+    problems = runner_problems(options.progress_interval, options.parallel)
+    for variant in variants:
+        config = copy.deepcopy(variant.config)
+        for key, value in options.overrides.items():
+            set_dotted(config, key, value)
+        problems += quick_problems(config, f"variant {variant.name}")
+    if not problems:
+        return
+    if options.dry_run:
+        for variant in variants:
+            if not options.variants or variant.name in options.variants:
+                console.line(variant_line(variant))
+    raise RunnerError(problems_message(problems))
 
 
 def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list[Variant]:
@@ -185,20 +246,24 @@ def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list
 # ------------------------------------------------------------------------------ before training
 
 
-def check_variants(plans: list[VariantPlan], checker: Any) -> None:
-    """Build each variant cheaply and check its data (once per distinct data config).
-
-    Raises:
-        seglit.cli.ConfigError / RunnerError: naming the variant and the problem.
-    """
+def check_variants(plans: list[VariantPlan], checker: Any, problems: list[str]) -> None:
+    """Check each variant's values, build it cheaply and check its data (once per distinct
+    data config); every problem found is appended to ``problems``, one line each."""
+    from seglit.cli import ConfigError
     from seglit.data.base import DataError
 
     checked: set[str] = set()
     for plan in plans:
-        if plan.status == FINISHED:
-            continue
         source = f"variant {plan.name}"
-        datamodule = checker.build(plan.config, source)
+        found = config_problems(plan.resolved, source)
+        problems += found
+        if found or plan.status == FINISHED:
+            continue
+        try:
+            datamodule = checker.build(plan.config, source)
+        except ConfigError as err:
+            problems.append(str(err))
+            continue
         key = json.dumps(plan.resolved.get("data"), sort_keys=True, default=str)
         if key in checked:
             continue
@@ -206,7 +271,48 @@ def check_variants(plans: list[VariantPlan], checker: Any) -> None:
         try:
             datamodule.check_data()
         except DataError as err:
-            raise RunnerError(f"{source}: data: {err}") from None
+            problems.append(f"{source}: data: {err}")
+
+
+_VARIANT_PROBLEM = re.compile(r"^(.*?)variant ([^\s:)]+)(\)?: )(.*)$")
+
+
+def merge_variant_problems(problems: list[str]) -> list[str]:
+    """One line per problem: the same problem in several variants names them together
+    (``variants sum, concat: ...``); the order of first appearance is kept."""
+    merged: dict[tuple[str, str, str], list[str]] = {}
+    for problem in problems:
+        match = _VARIANT_PROBLEM.match(problem)
+        key = (match.group(1), match.group(3), match.group(4)) if match else ("", "", problem)
+        merged.setdefault(key, []).append(match.group(2) if match else "")
+    lines = []
+    for (before, close, text), names in merged.items():
+        if names == [""]:
+            lines.append(text)
+        else:
+            label = "variant" if len(names) == 1 else "variants"
+            lines.append(f"{before}{label} {', '.join(names)}{close}{text}")
+    return lines
+
+
+def problems_message(problems: list[str]) -> str:
+    """One problem as it is; several as a count and one indented line each."""
+    problems = merge_variant_problems(problems)
+    if len(problems) == 1:
+        return problems[0]
+    listed = "".join(f"\n  {problem}" for problem in problems)
+    return f"{len(problems)} problems found; nothing was trained:{listed}"
+
+
+def variant_line(variant: Variant) -> str:
+    """``fcn8s-sum-s0: seed=0 model.net=fcn8s-sum (FCN8s)``: a variant's seed and axis values
+    (the label, and the value where the label does not show it)."""
+    shown = []
+    for key, value in variant.overrides.items():
+        short, label = _short(value), variant.labels.get(key)
+        shown.append(f"{key}={short}" if label in (None, short) else f"{key}={label} ({short})")
+    seed = f" seed={variant.seed}" if variant.seed is not None else ""
+    return f"{variant.name}:{seed} {', '.join(shown)}".rstrip()
 
 
 def resolve_conflicts(plans: list[VariantPlan], rerun_changed: bool, console: Console) -> None:
@@ -214,6 +320,9 @@ def resolve_conflicts(plans: list[VariantPlan], rerun_changed: bool, console: Co
     conflicts = [p for p in plans if p.status == MISMATCH]
     if not conflicts:
         return
+    busy = [p for p in conflicts if locked_elsewhere(p)]
+    if busy:  # never archived while it trains, whatever --rerun-changed says
+        raise RunnerError("\n".join(busy_message(p) for p in busy))
     if not rerun_changed:
         details = "\n".join(conflict_message(p) for p in conflicts)
         raise RunnerError(
@@ -246,16 +355,37 @@ def choose_wandb_mode(plans: list[VariantPlan], console: Console) -> None:
     if not any(resolve_mode(m) == "online" for m in modes):
         return
     url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((parsed.hostname or "api.wandb.ai", port), timeout=3).close()
-    except OSError as err:
+    reason = http_unanswered(url)
+    if reason is not None:
         os.environ["WANDB_MODE"] = "offline"
         console.line(
-            f"W&B is unreachable ({url}: {err.strerror or err}); the runs of this call are "
+            f"W&B is unreachable ({url}: {reason}); the runs of this call are "
             "kept offline (upload them later with the wandb sync command printed at the end)"
         )
+
+
+def http_unanswered(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why ``url`` gives no HTTP answer within ``timeout_s`` (``None`` if it answers).
+
+    Any HTTP status counts as an answer; a refused connection, a name that does not resolve,
+    or a server that accepts the connection and never answers does not (a TCP connect alone
+    would pass that last one, and every W&B run would then wait for its own timeout).
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None  # an answer, whatever its status
+    except urllib.error.URLError as err:
+        reason = err.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except (OSError, ValueError) as err:
+        return getattr(err, "strerror", None) or str(err)
 
 
 def write_sweep(options: RunnerOptions, recipe: Recipe, plans: list[VariantPlan]) -> None:
@@ -274,176 +404,6 @@ def write_sweep(options: RunnerOptions, recipe: Recipe, plans: list[VariantPlan]
     path = Path(options.export_sweep)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
-
-
-# ---------------------------------------------------------------------------------- training
-
-
-@dataclass
-class _Launch:
-    plan: VariantPlan
-    child: Child
-    lock: Any
-    slot: int
-
-
-def train(plans: list[VariantPlan], options: RunnerOptions, console: Console) -> int:
-    """Train every plan that is not finished; returns the number of failures."""
-    total = len(plans)
-    for position, plan in enumerate(plans, 1):
-        plan.index = position  # [i/n] counts the variants of this call
-    queue: list[VariantPlan] = []
-    for plan in plans:
-        if plan.status == FINISHED:
-            console.line(f"[{plan.index}/{total}] {plan.name}: finished earlier, skipped")
-        else:
-            queue.append(plan)
-    parallel = max(1, options.parallel)
-    threads = max(1, _cpu_count() // parallel) if parallel > 1 else None
-    free = list(range(parallel))
-    running: list[_Launch] = []
-    failures = 0
-    try:
-        while queue or running:
-            while queue and free:
-                plan = queue.pop(0)
-                launch = _start(plan, total, free[0], parallel, threads, console)
-                if launch is None:
-                    failures += plan.status == FAILED
-                    continue
-                free.pop(0)
-                running.append(launch)
-            for launch in list(running):
-                if options.verbose:
-                    _stream_log(launch.child, console)
-                if launch.child.poll() is not None:
-                    running.remove(launch)
-                    free.append(launch.slot)
-                    failures += not _finish(launch, total, console)
-            if running:
-                console.live("  |  ".join(_live(launch, total) for launch in running))
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        for launch in running:
-            launch.child.wait()
-            launch.lock.release()
-        console.line("interrupted: rerun the same command to resume where it stopped")
-        raise
-    return failures
-
-
-def _start(
-    plan: VariantPlan,
-    total: int,
-    slot: int,
-    parallel: int,
-    threads: int | None,
-    console: Console,
-) -> _Launch | None:
-    """Lock the variant's folder, pick its checkpoint and start it (``None`` if not started)."""
-    from filelock import FileLock, Timeout
-
-    from seglit.checkpoints import resume_checkpoint
-
-    prefix = f"[{plan.index}/{total}] {plan.name}"
-    try:
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(plan.run_dir / LOCK_FILE))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            console.line(f"{prefix}: being trained by another process right now; skipped")
-            return None
-        for note in restore_metrics(plan.run_dir, plan.fingerprint.digest):
-            console.line(f"{prefix}: {note}")
-        plan.status = run_status(plan.run_dir, plan.fingerprint.digest)
-        if plan.status == FINISHED:  # restored, or another runner finished it meanwhile
-            lock.release()
-            console.line(f"{prefix}: finished earlier, skipped")
-            return None
-        if plan.status == MISMATCH:  # another config's runner wrote here meanwhile
-            lock.release()
-            console.line(f"{prefix}: not started: {conflict_message(plan)}")
-            return None
-        ckpt, notes = resume_checkpoint(plan.run_dir)
-        for note in notes:
-            console.line(f"{prefix}: {note}")
-        config_path = write_run_config(plan)
-        argv = ["fit", "--config", str(config_path)]
-        if ckpt is not None:
-            argv += ["--ckpt_path", str(ckpt)]
-        (plan.run_dir / PROGRESS_FILE).unlink(missing_ok=True)
-        gpu = slot if parallel > 1 else None
-        child = start_variant(plan.name, plan.run_dir, argv, plan.resolved, gpu, threads)
-    except OSError as err:
-        _record_failure(plan, 1, f"cannot write in {plan.run_dir}: {err}")
-        console.line(f"{prefix}: FAILED before it started: {err}")
-        plan.status = FAILED
-        return None
-    state = "resuming" if ckpt is not None else "running"
-    console.line(f"{prefix}: {state} (log: {child.log_path})")
-    return _Launch(plan, child, lock, slot)
-
-
-def _finish(launch: _Launch, total: int, console: Console) -> bool:
-    """Report a variant that ended; record a failure. Returns whether it finished."""
-    plan, child = launch.plan, launch.child
-    prefix = f"[{plan.index}/{total}] {plan.name}"
-    elapsed = time.perf_counter() - child.started
-    try:
-        code = child.returncode
-        status = run_status(plan.run_dir, plan.fingerprint.digest)
-        if status == FINISHED:  # a result written in full is kept whatever the exit code
-            metrics = read_metrics(plan.run_dir) or {}
-            miou = (metrics.get("best") or {}).get("mIoU", float("nan"))
-            after = f" (then exited {code} on shutdown; see {child.log_path})" if code else ""
-            console.line(f"{prefix}: done in {elapsed:.1f}s, val mIoU {miou:.4f}{after}")
-            return True
-        errors = error_lines(child.log_path, child.log_start)
-        _record_failure(plan, code if code else 1, " | ".join(errors))
-        reason = f": {' | '.join(errors)}" if errors else ""
-        console.line(
-            f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s{reason}; see {child.log_path}"
-        )
-        return False
-    finally:
-        launch.lock.release()
-
-
-def _record_failure(plan: VariantPlan, code: int, error: str) -> None:
-    """Write the failed variant's ``metrics.json`` (best effort: the disk may be full)."""
-    try:
-        tail = log_tail(plan.run_dir / "train.log")
-        write_metrics(plan.run_dir, failure_record(plan.fingerprint.digest, code, error, tail))
-    except OSError:
-        pass
-
-
-def _live(launch: _Launch, total: int) -> str:
-    plan, child = launch.plan, launch.child
-    progress = read_progress(plan.run_dir / PROGRESS_FILE)
-    elapsed = time.perf_counter() - child.started
-    return f"[{plan.index}/{total}] {plan.name}: {progress_text(progress, elapsed)}"
-
-
-def _stream_log(child: Child, console: Console) -> None:
-    """Copy new lines of the child's ``train.log`` to the console (``--verbose``)."""
-    try:
-        with open(child.log_path, errors="replace") as log:
-            log.seek(child.log_offset)
-            text = log.read()
-            child.log_offset = log.tell()
-    except OSError:
-        return
-    for line in text.splitlines():
-        console.line(line)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------- summary

@@ -153,7 +153,8 @@ def test_class_path_with_init_args_validates() -> None:
 
 
 def test_list_models_names_every_family() -> None:
-    assert set(list_models()) == {
+    # a superset: a new model file registers itself without a test edit
+    assert set(list_models()) >= {
         "fcn32s",
         "fcn16s",
         "fcn8s",

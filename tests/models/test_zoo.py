@@ -8,6 +8,9 @@ model (one file with ``@register_model(name, tiny={...})``) is tested with no te
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
 import sys
 import typing
 from pathlib import Path
@@ -209,6 +212,51 @@ def test_a_new_model_needs_one_file_and_no_test_code(tmp_path: Path) -> None:
         unregister_model("throwaway")
         sys.modules.pop("throwaway_model", None)
     assert "throwaway" not in list_models()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_new_model_file_is_picked_up_by_the_zoo_api_and_export_tests(tmp_path: Path) -> None:
+    """One new file in ``seglit/models/`` and nothing else: the test files run over it unchanged.
+
+    A copy of the package gets the throwaway model as ``seglit/models/probe.py`` (no import
+    line, no test edit, no docs row); the zoo, API and export test files, run on that copy,
+    must each run and pass tests of it.
+    """
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "seglit", copy / "seglit", ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in ("tests/conftest.py", "tests/models", "tests/test_export.py", "pyproject.toml"):
+        src, dst = REPO / rel, copy / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    (copy / "docs").mkdir()
+    shutil.copy(REPO / "docs" / "predict-and-export.md", copy / "docs")
+    probe = THROWAWAY.replace('register_model("throwaway"', 'register_model("probe"')
+    (copy / "seglit" / "models" / "probe.py").write_text(probe)
+    files = ["tests/models/test_zoo.py", "tests/models/test_api.py", "tests/test_export.py"]
+    selection = "probe or test_list_models_names_every_family or test_cli_list_and_describe"
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-rA", "-q"]
+        + ["-k", selection, *files],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    passed = [line for line in result.stdout.splitlines() if line.startswith("PASSED")]
+    for file in files:
+        ran = [line for line in passed if line.split()[1].startswith(file)]
+        assert ran, f"{file} ran no test of the new model:\n{result.stdout[-3000:]}"
+    probe_tests = [line for line in passed if "probe" in line]
+    assert any("test_zoo.py" in line for line in probe_tests), result.stdout[-3000:]
+    assert sum("test_export.py" in line for line in probe_tests) == 3, result.stdout[-3000:]
 
 
 def test_a_model_that_breaks_the_contract_is_refused(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ def test_each_variant_holds_its_fingerprinted_result_and_its_fit_run(finished):
         assert recorded["config"]["model"]["net"]["init_args"]["fusion"] == name
         assert len(metrics["history"]) == 2 and metrics["train_images_per_sec"] > 0
         assert metrics["best"]["checkerboard"] >= 0.0
+        # the log-probabilities' score at every validation (issue 24), logged as a curve
+        assert all(h["checkerboard_logits"] >= 0.0 for h in metrics["history"])
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["trainer"]["default_root_dir"] == str(run)
         log = (run / "train.log").read_text()
@@ -64,6 +66,9 @@ def test_each_variant_holds_its_fingerprinted_result_and_its_fit_run(finished):
         )
         logged = {key for row in wandb_run.history for key in row}
         assert {"val/samples/_type", "val/per_class_iou/_type", "val/checkerboard"} <= logged
+        assert wandb_run.metric("val/checkerboard_logits") == pytest.approx(
+            [h["checkerboard_logits"] for h in metrics["history"]]
+        )
         assert any(k.startswith("val/confusion_matrix") for k in logged)
         assert any(k.startswith("val/panels") for k in logged)
         assert any(k.startswith("lr-SGD") for k in logged)
@@ -77,8 +82,15 @@ def test_console_shows_progress_and_ends_with_the_summary_table(finished):
     assert out.count("wandb sync") == 1  # one hint, naming the runs not yet uploaded
     listed = (recipe_dir / "wandb_unsynced.txt").read_text().split()
     assert len(listed) == 3 and all("offline-run-" in p for p in listed)  # 2 fits + summary
-    table = out.rstrip().splitlines()[-2:]
-    assert table[0].startswith("| sum | finished |") and table[1].startswith("| concat |")
+    # the table, the logit checkerboard over training, then one verdict line per compared
+    # row (issue 24)
+    lines = out.rstrip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| sum | finished |"))
+    assert lines[start + 1].startswith("| concat | finished |")
+    assert any(line.startswith("| variant | logit checkerboard") for line in lines[start:])
+    verdict = lines[-1]
+    assert lines[-2] == "" and verdict.startswith("- concat: ")
+    assert any(word in verdict for word in ("answered", "no effect larger", "inconclusive"))
     summary = json.loads((recipe_dir / "summary.json").read_text())
     assert [r["status"] for r in summary["rows"]] == ["finished", "finished"]
     assert summary["rows"][0]["mIoU_std"] is None and " ± " not in out  # one seed: no "±"
@@ -246,7 +258,7 @@ def test_a_result_written_in_full_is_kept_when_the_process_then_fails(tmp_path):
 
     from seglit.artifacts import FINISHED, read_metrics, write_metrics
     from seglit.runner.console import Console
-    from seglit.runner.run import _finish
+    from seglit.runner.train import _finish
 
     plan = _plan(tmp_path)
     result = {"status": FINISHED, "fingerprint": plan.fingerprint.digest, "best": {"mIoU": 0.5}}
@@ -269,7 +281,7 @@ def test_a_result_written_in_full_is_kept_when_the_process_then_fails(tmp_path):
 def test_a_folder_another_config_wrote_meanwhile_is_not_started(tmp_path):
     from seglit.artifacts import FINISHED, write_metrics
     from seglit.runner.console import Console
-    from seglit.runner.run import _start
+    from seglit.runner.train import _start
 
     plan = _plan(tmp_path)
     other = {"status": FINISHED, "fingerprint": "b" * 16, "best": {"mIoU": 0.9}}

@@ -1,0 +1,378 @@
+"""Values that parse but cannot work, named before anything trains.
+
+The seglit CLI's parser checks types; this module checks what a type cannot say: a learning
+rate of 0, a run that never validates (so it has no best epoch), a batch of 0 images. Each
+check returns a list of problem strings, one line each, that names the key, the value and
+what is expected. The recipe runner collects the problems of every variant (and of its own
+flags) in one list, so ``--dry-run`` reports them all at once; other checks (e.g. missing
+weights found by a fetch step) append their own lines to the same list.
+
+Nothing here imports torch or Lightning: the checks read the resolved config as a dict.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from seglit.recipe import get_dotted
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def optimizer_problems(config: dict[str, Any]) -> list[str]:
+    """``model.optimizer``: lr > 0, weight_decay >= 0, momentum in [0, 1)."""
+    init = get_dotted(config, "model.optimizer.init_args")
+    if not isinstance(init, dict):
+        return []  # the default optimizer (SGD lr 0.01, momentum 0.9, wd 1e-4)
+    key = "model.optimizer.init_args"
+    problems = []
+    lr = init.get("lr")
+    if _number(lr) and lr <= 0:  # (a NaN is left to fail as a NaN loss, named then)
+        problems.append(f"{key}.lr: {lr}; expected a learning rate > 0 (nothing would learn)")
+    decay = init.get("weight_decay")
+    if _number(decay) and decay < 0:
+        problems.append(f"{key}.weight_decay: {decay}; expected >= 0")
+    momentum = init.get("momentum")
+    if _number(momentum) and not 0 <= momentum < 1:
+        problems.append(f"{key}.momentum: {momentum}; expected a value in [0, 1)")
+    return problems
+
+
+def trainer_problems(config: dict[str, Any]) -> list[str]:
+    """``trainer``: something to train, and at least one validation (so a best epoch exists)."""
+    trainer = get_dotted(config, "trainer") or {}
+    if not isinstance(trainer, dict) or trainer.get("fast_dev_run"):
+        return []
+    problems = []
+    max_epochs = trainer.get("max_epochs")
+    max_steps = trainer.get("max_steps")
+    steps_set = _number(max_steps) and max_steps != -1
+    if steps_set and max_steps < 1:
+        problems.append(f"trainer.max_steps: {max_steps}; expected >= 1 (or -1 for no limit)")
+    if _number(max_epochs) and max_epochs != -1 and max_epochs < 1:
+        problems.append(
+            f"trainer.max_epochs: {max_epochs}; expected >= 1 (nothing would be trained "
+            "or validated)"
+        )
+    limit = trainer.get("limit_val_batches")
+    if _number(limit) and limit == 0:
+        problems.append(
+            f"trainer.limit_val_batches: {limit}; expected > 0: without a validation the run "
+            "has no best epoch and no result"
+        )
+    every = trainer.get("check_val_every_n_epoch")
+    if _number(every) and every < 1:
+        problems.append(f"trainer.check_val_every_n_epoch: {every}; expected >= 1 (or null)")
+    elif _number(every) and _number(max_epochs) and 1 <= max_epochs < every:
+        problems.append(
+            f"trainer.max_epochs: {max_epochs} is less than trainer.check_val_every_n_epoch: "
+            f"{every}; no validation would run, so no best epoch: set max_epochs >= {every} "
+            f"or check_val_every_n_epoch <= {max_epochs}"
+        )
+    interval = trainer.get("val_check_interval")
+    if every is None and isinstance(interval, int) and steps_set and 1 <= max_steps < interval:
+        problems.append(
+            f"trainer.max_steps: {max_steps} is less than trainer.val_check_interval: "
+            f"{interval}; no validation would run: set max_steps >= {interval}"
+        )
+    return problems
+
+
+def _size_problem(key: str, value: Any) -> str | None:
+    sizes = value if isinstance(value, (list, tuple)) else [value]
+    if len(sizes) not in (1, 2) or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        return f"{key}: {value}; expected a positive size (an int, or [height, width])"
+    return None
+
+
+def data_problems(config: dict[str, Any]) -> list[str]:
+    """``data``: batch sizes >= 1, workers >= 0, crop sizes positive and within the data."""
+    init = get_dotted(config, "data.init_args")
+    if not isinstance(init, dict):
+        return []
+    key = "data.init_args"
+    problems = []
+    for name in ("batch_size", "val_batch_size"):
+        value = init.get(name)
+        if _number(value) and value < 1:
+            problems.append(f"{key}.{name}: {value}; expected >= 1 image per batch")
+    workers = init.get("num_workers")
+    if _number(workers) and workers < 0:
+        problems.append(f"{key}.num_workers: {workers}; expected >= 0")
+    if "crop_size" in init:
+        problem = _size_problem(f"{key}.crop_size", init["crop_size"])
+        if problem:
+            problems.append(problem)
+    low, high = init.get("min_size"), init.get("max_size")
+    if _number(low) and _number(high) and (low < 1 or low > high):
+        problems.append(
+            f"{key}.min_size: {low}, max_size: {high}; expected 1 <= min_size <= max_size"
+        )
+    scale = init.get("scale_range")
+    if isinstance(scale, (list, tuple)) and len(scale) == 2 and all(map(_number, scale)):
+        if not 0 < scale[0] <= scale[1]:
+            problems.append(
+                f"{key}.scale_range: {list(scale)}; expected 0 < low <= high (a crop's scale)"
+            )
+    return problems
+
+
+def config_problems(config: dict[str, Any], source: str = "") -> list[str]:
+    """Every problem of one resolved ``fit`` config, each line prefixed with ``source``.
+
+    Args:
+        config: The resolved config (as :meth:`seglit.cli.ConfigChecker.resolve` returns).
+        source: What to call the config (e.g. ``variant fcn8s-sum``).
+    """
+    prefix = f"{source}: " if source else ""
+    found = optimizer_problems(config) + trainer_problems(config) + data_problems(config)
+    return [prefix + problem for problem in found]
+
+
+def runner_problems(progress_interval: float, parallel: int) -> list[str]:
+    """The recipe runner's own flags."""
+    problems = []
+    if not progress_interval > 0:
+        problems.append(
+            f"--progress-interval: {progress_interval}; expected seconds > 0 between progress lines"
+        )
+    if parallel < 1:
+        problems.append(f"--parallel: {parallel}; expected >= 1")
+    return problems
+
+
+# ------------------------------------------------------------------ jsonargparse's union errors
+
+_CLASS_PROBLEM = re.compile(r"Problem with given class_path '([^']+)':\s*\n\s*(.+)")
+_OPTION = re.compile(r"Option '([^']+)' is not accepted")
+_KEY_PROBLEM = re.compile(r'Parser key "([^"]+)":\s*\n\s*(.+)')
+
+
+def _init_parameters(class_path: str) -> list[str]:
+    """The ``__init__`` parameter names of a class (and its bases' for ``**kwargs``)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    names: list[str] = []
+    for klass in inspect.getmro(cls):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            names += [p for p in inspect.signature(init).parameters if p != "self"]
+        except (TypeError, ValueError):
+            continue
+    return list(dict.fromkeys(n for n in names if n not in ("args", "kwargs")))
+
+
+def _readable(text: str) -> str:
+    text = re.sub(r"\bExpected an? ", "expected ", text)
+    text = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", text)
+    return re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", text)
+
+
+def explain_union_error(key: str, message: str) -> str | None:
+    """One line for jsonargparse's "Does not validate against any of the Union subtypes".
+
+    That message hides the real problem under the subtypes; this digs it out: an unknown
+    key (with the closest valid one), a wrong type of a nested key, or the class's own error.
+
+    Args:
+        key: The config key the error is about (``data``, ``model.net``).
+        message: The error's text.
+
+    Returns:
+        The line, or ``None`` when the message is not such an error.
+    """
+    union = "Does not validate against any of the Union subtypes" in message
+    match = _CLASS_PROBLEM.search(message)
+    if not union and match is None:
+        return None
+    if match is None:
+        errors = message.split("Errors:", 1)[-1].splitlines()
+        first = next((e.strip().removeprefix("- ") for e in errors if e.strip()), "")
+        if first and not first.startswith("Expected a <class 'NoneType'>"):
+            return f"{key}: {_readable(first)}"
+        return None
+    class_path, problem = match.group(1), match.group(2).strip()
+    option = _OPTION.search(problem)
+    if option:
+        name = option.group(1)
+        close = difflib.get_close_matches(name, _init_parameters(class_path), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{key}.init_args: key {name!r} is not accepted by {class_path}{hint}"
+    nested = _KEY_PROBLEM.search(message[match.start() :])
+    if nested:
+        name, reason = nested.group(1), nested.group(2).strip()
+        block = message[match.start() + nested.end() :]
+        subtypes = re.search(r"Subtypes: \[(.*)\]", block)
+        given = re.search(r"Given value: (.*)", block)
+        if "Union subtypes" in reason and subtypes:
+            reason = f"expected one of {subtypes.group(1)}"
+            if given:
+                reason += f", got {given.group(1).strip()!r}"
+        return f"{key}.init_args.{name}: {_readable(reason)}"
+    return f"{key} ({class_path}): {_readable(problem)}"
+
+
+# --------------------------------------------- key typos found without importing torch
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a module, found without importing it (``None`` if not found)."""
+    top, *rest = module.split(".")
+    if top == "seglit":
+        package = Path(__file__).resolve().parent
+    else:
+        try:
+            spec = importlib.util.find_spec(top)  # a top-level name: nothing is imported
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.origin or not spec.origin.endswith("__init__.py"):
+            return None
+        package = Path(spec.origin).parent
+    root = package.joinpath(*rest)
+    for path in (root / "__init__.py", root.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _find_class(module: str, name: str, depth: int = 0) -> tuple[ast.ClassDef, str] | None:
+    """The class statement of ``module.name`` and the module that defines it, following
+    ``from X import name`` re-exports (lazy ones included) within seglit."""
+    path = _module_file(module)
+    if path is None or depth > 5:
+        return None
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node, module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if any(alias.name == name and alias.asname in (None, name) for alias in node.names):
+                source = _absolute(module, path, node)
+                return _find_class(source, name, depth + 1) if source else None
+    return None
+
+
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str | None:
+    """The absolute module name of ``from X import ...`` written in ``module``."""
+    if node.level == 0:
+        return node.module
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    if node.level > 1:
+        package = package[: -(node.level - 1)]
+    return ".".join(package + ([node.module] if node.module else [])) or None
+
+
+def _base_modules(module: str) -> dict[str, str]:
+    """Name -> module of every ``from X import Name`` and class of ``module`` (for bases)."""
+    path = _module_file(module)
+    if path is None:
+        return {}
+    names: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (source := _absolute(module, path, node)):
+            names.update({a.asname or a.name: source for a in node.names})
+        elif isinstance(node, ast.ClassDef):
+            names[node.name] = module
+    return names
+
+
+def _registers(decorator: ast.expr) -> bool:
+    """``@register_model(...)``: a decorator that only records the class."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return isinstance(target, ast.Name) and target.id == "register_model"
+
+
+def source_parameters(class_path: str, depth: int = 0) -> list[str] | None:
+    """The keyword arguments a seglit class accepts, read from its source (no import).
+
+    ``**kwargs`` passed on to a base class are followed into the base. ``None`` when that
+    cannot be settled from seglit's own source (a class outside seglit, a base outside
+    seglit that receives ``**kwargs``, a decorated class): then only the real parser can say.
+    """
+    module, _, name = class_path.rpartition(".")
+    found = _find_class(module, name) if depth < 8 else None
+    if found is None:
+        return None
+    node, defined_in = found
+    if any(not _registers(d) for d in node.decorator_list):
+        return None  # a decorator may change the signature
+    init = next(
+        (f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None
+    )
+    params: list[str] = []
+    forwards = init is None
+    if init is not None:
+        args = init.args
+        params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs][1:]
+        forwards = args.kwarg is not None
+    if not forwards:
+        return params
+    bases = _base_modules(defined_in)
+    for base in node.bases:
+        if not isinstance(base, ast.Name) or base.id not in bases:
+            return None
+        inherited = source_parameters(f"{bases[base.id]}.{base.id}", depth + 1)
+        if inherited is None:
+            return None
+        params += inherited
+    return list(dict.fromkeys(params)) if node.bases else None
+
+
+_FIXED_CLASSES = {
+    "trainer": "lightning.pytorch.trainer.trainer.Trainer",
+    "model": "seglit.module.SegmentationModule",
+}
+"""Config sections whose class is fixed by the seglit CLI."""
+
+_CLI_KEYS = {"model": ("num_classes", "class_names")}
+"""Keys the CLI accepts in a section beyond its class's arguments."""
+
+
+def quick_problems(config: dict[str, Any], source: str = "") -> list[str]:
+    """What can be named without importing torch or Lightning (so in a second or two):
+    the values :func:`config_problems` checks, as written, and unknown ``init_args`` keys of
+    seglit's own ``data`` and ``model.net`` classes. Finding nothing proves nothing: the
+    full check (the CLI's parser) runs next.
+    """
+    problems = config_problems(config, source)
+    prefix = f"{source}: " if source else ""
+    for key, class_path in _FIXED_CLASSES.items():
+        section = get_dotted(config, key)
+        params = source_parameters(class_path) if isinstance(section, dict) else None
+        for name in section if params is not None else []:
+            if name not in params and name not in _CLI_KEYS.get(key, ()):
+                close = difflib.get_close_matches(name, params, n=1)
+                hint = f" (did you mean {f'{key}.{close[0]}'!r}?)" if close else ""
+                problems.append(f"{prefix}key {f'{key}.{name}'!r} is not accepted{hint}")
+    for key in ("data", "model.net", "model.optimizer", "model.lr_scheduler"):
+        node = get_dotted(config, key)
+        if not isinstance(node, dict) or not isinstance(node.get("class_path"), str):
+            continue
+        init = node.get("init_args")
+        params = source_parameters(node["class_path"]) if isinstance(init, dict) else None
+        if params is None:
+            continue
+        for name in init:
+            if name not in params:
+                close = difflib.get_close_matches(name, params, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"{prefix}{key}.init_args: key {name!r} is not accepted by "
+                    f"{node['class_path']}{hint}"
+                )
+    return problems

@@ -1,0 +1,69 @@
+"""``seglit``: one command family (run, fit/validate/test/predict, predict a folder, export)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from seglit import fit
+from seglit.commands import main
+
+
+def run(argv: list[object]) -> int:
+    """``seglit ARGV`` in this process; the exit status."""
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_seglit_run_is_python_m_seglit_fit(write_tiny_recipe, tmp_path, capsys) -> None:
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    args = [recipe, "--dry-run", "--out", tmp_path / "runs"]
+    assert fit.main([str(a) for a in args]) == 0
+    expected = capsys.readouterr()
+    assert run(["run", *args]) == 0
+    got = capsys.readouterr()
+    assert got.out == expected.out and "sum" in got.out and "concat" in got.out
+    assert run(["run", tmp_path / "missing.yaml", "--dry-run"]) == 2  # fit's own exit codes
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_seglit_predict_with_a_folder_writes_the_folder_modes_files(
+    finished_run: Path, synthetic_root: Path, tmp_path: Path, capsys
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted((synthetic_root / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))[0]
+    Image.open(source).convert("RGB").resize((41, 37)).save(images / "odd.png")
+    assert run(["predict", finished_run, images, "--out", tmp_path / "pred"]) == 0
+    assert "seglit.predict:" in capsys.readouterr().out
+    for name in ("odd.png", "odd_overlay.png"):  # the one writer's names and format
+        with Image.open(tmp_path / "pred" / name) as picture:
+            assert picture.format == "PNG" and picture.size[0] == 41
+    assert (tmp_path / "pred" / "index.csv").is_file()
+    assert run(["predict", tmp_path / "no_run", images]) == 2
+    assert "no_run" in capsys.readouterr().err
+
+
+def test_seglit_export_is_python_m_seglit_export(finished_run: Path, tmp_path: Path, capsys):
+    out = tmp_path / "export"
+    assert run(["export", finished_run, "--format", "torchscript", "--out", out]) == 0
+    assert (out / "model.torchscript.pt").is_file() and (out / "export.json").is_file()
+    assert run(["export", tmp_path / "no_run"]) == 2
+    assert "no_run" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_seglit_help_lists_the_command_family() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "seglit", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "seglit run RECIPE" in result.stdout and "seglit export RUN_DIR" in result.stdout
+    assert "usage: seglit" in result.stdout and "fit" in result.stdout  # Lightning's own help
