@@ -24,12 +24,12 @@ import numpy as np
 from PIL import Image
 
 from seglit.data.palette import voc_palette
-from seglit.data.synthetic import (
+from seglit.data.synthetic import write_synthetic_voc
+from seglit.data.synthetic_render import (
     _LAB_STREAM,
     LAB_FACTORS,
     SYNTHETIC_CLASSES,
     render_sample,
-    write_synthetic_voc,
 )
 
 SETTINGS = {"off": {}, **{name: {name: 1.0} for name in LAB_FACTORS}}

@@ -60,8 +60,12 @@ ARCHIVE_DIR = "_archive"
 PROGRESS_ENV = "SEGLIT_PROGRESS_FILE"
 """Environment variable naming the file a run reports its progress to (set by the runner)."""
 
-WANDB_LOGGER_CLASS = "seglit.tracking.WandbLogger"
+WANDB_LOGGER_CLASS = "seglit.wandb.logger.WandbLogger"
 """The ``class_path`` of seglit's W&B logger in configs."""
+
+WANDB_LOGGER_CLASSES = (WANDB_LOGGER_CLASS, "seglit.tracking.WandbLogger")
+"""Every ``class_path`` of seglit's W&B logger: the current one and its path before
+:mod:`seglit.wandb` (still in older run folders' ``config.yaml`` and in recipes)."""
 
 FINISHED, FAILED, PARTIAL, PENDING, MISMATCH = (
     "finished",

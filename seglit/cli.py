@@ -46,7 +46,7 @@ from seglit.artifacts import (
     CHECKPOINT_DIR,
     FAILED,
     RESOLVED_CONFIG_FILE,
-    WANDB_LOGGER_CLASS,
+    WANDB_LOGGER_CLASSES,
     Fingerprint,
     new_run_id,
     next_version_dir,
@@ -62,7 +62,7 @@ from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from seglit.data import SegmentationDataModule
 from seglit.module import NonFiniteLossError, SegmentationModule
 from seglit.validation import config_problems, explain_union_error
-from seglit.wandb_media import WandbMedia
+from seglit.wandb.media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/mIoU",
@@ -308,7 +308,7 @@ def place_outputs(subcommand: str, config: Any, fingerprint: Fingerprint) -> Non
 def _set_wandb_identity(subcommand: str, config: Any, job_dir: Path, new_run: bool) -> None:
     """One W&B run per (run folder, job): its own job type, and a new id for a new job."""
     logger = config.get("trainer.logger")
-    if getattr(logger, "class_path", None) != WANDB_LOGGER_CLASS:
+    if getattr(logger, "class_path", None) not in WANDB_LOGGER_CLASSES:
         return
     init = logger.init_args
     init.job_type = subcommand

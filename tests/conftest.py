@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def _private_temp_dir() -> None:
 
 
 _private_temp_dir()
+
+# The test helpers beside this file (wandb_records: the .wandb reader) import as top-level
+# modules, as tests/launcher/conftest.py does for local_slurm (tests import in importlib mode).
+sys.path.append(str(Path(__file__).parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["WANDB_MODE"] = "offline"

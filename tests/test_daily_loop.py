@@ -27,7 +27,7 @@ def test_a_single_run_prints_its_result_and_where_it_went_without_third_party_ch
     run = tmp_path / "run"
     config = make_fit_config(run)
     config["trainer"]["logger"] = {
-        "class_path": "seglit.tracking.WandbLogger",
+        "class_path": "seglit.wandb.logger.WandbLogger",
         "init_args": {"save_dir": str(run), "mode": "offline"},
     }
     path = tmp_path / "config.yaml"

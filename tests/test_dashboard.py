@@ -1,4 +1,4 @@
-"""The W&B workspace of a recipe (seglit.dashboard), checked on its spec, without network."""
+"""The W&B workspace of a recipe (seglit.wandb.workspace), checked on its spec, without network."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from seglit import dashboard
 from seglit.recipe import load_recipe, parse_recipe
+from seglit.wandb import workspace as dashboard
 
 REPO = Path(__file__).resolve().parents[1]
 SKIP = REPO / "recipes" / "ablation_skip.yaml"
@@ -65,7 +65,7 @@ def weave_key(panel: dict[str, Any]) -> str:
 
 
 def run_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """``python -m seglit.dashboard ARGS`` in ``cwd``; W&B pointed at a closed local port."""
+    """``python -m seglit.wandb.workspace ARGS`` in ``cwd``; W&B pointed at a closed local port."""
     environ = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
     environ.update(
         PYTHONPATH=str(REPO),
@@ -77,7 +77,7 @@ def run_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProces
     environ.update(env)
     environ = {k: v for k, v in environ.items() if v}
     return subprocess.run(
-        [sys.executable, "-m", "seglit.dashboard", *args],
+        [sys.executable, "-m", "seglit.wandb.workspace", *args],
         cwd=cwd,
         env=environ,
         capture_output=True,
@@ -256,16 +256,17 @@ def test_create_without_wandb_fails_in_one_line_after_writing(
     assert result.returncode == 2
     assert out.is_file()
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("seglit.dashboard: error: cannot create the W&B workspace")
+    assert line.startswith("seglit.wandb.workspace: error: cannot create the W&B workspace")
     assert reason in line and str(out) in line
 
 
 def test_module_imports_neither_torch_nor_lightning(tmp_path: Path) -> None:
     code = (
         "import runpy, sys\n"
-        f"sys.argv = ['seglit.dashboard', {str(SKIP)!r}, '--out', {str(tmp_path / 'w.json')!r}]\n"
+        f"sys.argv = ['seglit.wandb.workspace', {str(SKIP)!r}, "
+        f"'--out', {str(tmp_path / 'w.json')!r}]\n"
         "try:\n"
-        "    runpy.run_module('seglit.dashboard', run_name='__main__')\n"
+        "    runpy.run_module('seglit.wandb.workspace', run_name='__main__')\n"
         "except SystemExit as exit:\n"
         "    assert exit.code in (0, 2), exit.code\n"
         "heavy = ('torch', 'lightning', 'pytorch_lightning', 'torchvision')\n"

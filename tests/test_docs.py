@@ -28,7 +28,7 @@ def python_block(markdown: Path, after: str) -> str:
 
 
 def test_the_offline_run_reading_example_of_tracking_md_runs(tmp_path, monkeypatch, capsys):
-    from seglit.tracking import WandbLogger
+    from seglit.wandb.logger import WandbLogger
 
     folder = tmp_path / "runs" / "ablation_skip" / "unet-sum-s0"
     logger = WandbLogger(project="p", name="unet-sum-s0", group="ablation_skip",

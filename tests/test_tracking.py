@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import wandb
+from wandb_records import iter_records, read_offline_run
 
-from seglit.tracking import WandbLogger, resolve_mode
-from seglit.wandb_offline import find_offline_runs, iter_records, read_offline_run
+from seglit.wandb.logger import WandbLogger, resolve_mode
+from seglit.wandb.offline import find_offline_runs
 
 
 def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
@@ -93,15 +94,15 @@ def test_wandb_failing_mid_run_does_not_raise(tmp_path):
 
 
 def test_the_lightning_private_attributes_seglit_relies_on_still_mean_the_same(tmp_path):
-    """seglit.tracking.WandbLogger reads and sets Lightning's WandbLogger._wandb_init and
-    _experiment (no public way to retry wandb.init in another mode). Pinned to the Lightning
-    version checked: on an upgrade, re-check tracking.py against the new WandbLogger and
-    update the pin."""
+    """seglit.wandb.logger.WandbLogger reads and sets Lightning's WandbLogger._wandb_init
+    and _experiment (no public way to retry wandb.init in another mode). Pinned to the
+    Lightning version checked: on an upgrade, re-check seglit/wandb/logger.py against the new
+    WandbLogger and update the pin."""
     import lightning
     from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
     assert lightning.__version__.startswith("2.6."), (
-        f"Lightning {lightning.__version__}: re-check seglit.tracking.WandbLogger's use of "
+        f"Lightning {lightning.__version__}: re-check seglit.wandb.logger.WandbLogger's use of "
         "WandbLogger._wandb_init / _experiment, then update this pin"
     )
     logger = LightningWandbLogger(save_dir=str(tmp_path), mode="offline", project="p", id="x1")
@@ -116,3 +117,13 @@ def test_the_lightning_private_attributes_seglit_relies_on_still_mean_the_same(t
     import wandb
 
     assert wandb.run is None
+
+
+def test_the_logger_s_old_class_path_still_names_it():
+    """Older run folders' config.yaml and recipes name ``seglit.tracking.WandbLogger``."""
+    import seglit.tracking
+    from seglit.artifacts import WANDB_LOGGER_CLASS, WANDB_LOGGER_CLASSES
+
+    assert seglit.tracking.WandbLogger is WandbLogger
+    assert WANDB_LOGGER_CLASS == f"{WandbLogger.__module__}.{WandbLogger.__qualname__}"
+    assert "seglit.tracking.WandbLogger" in WANDB_LOGGER_CLASSES

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from wandb_records import read_offline_run
 
 from seglit.data import SyntheticVOCDataModule
 from seglit.models import UNet
 from seglit.module import SegmentationModule
-from seglit.tracking import WandbLogger
-from seglit.wandb_media import WandbMedia, class_labels, confusion_matrix_chart, pad_samples
-from seglit.wandb_offline import find_offline_runs, read_offline_run
+from seglit.wandb.logger import WandbLogger
+from seglit.wandb.media import WandbMedia, class_labels, confusion_matrix_chart, pad_samples
+from seglit.wandb.offline import find_offline_runs
 
 
 @pytest.fixture(scope="module")

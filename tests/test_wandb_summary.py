@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+from wandb_records import read_offline_run
+
 from seglit.artifacts import Row
-from seglit.wandb_offline import find_offline_runs, read_offline_run
-from seglit.wandb_summary import log_summary_run, summary_table_rows
+from seglit.wandb.offline import find_offline_runs
+from seglit.wandb.summary import log_summary_run, summary_table_rows
 
 
 def _rows() -> list[Row]:

@@ -25,7 +25,8 @@ _EXPORTS = {
     "train_ids_to_label_ids": "seglit.data.cityscapes",
     "ImageFolderDataset": "seglit.data.folder",
     "UnpaddedDistributedSampler": "seglit.data.samplers",
-    "SYNTHETIC_CLASSES": "seglit.data.synthetic",
+    "SYNTHETIC_CLASSES": "seglit.data.synthetic_render",
+    "SyntheticSpec": "seglit.data.synthetic",
     "write_synthetic_voc": "seglit.data.synthetic",
     "write_synthetic_cityscapes": "seglit.data.synthetic",
     "voc_palette": "seglit.data.palette",
@@ -41,6 +42,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "SegmentationDataModule",
     "SyntheticCityscapesDataModule",
+    "SyntheticSpec",
     "SyntheticVOCDataModule",
     "UnpaddedDistributedSampler",
     "VOCDataModule",
@@ -72,10 +74,11 @@ if TYPE_CHECKING:
     from seglit.data.palette import voc_palette
     from seglit.data.samplers import UnpaddedDistributedSampler
     from seglit.data.synthetic import (
-        SYNTHETIC_CLASSES,
+        SyntheticSpec,
         write_synthetic_cityscapes,
         write_synthetic_voc,
     )
+    from seglit.data.synthetic_render import SYNTHETIC_CLASSES
     from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset
 
 

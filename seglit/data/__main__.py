@@ -17,12 +17,8 @@ import sys
 from pathlib import Path
 
 from seglit.data.download import DownloadError, download, extract
-from seglit.data.synthetic import (
-    CONTEXT_CUE_SHARE,
-    LAB_FACTORS,
-    write_synthetic_cityscapes,
-    write_synthetic_voc,
-)
+from seglit.data.synthetic import write_synthetic_cityscapes, write_synthetic_voc
+from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, LAB_FACTORS
 from seglit.text import plural
 
 

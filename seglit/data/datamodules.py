@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from abc import abstractmethod
-from pathlib import Path
 
 from torch.utils.data import Dataset
 
 from seglit.data.base import SegmentationDataModule, _world
 from seglit.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, CityscapesDataset
 from seglit.data.synthetic import (
-    CONTEXT_CUE_SHARE,
     MARKER_NAME,
-    SYNTHETIC_CLASSES,
-    lab_params,
+    SyntheticSpec,
+    cache_dir,  # noqa: F401  (seglit.data.datamodules.cache_dir, where it was defined)
     write_synthetic_cityscapes,
     write_synthetic_voc,
 )
+from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, SYNTHETIC_CLASSES
 from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset, voc_dir
-
-
-def cache_dir() -> Path:
-    """seglit's cache folder: ``$SEGLIT_CACHE`` or ``~/.cache/seglit``."""
-    return Path(os.environ.get("SEGLIT_CACHE") or Path.home() / ".cache" / "seglit")
 
 
 class VOCDataModule(SegmentationDataModule):
@@ -64,19 +55,9 @@ class VOCDataModule(SegmentationDataModule):
         )
 
 
-def _synthetic_root(kind: str, generator_args: dict) -> str:
-    """``<cache>/synthetic_<kind>-<hash of generator_args>``.
-
-    ``generator_args`` holds only the arguments that differ from the generator's defaults
-    beyond ``num_train``/``num_val``/``seed`` (lab factors at 0 and the default image sizes are
-    left out), so data made before the lab existed keeps its folder.
-    """
-    key = json.dumps(generator_args, sort_keys=True).encode()
-    return str(cache_dir() / f"synthetic_{kind}-{hashlib.sha1(key).hexdigest()[:10]}")
-
-
 class _SyntheticDataModule(SegmentationDataModule):
-    """Shared part of the synthetic datamodules: generator arguments, cache root, generation."""
+    """Shared part of the synthetic datamodules: the ``SyntheticSpec`` (``spec``) built from the
+    arguments, the cache root it names, generation."""
 
     layout: str
 
@@ -100,13 +81,20 @@ class _SyntheticDataModule(SegmentationDataModule):
         super().__init__(
             crop_size=crop_size, scale_range=scale_range, num_workers=num_workers, **kwargs
         )
-        self.generator_args = {"num_train": num_train, "num_val": num_val, "seed": seed}
-        if (min_size, max_size) != (57, 131):
-            self.generator_args.update(min_size=min_size, max_size=max_size)
-        self.generator_args.update(
-            lab_params(fine_structure, context, scale_variation, context_cue_share)
+        self.spec = SyntheticSpec(
+            num_train=num_train,
+            num_val=num_val,
+            seed=seed,
+            min_size=min_size,
+            max_size=max_size,
+            fine_structure=fine_structure,
+            context=context,
+            scale_variation=scale_variation,
+            context_cue_share=context_cue_share,
         )
-        self.root = root if root is not None else _synthetic_root(self.layout, self.generator_args)
+        # The settings that differ from the defaults (also checks the lab factors at once).
+        self.generator_args = self.spec.cache_args()
+        self.root = root if root is not None else str(self.spec.cache_root(self.layout))
 
     @abstractmethod
     def write(self) -> None:
@@ -160,7 +148,7 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
         num_workers: DataLoader worker processes.
         **kwargs: other settings of ``SegmentationDataModule``.
 
-    The lab factors are described in ``seglit.data.synthetic.LAB_FACTORS`` and
+    The lab factors are described in ``seglit.data.synthetic_render.LAB_FACTORS`` and
     ``docs/datasets.md`` ("The synthetic lab"); a recipe sets them as
     ``data.init_args.fine_structure: 1.0``.
     """
@@ -174,7 +162,7 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
         return VOCSegmentationDataset(self.root, split, transform, num_classes=self.num_classes)
 
     def write(self) -> None:  # noqa: D102
-        write_synthetic_voc(self.root, **self.generator_args)
+        write_synthetic_voc(self.root, self.spec)
 
 
 class CityscapesDataModule(SegmentationDataModule):
@@ -224,4 +212,4 @@ class SyntheticCityscapesDataModule(_SyntheticDataModule):
         return CityscapesDataset(self.root, "train" if stage == "train" else "val", transform)
 
     def write(self) -> None:  # noqa: D102
-        write_synthetic_cityscapes(self.root, **self.generator_args)
+        write_synthetic_cityscapes(self.root, self.spec)

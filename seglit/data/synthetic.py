@@ -1,49 +1,66 @@
-"""A built-in synthetic segmentation dataset written to disk in the real Pascal VOC layout.
+"""The built-in synthetic segmentation dataset, written to disk in the real Pascal VOC layout
+(or the Cityscapes one) and cached.
 
-Each image shows a few textured, coloured shapes (discs, boxes, triangles, blobs) on a noisy,
-low-saturation background. Every class has its own hue and texture, so a small network learns
-it in well under a minute of CPU, while the shapes, occlusions, noise, JPEG artefacts and odd
-image sizes still exercise everything a real pipeline has to get right. Masks are palette PNGs
-(pixel value = class index, 255 = void band along object edges) exactly like VOC's
-``SegmentationClass`` files, so the data is read by the same code that reads real VOC.
-
-The **synthetic lab** makes the data hard in named ways, one mechanism of the lecture each:
-``fine_structure`` (thin lines, specks, ragged edges: skip connections, full-resolution decoding),
-``context`` (objects whose class only the image-level background cue gives away: large receptive
-fields, ASPP, image pooling) and ``scale_variation`` (the same class from a few pixels to the
-whole image: multi-scale context). Each is a strength in [0, 1]; ``LAB_FACTORS`` /
-``describe_lab()`` describe them. With every factor at 0 the output is bit for bit the original
-dataset (and the cache key is unchanged).
+The images and masks are drawn by ``seglit.data.synthetic_render`` (the shapes, textures and
+the **synthetic lab** factors ``fine_structure``, ``context`` and ``scale_variation``; see
+``LAB_FACTORS`` / ``describe_lab()``). This module writes them: JPEG images and palette PNG
+masks (pixel value = class index, 255 = void band along object edges) exactly like VOC's
+``SegmentationClass`` files, so the data is read by the same code that reads real VOC; or
+Cityscapes ``leftImg8bit`` / ``gtFine`` labelIds. A ``SyntheticSpec`` holds every setting the
+data is a pure function of; it also names the cache folder (``SyntheticSpec.cache_root``).
+Trees are built in a staging folder and moved in whole, with a marker file written last. With
+every lab factor at 0 the output is bit for bit the original dataset (and the cache key is
+unchanged).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
-from scipy import ndimage
+from PIL import Image
 
 from seglit.data.palette import flat_palette, voc_palette
+from seglit.data.synthetic_render import (
+    _LAB_STREAM,
+    _LAB_VERSIONS,
+    CONTEXT_CUE_SHARE,
+    LAB_FACTORS,
+    SYNTHETIC_CLASSES,
+    LabFactor,
+    describe_lab,
+    lab_params,
+    render_sample,
+)
 
-SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "box", "triangle", "blob")
-"""Class names of the synthetic dataset; the label value is the index in this tuple."""
+__all__ = [
+    "CONTEXT_CUE_SHARE",
+    "LAB_FACTORS",
+    "MARKER_NAME",
+    "SYNTHETIC_CITYSCAPES_IDS",
+    "SYNTHETIC_CLASSES",
+    "LabFactor",
+    "SyntheticSpec",
+    "cache_dir",
+    "describe_lab",
+    "lab_params",
+    "render_sample",
+    "write_synthetic_cityscapes",
+    "write_synthetic_voc",
+]
 
 MARKER_NAME = "seglit_synthetic.json"
 """File written last inside ``VOCdevkit/VOC2012``: the generator's parameters (the cache key)."""
 
 _FORMAT_VERSION = 1
-
-_LAB_VERSIONS = {"context": 3}
-"""Design version of each lab factor whose drawing has changed since it was introduced; it is
-recorded in the marker (``<factor>_version``) when the factor is on, so data drawn by an
-earlier design under the same arguments is regenerated, never reused."""
 
 SYNTHETIC_CITYSCAPES_IDS: tuple[int, ...] = (7, 26, 11, 20, 21)
 """Cityscapes labelId written for each synthetic class: road, car, building, traffic sign,
@@ -51,185 +68,181 @@ vegetation (trainIds 0, 13, 2, 7, 8)."""
 
 _CITIES = {"train": ("alpha", "bravo"), "val": ("charlie",)}
 
-# Base colour of each foreground class (well apart in hue; the background is low-saturation).
-_CLASS_COLOURS = {
-    1: (215, 45, 40),  # disc: red
-    2: (40, 190, 60),  # box: green
-    3: (45, 85, 225),  # triangle: blue
-    4: (230, 195, 35),  # blob: yellow
-}
+
+def cache_dir() -> Path:
+    """seglit's cache folder: ``$SEGLIT_CACHE`` or ``~/.cache/seglit``."""
+    return Path(os.environ.get("SEGLIT_CACHE") or Path.home() / ".cache" / "seglit")
 
 
 @dataclass(frozen=True)
-class LabFactor:
-    """One factor of the synthetic lab: what it draws, which mechanism it tests, its strength.
+class SyntheticSpec:
+    """Every setting the synthetic dataset is a pure function of, in one place: the writers
+    (``write_synthetic_voc``, ``write_synthetic_cityscapes``) and the synthetic datamodules
+    take one.
 
-    Attributes:
-        name: keyword of the writers, datamodules (``data.init_args.<name>``) and, with ``-``
-            for ``_``, of ``python -m seglit.data synthetic``.
-        stresses: what the factor puts into the images.
-        mechanism: the lecture mechanism it is built to reward (and which models it separates).
-        strength: what the strength ``p`` in [0, 1] does (0 = off, today's data).
+    Image ``i`` depends only on ``(seed, i)`` and the image and lab settings; ``num_train``
+    and ``num_val`` decide how many images there are and which split each goes to. Building a
+    spec checks nothing; ``check()`` (which the writers call) does. Two specs describe the
+    same data when their ``marker()`` is the same.
     """
 
-    name: str
-    stresses: str
-    mechanism: str
-    strength: str
+    num_train: int = 160
+    """Number of training images."""
+    num_val: int = 40
+    """Number of validation images (the datamodules' test split too)."""
+    seed: int = 0
+    """Random seed; image ``i`` depends only on ``(seed, i)`` and the other settings."""
+    min_size: int = 57
+    """Smallest image side in pixels."""
+    max_size: int = 131
+    """Largest image side in pixels."""
+    max_objects: int = 4
+    """Most shapes per image (each image has at least one)."""
+    void_width: int = 1
+    """Half-width in pixels of the 255 band along object boundaries (0: none)."""
+    fine_structure: float = 0.0
+    """Lab factor in [0, 1] (0 = off): thin curves, cracks, specks, hollow and ragged objects
+    (see ``LAB_FACTORS``)."""
+    context: float = 0.0
+    """Lab factor in [0, 1]: share of ambiguous objects whose class only the image-level
+    background colour tells."""
+    scale_variation: float = 0.0
+    """Lab factor in [0, 1]: object sizes from 4 px to the whole image."""
+    context_cue_share: float = CONTEXT_CUE_SHARE
+    """With ``context`` on, the share in (0.5, 1] of the visible background in the cue class's
+    colour family (1: the cue touches every object, so a small window around a pixel tells its
+    class: the control of a context ablation). Ignored (and left out of markers and cache
+    keys) with ``context`` off."""
 
+    def lab(self) -> dict[str, float]:
+        """The lab factors that are on (``lab_params``: what markers and cache keys hold).
 
-LAB_FACTORS: dict[str, LabFactor] = {
-    factor.name: factor
-    for factor in (
-        LabFactor(
-            "fine_structure",
-            "thin curves and background cracks 1-3 px wide, specks of 2-8 px, hollow outlines, "
-            "ragged object edges",
-            "skip connections and full-resolution decoding: FCN-32s vs FCN-16s/8s vs U-Net",
-            "about 8p curves and 12p specks per image (Poisson), each object hollow with "
-            "probability p/2, edges moved in and out by smooth noise of std 2p px",
-        ),
-        LabFactor(
-            "context",
-            "large ambiguous objects (one grey grain texture and blob shape for every class) "
-            "whose class only the background colours of the whole image tell",
-            "receptive field and image-level context: dilation, ASPP rates, image pooling, "
-            "output stride",
-            "each object is ambiguous with probability p; when p > 0 the background is a "
-            "patchwork of the cue class's colour family (65%: `context_cue_share`) and a "
-            "decoy's",
-        ),
-        LabFactor(
-            "scale_variation",
-            "the same class from 4 px to the whole short side of the image, textures scaled "
-            "along, large objects drawn first",
-            "multi-scale context: ASPP with several rates, multi-scale inference",
-            "object size interpolated geometrically from 25-60% of the short side (p = 0) to "
-            "log-uniform in [4 px, short side] (p = 1)",
-        ),
-    )
-}
-"""The factors of the synthetic lab, by name (the single source of their descriptions)."""
-
-# Background colour family of each cue class (context factor); between the class hues and less
-# saturated than them. Every foreground class is a cue class; the image's cue class is the class
-# of every ambiguous object in it.
-_CUE_COLOURS = {
-    1: (70, 150, 150),  # disc: teal
-    2: (160, 90, 160),  # box: purple
-    3: (180, 130, 80),  # triangle: tan
-    4: (115, 150, 80),  # blob: olive
-}
-
-_LAB_STREAM = 0x5EED1AB  # third seed word of the lab's random stream (image i: [seed, i, this])
-_MIN_OBJECT_PX = 4.0  # smallest object size (px) with scale_variation = 1
-_MAX_AMBIGUOUS_COVER = 0.6  # ambiguous objects leave at least 40% of the image to the cue
-CONTEXT_CUE_SHARE = 0.65
-"""Default share of the visible background in the cue class's colour family (``context``)."""
-_CUE_PATCH_SIGMA = 6.0  # scale (px) of the smoothed noise that draws the cue / decoy patches
-
-
-def describe_lab() -> str:
-    """The lab's factors as a Markdown table (the one in ``docs/datasets.md``)."""
-    rows = [
-        "| factor | what it stresses | lecture mechanism it tests | strength p |",
-        "|---|---|---|---|",
-    ]
-    for f in LAB_FACTORS.values():
-        rows.append(f"| `{f.name}` | {f.stresses} | {f.mechanism} | {f.strength} |")
-    return "\n".join(rows) + "\n"
-
-
-def lab_params(
-    fine_structure: float = 0.0,
-    context: float = 0.0,
-    scale_variation: float = 0.0,
-    context_cue_share: float = CONTEXT_CUE_SHARE,
-) -> dict[str, float]:
-    """The non-zero lab factors as a dict (what goes into the marker file and cache keys).
-
-    Factors at 0 are left out, and ``context_cue_share`` is kept only when ``context`` is on
-    and the share is not the default, so data made without them keeps its original cache key.
-
-    Args:
-        fine_structure: strength in [0, 1] of the ``fine_structure`` factor.
-        context: strength in [0, 1] of the ``context`` factor.
-        scale_variation: strength in [0, 1] of the ``scale_variation`` factor.
-        context_cue_share: share in (0.5, 1] of the background in the cue's colour family.
-
-    Returns:
-        Factor (and non-default share) name -> value.
-
-    Raises:
-        ValueError: a strength is not a number in [0, 1], or ``context_cue_share`` is not a
-            number in (0.5, 1].
-    """
-    params = {}
-    for name, value in (
-        ("fine_structure", fine_structure),
-        ("context", context),
-        ("scale_variation", scale_variation),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        if not 0.0 <= value <= 1.0:  # also rejects nan
-            raise ValueError(f"{name} must be in [0, 1] (0 = off), got {value}")
-        if value > 0:
-            params[name] = float(value)
-    share = context_cue_share
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0.5 < share <= 1.0:
-        raise ValueError(
-            "context_cue_share must be a number in (0.5, 1] (the cue's colour family must "
-            f"cover most of the background), got {share!r}"
+        Raises:
+            ValueError: a lab factor or ``context_cue_share`` is out of range.
+        """
+        return lab_params(
+            self.fine_structure, self.context, self.scale_variation, self.context_cue_share
         )
-    if "context" in params and share != CONTEXT_CUE_SHARE:
-        params["context_cue_share"] = float(share)
-    return params
+
+    def check(self) -> dict[str, float]:
+        """Check every setting; returns ``lab()``.
+
+        Raises:
+            ValueError: a setting is out of range.
+        """
+        if self.num_train < 1 or self.num_val < 1:
+            raise ValueError(
+                f"num_train and num_val must be >= 1, got {self.num_train} and {self.num_val}"
+            )
+        if not 16 <= self.min_size <= self.max_size:
+            raise ValueError(
+                f"need 16 <= min_size <= max_size, got {self.min_size} and {self.max_size}"
+            )
+        if self.max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1, got {self.max_objects}")
+        if self.void_width < 0:
+            raise ValueError(f"void_width must be >= 0, got {self.void_width}")
+        return self.lab()
+
+    def marker(self, layout: str = "voc") -> dict[str, Any]:
+        """The parameters a writer records in the marker file (in the file's key order) and
+        compares to reuse a tree: format version, layout (Cityscapes only), every image
+        setting, the lab factors that are on and their design versions."""
+        lab = self.lab()
+        return {
+            "format_version": _FORMAT_VERSION,
+            **({} if layout == "voc" else {"layout": layout}),
+            "num_train": self.num_train,
+            "num_val": self.num_val,
+            "seed": self.seed,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "max_objects": self.max_objects,
+            "void_width": self.void_width,
+            **lab,
+            **_lab_versions(lab),
+        }
+
+    def cache_args(self) -> dict[str, Any]:
+        """The settings that name the cache folder: ``num_train``, ``num_val``, ``seed``, the
+        image sizes when either differs from the default, ``max_objects`` / ``void_width``
+        when not the default, and ``lab()``. Settings at their defaults are left out, so data
+        made before a setting existed keeps its folder."""
+        default = SyntheticSpec()
+        args: dict[str, Any] = {
+            "num_train": self.num_train,
+            "num_val": self.num_val,
+            "seed": self.seed,
+        }
+        if (self.min_size, self.max_size) != (default.min_size, default.max_size):
+            args.update(min_size=self.min_size, max_size=self.max_size)
+        for name in ("max_objects", "void_width"):
+            if getattr(self, name) != getattr(default, name):
+                args[name] = getattr(self, name)
+        args.update(self.lab())
+        return args
+
+    def cache_key(self) -> str:
+        """10 hex digits of the SHA-1 of ``cache_args()`` as sorted JSON."""
+        key = json.dumps(self.cache_args(), sort_keys=True).encode()
+        return hashlib.sha1(key).hexdigest()[:10]
+
+    def cache_root(self, layout: str) -> Path:
+        """``<cache>/synthetic_<layout>-<cache_key()>`` (``<cache>``: ``cache_dir()``)."""
+        return cache_dir() / f"synthetic_{layout}-{self.cache_key()}"
+
+
+def _spec(spec: SyntheticSpec | None, settings: dict[str, Any], writer: str) -> SyntheticSpec:
+    """``spec`` (or the default spec) with the keyword ``settings`` replaced."""
+    if spec is None:
+        spec = SyntheticSpec()
+    elif not isinstance(spec, SyntheticSpec):
+        raise TypeError(
+            f"{writer}() takes the settings by keyword (num_train=...) or as a SyntheticSpec, "
+            f"got {spec!r}"
+        )
+    return replace(spec, **settings) if settings else spec
+
+
+def _render(
+    spec: SyntheticSpec, lab: dict[str, float], index: int
+) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """Image ``index`` of ``spec`` as ``(image, label, rng)``; ``rng`` is the image's random
+    generator after the drawing (the Cityscapes layout goes on drawing from it)."""
+    rng = np.random.default_rng([spec.seed, index])
+    image, label = render_sample(
+        rng,
+        spec.min_size,
+        spec.max_size,
+        spec.max_objects,
+        spec.void_width,
+        lab_rng=np.random.default_rng([spec.seed, index, _LAB_STREAM]),
+        **lab,
+    )
+    return image, label, rng
 
 
 def write_synthetic_voc(
     root: str | os.PathLike,
-    num_train: int = 160,
-    num_val: int = 40,
-    seed: int = 0,
-    min_size: int = 57,
-    max_size: int = 131,
-    max_objects: int = 4,
-    void_width: int = 1,
-    overwrite: bool = False,
+    spec: SyntheticSpec | None = None,
     *,
-    fine_structure: float = 0.0,
-    context: float = 0.0,
-    scale_variation: float = 0.0,
-    context_cue_share: float = CONTEXT_CUE_SHARE,
+    overwrite: bool = False,
+    **settings: Any,
 ) -> Path:
     """Write (or reuse) the synthetic dataset in the Pascal VOC 2012 layout under ``root``.
 
     Writes ``root/VOCdevkit/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png,
-    ImageSets/Segmentation/{train,val}.txt}``. The output is a pure function of the arguments.
-    A marker file holding the arguments is written last; a later call with the same arguments
-    returns at once without regenerating.
+    ImageSets/Segmentation/{train,val}.txt}``. The output is a pure function of the spec.
+    A marker file holding the spec (``SyntheticSpec.marker``) is written last; a later call
+    with the same spec returns at once without regenerating.
 
     Args:
         root: dataset root (the folder that holds ``VOCdevkit``; the same root
             ``VOCSegmentationDataset`` and torchvision's ``VOCSegmentation`` take).
-        num_train: number of training images.
-        num_val: number of validation images.
-        seed: random seed; image ``i`` depends only on ``(seed, i)`` and the size arguments.
-        min_size: smallest image side in pixels.
-        max_size: largest image side in pixels.
-        max_objects: most shapes per image (each image has at least one).
-        void_width: half-width in pixels of the 255 band along object boundaries (0: none).
+        spec: the settings (``SyntheticSpec``; ``None``: the defaults).
         overwrite: replace an existing tree whose parameters differ (or that has no marker).
-        fine_structure: lab factor in [0, 1] (0 = off): thin curves, cracks, specks, hollow
-            and ragged objects (see ``LAB_FACTORS``).
-        context: lab factor in [0, 1]: share of ambiguous objects whose class only the
-            image-level background colour tells.
-        scale_variation: lab factor in [0, 1]: object sizes from 4 px to the whole image.
-        context_cue_share: with ``context`` on, the share in (0.5, 1] of the visible
-            background in the cue class's colour family (1: the cue touches every object, so
-            a small window around a pixel tells its class: the control of a context
-            ablation).
+        **settings: ``SyntheticSpec`` fields that replace those of ``spec``, e.g.
+            ``write_synthetic_voc(root, num_train=16, num_val=5, seed=0, context=1.0)``.
 
     With every lab factor at 0 the files are bit for bit those written before the lab existed
     and the marker holds no lab keys; non-zero factors are recorded in the marker.
@@ -238,54 +251,35 @@ def write_synthetic_voc(
         ``root`` as a ``Path``.
 
     Raises:
-        ValueError: an argument is out of range.
+        ValueError: a setting is out of range.
+        TypeError: ``settings`` names no field of ``SyntheticSpec``.
         FileExistsError: ``root`` already holds a VOC tree made with other parameters (or not
             made by this function) and ``overwrite`` is false.
     """
-    _check_args(num_train, num_val, min_size, max_size, max_objects, void_width)
-    lab = lab_params(fine_structure, context, scale_variation, context_cue_share)
-    params = {
-        "format_version": _FORMAT_VERSION,
-        "num_train": num_train,
-        "num_val": num_val,
-        "seed": seed,
-        "min_size": min_size,
-        "max_size": max_size,
-        "max_objects": max_objects,
-        "void_width": void_width,
-        **lab,
-        **_lab_versions(lab),
-    }
+    spec = _spec(spec, settings, "write_synthetic_voc")
+    lab = spec.check()
     palette = flat_palette(voc_palette())
 
     def write(staging: Path) -> None:
         voc = staging / "VOCdevkit" / "VOC2012"
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
             (voc / sub).mkdir(parents=True)
-        ids = [f"synth_{index:06d}" for index in range(num_train + num_val)]
+        ids = [f"synth_{index:06d}" for index in range(spec.num_train + spec.num_val)]
         for index, image_id in enumerate(ids):
-            image, label = render_sample(
-                np.random.default_rng([seed, index]),
-                min_size,
-                max_size,
-                max_objects,
-                void_width,
-                lab_rng=np.random.default_rng([seed, index, _LAB_STREAM]),
-                **lab,
-            )
+            image, label, _ = _render(spec, lab, index)
             Image.fromarray(image).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=92)
             mask = Image.fromarray(label, mode="P")
             mask.putpalette(palette)
             mask.save(voc / "SegmentationClass" / f"{image_id}.png")
         splits = voc / "ImageSets" / "Segmentation"
-        (splits / "train.txt").write_text("".join(f"{i}\n" for i in ids[:num_train]))
-        (splits / "val.txt").write_text("".join(f"{i}\n" for i in ids[num_train:]))
+        (splits / "train.txt").write_text("".join(f"{i}\n" for i in ids[: spec.num_train]))
+        (splits / "val.txt").write_text("".join(f"{i}\n" for i in ids[spec.num_train :]))
 
     _write_cached(
         Path(root),
         ("VOCdevkit",),
         Path("VOCdevkit/VOC2012") / MARKER_NAME,
-        params,
+        spec.marker("voc"),
         write,
         overwrite,
         "write_synthetic_voc",
@@ -295,19 +289,10 @@ def write_synthetic_voc(
 
 def write_synthetic_cityscapes(
     root: str | os.PathLike,
-    num_train: int = 160,
-    num_val: int = 40,
-    seed: int = 0,
-    min_size: int = 57,
-    max_size: int = 131,
-    max_objects: int = 4,
-    void_width: int = 1,
-    overwrite: bool = False,
+    spec: SyntheticSpec | None = None,
     *,
-    fine_structure: float = 0.0,
-    context: float = 0.0,
-    scale_variation: float = 0.0,
-    context_cue_share: float = CONTEXT_CUE_SHARE,
+    overwrite: bool = False,
+    **settings: Any,
 ) -> Path:
     """Write (or reuse) the synthetic dataset in the Cityscapes layout under ``root``.
 
@@ -316,36 +301,20 @@ def write_synthetic_cityscapes(
     as Cityscapes distributes them). The synthetic classes become the labelIds of
     ``SYNTHETIC_CITYSCAPES_IDS``; void edges become ``unlabeled`` (0), and some images get an
     ``ego vehicle`` (1) strip and a ``parking`` (9) patch: ids the trainId mapping sends to 255.
-    Arguments (lab factors included), caching and errors are as in ``write_synthetic_voc``.
+    Arguments (spec and settings, lab factors included), caching and errors are as in
+    ``write_synthetic_voc``.
     """
-    _check_args(num_train, num_val, min_size, max_size, max_objects, void_width)
-    lab = lab_params(fine_structure, context, scale_variation, context_cue_share)
-    params = {
-        "format_version": _FORMAT_VERSION,
-        "layout": "cityscapes",
-        "num_train": num_train,
-        "num_val": num_val,
-        "seed": seed,
-        "min_size": min_size,
-        "max_size": max_size,
-        "max_objects": max_objects,
-        "void_width": void_width,
-        **lab,
-        **_lab_versions(lab),
-    }
+    spec = _spec(spec, settings, "write_synthetic_cityscapes")
+    lab = spec.check()
     lookup = np.zeros(256, dtype=np.uint8)  # 255 (void edge) -> 0 (unlabeled)
     lookup[: len(SYNTHETIC_CITYSCAPES_IDS)] = SYNTHETIC_CITYSCAPES_IDS
 
     def write(staging: Path) -> None:
-        for index in range(num_train + num_val):
-            split = "train" if index < num_train else "val"
+        for index in range(spec.num_train + spec.num_val):
+            split = "train" if index < spec.num_train else "val"
             city = _CITIES[split][index % len(_CITIES[split])]
             name = f"{city}_000000_{index:06d}"
-            rng = np.random.default_rng([seed, index])
-            lab_rng = np.random.default_rng([seed, index, _LAB_STREAM])
-            image, label = render_sample(
-                rng, min_size, max_size, max_objects, void_width, lab_rng=lab_rng, **lab
-            )
+            image, label, rng = _render(spec, lab, index)
             label_ids = lookup[label]
             if rng.random() < 0.5:  # ego vehicle: a dark strip along the bottom
                 rows = int(rng.integers(3, 9))
@@ -368,7 +337,7 @@ def write_synthetic_cityscapes(
         Path(root),
         ("leftImg8bit", "gtFine"),
         Path("gtFine") / MARKER_NAME,
-        params,
+        spec.marker("cityscapes"),
         write,
         overwrite,
         "write_synthetic_cityscapes",
@@ -394,17 +363,6 @@ def _stale(existing: object, params: dict) -> bool:
 
 
 _LAB_VERSION_KEYS = frozenset(f"{name}_version" for name in _LAB_VERSIONS)
-
-
-def _check_args(num_train, num_val, min_size, max_size, max_objects, void_width) -> None:
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f"num_train and num_val must be >= 1, got {num_train} and {num_val}")
-    if not 16 <= min_size <= max_size:
-        raise ValueError(f"need 16 <= min_size <= max_size, got {min_size} and {max_size}")
-    if max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
-    if void_width < 0:
-        raise ValueError(f"void_width must be >= 0, got {void_width}")
 
 
 def _write_cached(
@@ -473,350 +431,3 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def render_sample(
-    rng: np.random.Generator,
-    min_size: int = 57,
-    max_size: int = 131,
-    max_objects: int = 4,
-    void_width: int = 1,
-    *,
-    fine_structure: float = 0.0,
-    context: float = 0.0,
-    scale_variation: float = 0.0,
-    context_cue_share: float = CONTEXT_CUE_SHARE,
-    lab_rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render one synthetic image and its label map.
-
-    With every lab factor at 0 only ``rng`` is used and the sample is the original one, bit for
-    bit. A lab factor draws its own randomness from ``lab_rng`` and leaves the draws of ``rng``
-    as they were where it can (image size, background, classes, positions), so a factor changes
-    a scene rather than replacing it.
-
-    Lab factors (strength ``p`` in [0, 1], 0 = off; see ``LAB_FACTORS``):
-
-    - ``fine_structure``: Poisson(8p) curves 1-3 px wide (a quarter of them background
-      "cracks" that show the background through objects), Poisson(12p) specks of 2-8 px in
-      the class colour, each object hollow (an outline 1-3 px wide) with probability p/2, and
-      object edges moved in and out by smooth noise of std 2p px (ragged edges, small islands
-      and holes).
-    - ``context``: the image gets a cue class ``k`` (uniform over the 4 foreground classes).
-      The background the objects leave visible becomes a patchwork of two colour families
-      (``_CUE_COLOURS``: teal, purple, tan, olive): ``k``'s on ``context_cue_share`` of it
-      (0.65 by default), a decoy class's on the rest (``_cue_background``). Each object is,
-      with probability p, *ambiguous*: a large blob (55-80% of the short side, near the
-      centre) with one grey grain texture whose grey level does not depend on the class,
-      labelled ``k``. Nothing inside it tells its class; only the background does. An
-      ambiguous object that would make ambiguous objects cover more than 60% of the image is
-      left out (so the cue stays visible in nearly every crop). Ambiguous objects lie under
-      the other objects and are never hollow.
-    - ``scale_variation``: object size moves geometrically from the original 25-60% of the
-      short side (p = 0) to log-uniform in [4 px, short side] (p = 1), by the same uniform
-      draw; the class texture's period scales with the object, and objects are drawn from the
-      largest to the smallest so the small ones stay visible.
-
-    Void band: with any lab factor on, structures narrower than ``2 * void_width + 3`` px (the
-    pixels that an opening with a square of that side removes from their class) get no band
-    inside them, so a 1-3 px line keeps its class; the band still lies on the wider
-    neighbour's side, and where two such structures of different classes meet, both sides
-    within ``void_width`` of each other become 255. Labels of different classes therefore
-    never touch when ``void_width >= 1``.
-
-    Args:
-        rng: source of randomness (the sample is a pure function of its state).
-        min_size: smallest image side.
-        max_size: largest image side.
-        max_objects: most shapes in the image.
-        void_width: half-width of the 255 band along label boundaries (0: no band).
-        fine_structure: lab factor strength in [0, 1].
-        context: lab factor strength in [0, 1].
-        scale_variation: lab factor strength in [0, 1].
-        context_cue_share: share in (0.5, 1] of the visible background in the cue class's
-            colour family (``context`` only).
-        lab_rng: randomness of the lab factors; ``None`` seeds one from ``rng`` (which then
-            no longer gives the factor-0 scene).
-
-    Returns:
-        ``(image, label)``: uint8 arrays of shapes (H, W, 3) and (H, W); label values are class
-        indices into ``SYNTHETIC_CLASSES`` or 255.
-    """
-    lab_on = bool(lab_params(fine_structure, context, scale_variation, context_cue_share))
-    if lab_on and lab_rng is None:
-        lab_rng = np.random.default_rng(int(rng.integers(2**63)))
-    lab = lab_rng
-    height, width = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = _background(rng, height, width, yy, xx)
-    label = np.zeros((height, width), dtype=np.uint8)
-    cue = 0
-    if context > 0:
-        cue = int(lab.integers(1, len(SYNTHETIC_CLASSES)))
-        ambiguous_cover = np.zeros((height, width), dtype=bool)
-    background = image.copy() if fine_structure > 0 else None
-
-    num_objects = int(rng.integers(1, max_objects + 1))
-    short = min(height, width)
-    objects = []  # (drawing order key, shape, texture, class index)
-    for _ in range(num_objects):
-        class_index = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
-        size = float(rng.uniform(0.25, 0.6)) * short
-        cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
-        scale = 1.0
-        if scale_variation > 0:
-            varied = _vary_size(size, short, scale_variation)
-            size, scale = varied, varied / size
-        shape = _shape_mask(rng, class_index, height, width, cy, cx, size)
-        if not shape.any():
-            continue
-        texture = _texture(rng, class_index, yy, xx, cy, cx, scale)
-        ambiguous = False
-        if context > 0 and lab.random() < context:
-            blob = _ambiguous_shape(lab, height, width)
-            if (ambiguous_cover | blob).mean() > _MAX_AMBIGUOUS_COVER:
-                continue
-            ambiguous_cover |= blob
-            shape, texture, class_index = blob, _ambiguous_texture(lab, height, width), cue
-            ambiguous = True
-        if fine_structure > 0:
-            shape = _ragged(lab, shape, 2.0 * fine_structure)
-            if not ambiguous and lab.random() < fine_structure / 2:
-                shape = shape & ~ndimage.binary_erosion(shape, iterations=int(lab.integers(1, 4)))
-        order = (not ambiguous, -size if scale_variation > 0 else 0.0)
-        objects.append((order, shape, texture, class_index))
-    if lab_on:
-        objects.sort(key=lambda obj: obj[0])  # stable: ambiguous first, then large to small
-    if context > 0:  # the cue patchwork, balanced on the background the objects leave visible
-        covered = np.zeros((height, width), dtype=bool)
-        for _, shape, _, _ in objects:
-            covered |= shape
-        image = _cue_background(lab, image, cue, ~covered, context_cue_share)
-        if background is not None:
-            background = image.copy()
-    for _, shape, texture, class_index in objects:
-        image[shape] = texture[shape]
-        label[shape] = class_index
-    if fine_structure > 0:
-        _fine_structures(lab, image, label, background, fine_structure, short)
-
-    image += rng.normal(0.0, 8.0, size=image.shape).astype(np.float32)
-    image = np.clip(image, 0, 255).astype(np.uint8)
-    if void_width > 0:
-        size = 2 * void_width + 1
-        edge = ndimage.grey_dilation(label, size=size) != ndimage.grey_erosion(label, size=size)
-        if lab_on:
-            edge = _spare_thin(label, edge, void_width)
-        label[edge] = 255
-    return image, label
-
-
-def _vary_size(size: float, short: int, strength: float) -> float:
-    """Object size under ``scale_variation``: the original size (25-60% of ``short``, from a
-    uniform draw) moved geometrically towards the log-uniform size in [4 px, ``short``] that
-    the same draw gives."""
-    quantile = min(max((size / short - 0.25) / 0.35, 0.0), 1.0)
-    wide = _MIN_OBJECT_PX * (short / _MIN_OBJECT_PX) ** quantile
-    return size ** (1.0 - strength) * wide**strength
-
-
-def _cue_background(
-    lab: np.random.Generator, image: np.ndarray, cue: int, visible: np.ndarray, share: float
-) -> np.ndarray:
-    """The background recoloured (brightness kept) as a patchwork of two colour families: the
-    cue class's on ``share`` of the ``visible`` pixels, a decoy class's (another
-    foreground class, uniform) on the rest, in patches of smoothed noise of scale
-    ``_CUE_PATCH_SIGMA`` px. Only the share over the whole image tells the two apart."""
-    height, width = visible.shape
-    decoys = [c for c in _CUE_COLOURS if c != cue]
-    decoy = decoys[int(lab.integers(len(decoys)))]
-    field = lab.standard_normal((height, width)).astype(np.float32)
-    field = ndimage.gaussian_filter(field, _CUE_PATCH_SIGMA)
-    pool = field[visible] if visible.any() else field.ravel()
-    if share >= 1.0:  # every pixel; the quantile rule would leave the lowest one the decoy's
-        family = np.full((height, width), cue)
-    else:
-        family = np.where(field > np.quantile(pool, 1.0 - share), cue, decoy)
-    tints = np.zeros((len(SYNTHETIC_CLASSES), 3), dtype=np.float32)
-    for c in (cue, decoy):
-        colour = np.asarray(_CUE_COLOURS[c], dtype=np.float32) + lab.uniform(-10, 10, 3)
-        tints[c] = colour / colour.mean()
-    return image.mean(axis=2, keepdims=True) * tints[family]
-
-
-def _ambiguous_shape(lab: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A large blob near the image centre: the one shape family of ambiguous objects."""
-    size = lab.uniform(0.55, 0.8) * min(height, width)
-    cy, cx = lab.uniform(0.3, 0.7) * height, lab.uniform(0.3, 0.7) * width
-    return _shape_mask(lab, 4, height, width, cy, cx, size)
-
-
-def _ambiguous_texture(lab: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Grey grain, the same for every class: a random level modulated by smoothed noise."""
-    level = lab.uniform(80, 190)
-    grain = ndimage.gaussian_filter(lab.standard_normal((height, width)).astype(np.float32), 1.5)
-    grey = level * (1.0 + 0.12 * grain / (grain.std() + 1e-6))
-    return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
-
-
-def _ragged(lab: np.random.Generator, shape: np.ndarray, amplitude: float) -> np.ndarray:
-    """``shape`` with its edge moved in and out by smooth noise of std ``amplitude`` px."""
-    if not shape.any():
-        return shape
-    margin = int(np.ceil(4 * amplitude)) + 2
-    rows, cols = np.nonzero(shape.any(axis=1))[0], np.nonzero(shape.any(axis=0))[0]
-    window = (
-        slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
-        slice(max(cols[0] - margin, 0), cols[-1] + margin + 1),
-    )
-    crop = shape[window]
-    noise = ndimage.gaussian_filter(lab.standard_normal(crop.shape).astype(np.float32), 1.0)
-    noise *= amplitude / (noise.std() + 1e-6)
-    depth = ndimage.distance_transform_edt(crop) - ndimage.distance_transform_edt(~crop)
-    out = np.zeros_like(shape)
-    out[window] = depth + noise > 0
-    return out
-
-
-def _fine_structures(
-    lab: np.random.Generator,
-    image: np.ndarray,
-    label: np.ndarray,
-    background: np.ndarray,
-    strength: float,
-    short: int,
-) -> None:
-    """Paint thin curves, cracks and specks into ``image`` / ``label`` (in place).
-
-    Every structure is drawn on one canvas with its own index (later ones on top); the
-    index then looks up the structure's class and colour (a crack shows the background).
-    """
-    height, width = label.shape
-    num_curves = int(lab.poisson(8.0 * strength))
-    num_specks = int(lab.poisson(12.0 * strength))
-    num = min(num_curves + num_specks, 254)
-    classes = np.zeros(num + 1, dtype=np.uint8)
-    colours = np.zeros((num + 1, 3), dtype=np.float32)
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for index in range(1, num + 1):
-        if index <= num_curves:  # a curve: a random walk of 3-6 steps, 1-3 px wide
-            crack = lab.random() < 0.25
-            class_index = 0 if crack else int(lab.integers(1, len(SYNTHETIC_CLASSES)))
-            y, x, angle = lab.uniform(0, height), lab.uniform(0, width), lab.uniform(0, 2 * np.pi)
-            points = [(x, y)]
-            for _ in range(int(lab.integers(3, 7))):
-                angle += lab.normal(0.0, 0.6)
-                step = lab.uniform(0.08, 0.25) * short
-                x, y = x + step * np.cos(angle), y + step * np.sin(angle)
-                points.append((x, y))
-            draw.line(points, fill=index, width=int(lab.integers(1, 4)), joint="curve")
-        else:  # a speck: a disc or square of 2-8 px
-            class_index = int(lab.integers(1, len(SYNTHETIC_CLASSES)))
-            r = np.exp(lab.uniform(np.log(2.0), np.log(8.0))) / 2
-            y, x = lab.uniform(0, height), lab.uniform(0, width)
-            shape = draw.ellipse if lab.random() < 0.5 else draw.rectangle
-            shape([x - r, y - r, x + r, y + r], fill=index)
-        classes[index] = class_index
-        if class_index:
-            colours[index] = np.asarray(_CLASS_COLOURS[class_index]) + lab.uniform(-20, 20, 3)
-    drawn = np.asarray(canvas)
-    mask = drawn > 0
-    which = drawn[mask]
-    image[mask] = np.where(classes[which, None] == 0, background[mask], colours[which])
-    label[mask] = classes[which]
-
-
-def _spare_thin(label: np.ndarray, edge: np.ndarray, void_width: int) -> np.ndarray:
-    """The void band ``edge`` without the inside of structures narrower than
-    ``2 * void_width + 3`` px, plus the pixels where two such structures of different classes
-    come within ``void_width`` of each other.
-
-    A pixel is in a narrow structure when no ``(2 * void_width + 3)``-square inside the image
-    and of one class covers it: the pixels a binary opening with that square removes from
-    their class (computed for all classes at once with separable min/max filters).
-    """
-    size = 2 * void_width + 1
-    labels = label.astype(np.int16)
-    low = ndimage.minimum_filter(labels, size=size + 2, mode="constant", cval=-1)
-    high = ndimage.maximum_filter(labels, size=size + 2, mode="constant", cval=-1)
-    thin = ~ndimage.maximum_filter(low == high, size=size + 2, mode="constant", cval=0)
-    shifted = labels + 1
-    high = ndimage.grey_dilation(np.where(thin, shifted, 0), size=size)
-    low = ndimage.grey_erosion(np.where(thin, shifted, 256), size=size)
-    clash = thin & ((high > shifted) | (low < shifted))
-    return (edge & ~thin) | clash
-
-
-def _background(
-    rng: np.random.Generator, height: int, width: int, yy: np.ndarray, xx: np.ndarray
-) -> np.ndarray:
-    """A low-saturation background: grey level, faint tint, linear gradient and soft lines."""
-    level = rng.uniform(70, 190)
-    tint = rng.uniform(-12, 12, size=3)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height) * rng.uniform(-40, 40)
-    period = rng.uniform(6, 20)
-    lines = 10.0 * np.sin(2 * np.pi * (xx * np.cos(angle + 1) + yy * np.sin(angle + 1)) / period)
-    grey = level + ramp + lines
-    return grey[..., None] + tint[None, None, :].astype(np.float32)
-
-
-def _shape_mask(
-    rng: np.random.Generator,
-    class_index: int,
-    height: int,
-    width: int,
-    cy: float,
-    cx: float,
-    size: float,
-) -> np.ndarray:
-    """Boolean mask of one shape: disc, box, triangle or blob according to the class."""
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    r = size / 2
-    if class_index == 1:  # disc (slightly elliptic)
-        ry = r * rng.uniform(0.8, 1.2)
-        draw.ellipse([cx - r, cy - ry, cx + r, cy + ry], fill=1)
-    elif class_index == 2:  # box (axis-aligned, random aspect)
-        ry = r * rng.uniform(0.6, 1.4)
-        draw.rectangle([cx - r, cy - ry, cx + r, cy + ry], fill=1)
-    elif class_index == 3:  # triangle (random rotation)
-        theta = rng.uniform(0, 2 * np.pi) + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
-        points = [(cx + 1.2 * r * np.cos(t), cy + 1.2 * r * np.sin(t)) for t in theta]
-        draw.polygon(points, fill=1)
-    else:  # blob: a star-shaped polygon with a smooth random radius
-        n = 16
-        theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
-        radius = r * (1 + 0.3 * np.sin(theta * rng.integers(2, 4) + rng.uniform(0, 6)))
-        radius *= rng.uniform(0.8, 1.1, size=n)
-        points = [(cx + q * np.cos(t), cy + q * np.sin(t)) for q, t in zip(radius, theta)]
-        draw.polygon(points, fill=1)
-    return np.asarray(canvas, dtype=bool)
-
-
-def _texture(
-    rng: np.random.Generator,
-    class_index: int,
-    yy: np.ndarray,
-    xx: np.ndarray,
-    cy: float,
-    cx: float,
-    scale: float = 1.0,
-) -> np.ndarray:
-    """The class's colour (jittered per object) modulated by the class's own texture, whose
-    period is multiplied by ``scale`` (kept within 2.5-48 px when ``scale`` is not 1)."""
-    colour = np.array(_CLASS_COLOURS[class_index], dtype=np.float32) + rng.uniform(-20, 20, 3)
-    period = rng.uniform(5, 9)
-    if scale != 1.0:
-        period = float(np.clip(period * scale, 2.5, 48.0))
-    if class_index == 1:  # concentric rings
-        pattern = np.sin(2 * np.pi * np.hypot(yy - cy, xx - cx) / period)
-    elif class_index == 2:  # stripes
-        pattern = np.sign(np.sin(2 * np.pi * (xx + yy) / period))
-    elif class_index == 3:  # checkerboard
-        pattern = np.sign(np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period))
-    else:  # spots
-        pattern = np.cos(2 * np.pi * xx / period) * np.cos(2 * np.pi * yy / period)
-    shade = 1.0 + 0.15 * pattern.astype(np.float32)
-    return np.clip(colour[None, None, :] * shade[..., None], 0, 255).astype(np.float32)

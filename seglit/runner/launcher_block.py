@@ -3,6 +3,7 @@ each key checked with an error that names it (:func:`launcher_settings`)."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,11 +180,18 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 def launcher_settings(
     recipe: Any, smoke: bool, overrides: dict[str, Any] | None = None
 ) -> LauncherSettings:
-    """The recipe's launcher block with ``--launcher.KEY=VALUE`` overrides; with ``--smoke``
-    (CPU, one process) without its GPUs and nodes, so a smoke run's fingerprints are the
-    local smoke run's."""
+    """The recipe's launcher block with ``--launcher.KEY=VALUE`` overrides.
+
+    With ``--smoke`` (CPU, one process) it drops the GPUs and nodes, so a smoke run's
+    fingerprints are the local smoke run's, and unless ``cpus_per_task`` is given it asks
+    for this machine's core count: a task then trains with the threads of a local smoke
+    run, which on the same kind of machine prints the same digits (the thread count
+    decides the rounding).
+    """
     block = {**(recipe.launcher or {}), **(overrides or {})}
     settings = LauncherSettings.from_block(block, str(recipe.path))
     if smoke:
         settings.gpus_per_node, settings.nodes = None, 1
+        if settings.cpus_per_task is None:
+            settings.cpus_per_task = os.cpu_count() or 1
     return settings

@@ -24,6 +24,7 @@ from seglit.artifacts import (
     LOCK_FILE,
     MISMATCH,
     WANDB_LOGGER_CLASS,
+    WANDB_LOGGER_CLASSES,
     Fingerprint,
     atomic_write_text,
     config_differences,
@@ -80,7 +81,7 @@ def prepare_config(
     logger = trainer.get("logger", True)
     if logger is True:
         logger = {"class_path": WANDB_LOGGER_CLASS, "init_args": {}}
-    if isinstance(logger, dict) and logger.get("class_path") == WANDB_LOGGER_CLASS:
+    if isinstance(logger, dict) and logger.get("class_path") in WANDB_LOGGER_CLASSES:
         tags = [f"{k.rsplit('.', 1)[-1]}={label}" for k, label in variant.labels.items()]
         if variant.seed is not None:
             tags.append(f"seed={variant.seed}")
@@ -175,7 +176,7 @@ def write_run_config(plan: VariantPlan) -> Path:
     """
     path = plan.run_dir / CONFIG_FILE
     logger = get_dotted(plan.config, "trainer.logger")
-    if isinstance(logger, dict) and logger.get("class_path") == WANDB_LOGGER_CLASS:
+    if isinstance(logger, dict) and logger.get("class_path") in WANDB_LOGGER_CLASSES:
         previous = yaml.safe_load(path.read_text()) if path.is_file() else None
         run_id = get_dotted(previous or {}, "trainer.logger.init_args.id")
         if plan.status == MISMATCH or not run_id:

@@ -39,7 +39,7 @@ from seglit.artifacts import (
     FINISHED,
     MISMATCH,
     PENDING,
-    WANDB_LOGGER_CLASS,
+    WANDB_LOGGER_CLASSES,
 )
 from seglit.recipe import Recipe, Variant, get_dotted, load_recipe, set_dotted
 from seglit.runner.console import Console
@@ -345,12 +345,12 @@ def choose_wandb_mode(plans: list[VariantPlan], console: Console) -> None:
     W&B online without a network would otherwise wait for its init timeout in every
     variant and in the summary run.
     """
-    from seglit.tracking import resolve_mode
+    from seglit.wandb.logger import resolve_mode
 
     modes = [
         get_dotted(p.config, "trainer.logger.init_args.mode", "auto")
         for p in plans
-        if get_dotted(p.config, "trainer.logger.class_path") == WANDB_LOGGER_CLASS
+        if get_dotted(p.config, "trainer.logger.class_path") in WANDB_LOGGER_CLASSES
     ]
     if not any(resolve_mode(m) == "online" for m in modes):
         return
@@ -424,7 +424,7 @@ def summarize(
     from seglit.artifacts import write_summary
     from seglit.plots import write_plots
     from seglit.report import build_rows
-    from seglit.wandb_offline import unsynced_runs
+    from seglit.wandb.offline import unsynced_runs
 
     fingerprints = {p.name: p.fingerprint.digest for p in plans}
     try:
@@ -437,7 +437,7 @@ def summarize(
     dashboard = _log_summary_run(recipe, rows, recipe_dir, plans, plots)
     written = ["summary.csv", "summary.json", *(p.name for p in plots)]
     if dashboard is not None:
-        written.append(f"{dashboard.name} (python -m seglit.dashboard --create uploads it)")
+        written.append(f"{dashboard.name} (python -m seglit.wandb.workspace --create uploads it)")
     console.line(f"\nwritten: {recipe_dir / 'summary.md'}, {', '.join(written)}")
     unsynced = unsynced_runs(recipe_dir)
     if unsynced:
@@ -461,10 +461,10 @@ def _log_summary_run(
         The workspace spec file, if one was written.
     """
     logger = get_dotted(plans[0].config, "trainer.logger") if plans else None
-    if not (isinstance(logger, dict) and logger.get("class_path") == WANDB_LOGGER_CLASS):
+    if not (isinstance(logger, dict) and logger.get("class_path") in WANDB_LOGGER_CLASSES):
         return None
-    from seglit.dashboard import write_workspace_spec
-    from seglit.wandb_summary import log_summary_run
+    from seglit.wandb.summary import log_summary_run
+    from seglit.wandb.workspace import write_workspace_spec
 
     init = logger.get("init_args", {})
     project, entity = init.get("project", "seglit"), init.get("entity")

@@ -14,16 +14,14 @@ from scipy import ndimage
 from seglit.data.cityscapes import CityscapesDataset
 from seglit.data.datamodules import SyntheticCityscapesDataModule, SyntheticVOCDataModule
 from seglit.data.palette import voc_palette
-from seglit.data.synthetic import (
+from seglit.data.synthetic import MARKER_NAME, write_synthetic_cityscapes, write_synthetic_voc
+from seglit.data.synthetic_render import (
     _CUE_COLOURS,
     LAB_FACTORS,
-    MARKER_NAME,
     SYNTHETIC_CLASSES,
     _cue_background,
     describe_lab,
     render_sample,
-    write_synthetic_cityscapes,
-    write_synthetic_voc,
 )
 from seglit.data.voc import VOCSegmentationDataset
 

@@ -5,6 +5,7 @@ executor (tests/launcher/test_slurm_cluster.py runs it on a real SLURM)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -95,6 +96,17 @@ def test_launcher_gpus_enter_the_fingerprint_but_not_in_smoke(tmp_path, write_ti
     recipe = load_recipe(recipe_path)
     assert launcher_settings(recipe, smoke=False).trainer_overrides()["trainer.devices"] == 2
     assert launcher_settings(recipe, smoke=True).trainer_overrides() == {}
+
+
+def test_a_smoke_task_asks_for_the_threads_of_a_local_smoke(tmp_path, write_tiny_recipe):
+    from seglit.recipe import load_recipe
+    from seglit.runner.launcher_block import launcher_settings
+
+    recipe = load_recipe(write_tiny_recipe(tmp_path / "r.yaml"))
+    assert launcher_settings(recipe, smoke=True).cpus_per_task == os.cpu_count()
+    assert launcher_settings(recipe, smoke=False).cpus_per_task is None  # the cluster's default
+    given = launcher_settings(recipe, smoke=True, overrides={"cpus_per_task": 1})
+    assert given.cpus_per_task == 1
 
 
 def test_checkpoint_stops_the_training_and_requeues_a_fresh_task(tmp_path):

@@ -157,7 +157,7 @@ def test_wandb_online_without_network_goes_offline_once_without_waiting(
     reason = "no answer within 3 s" if endpoint == "silent" else "Connection refused"
     assert f"W&B is unreachable (http://127.0.0.1:{port}: {reason})" in result.stdout
     assert elapsed < 150, f"took {elapsed:.0f}s: W&B waited for the network"
-    from seglit.wandb_offline import find_offline_runs
+    from seglit.wandb.offline import find_offline_runs
 
     assert len(find_offline_runs(tmp_path / "runs" / "tiny_skip")) == 3  # 2 fits + summary
 

@@ -16,9 +16,10 @@ import time
 
 import pytest
 import yaml
+from wandb_records import read_offline_run
 
 from seglit.artifacts import read_json
-from seglit.wandb_offline import find_offline_runs, read_offline_run
+from seglit.wandb.offline import find_offline_runs
 
 VARIANTS = ("sum", "concat")
 

@@ -1,9 +1,11 @@
-"""Reading offline W&B runs back from disk.
+"""Reading offline W&B runs back from disk: the test suite's reader of ``.wandb`` files.
 
 wandb has no Python reader for its ``.wandb`` run files. :func:`read_offline_run` reads one
 (config, history rows, summary, group, job type, tags and logged files); the tests use it
-to check what runs logged, and users can to inspect runs that were never uploaded.
-:func:`unsynced_runs` lists the offline runs ``wandb sync`` has not uploaded yet.
+to check what runs logged (docs/tracking.md shows it on a source checkout). Finding the
+run files is :func:`seglit.wandb.offline.find_offline_runs`'s job.
+
+``tests/conftest.py`` puts this folder on ``sys.path``: tests ``import wandb_records``.
 """
 
 from __future__ import annotations
@@ -164,20 +166,3 @@ def _unwrap_config(config: dict[str, Any]) -> dict[str, Any]:
         for k, v in config.items()
         if k != "_wandb"
     }
-
-
-def find_offline_runs(root: str | Path) -> list[Path]:
-    """All offline ``.wandb`` run files below ``root``, oldest first."""
-    return sorted(Path(root).rglob("offline-run-*/run-*.wandb"))
-
-
-def unsynced_runs(root: str | Path) -> list[Path]:
-    """The offline run folders below ``root`` that ``wandb sync`` has not uploaded.
-
-    ``wandb sync`` leaves ``run-<id>.wandb.synced`` beside a run file it uploaded.
-    """
-    return [
-        path.parent
-        for path in find_offline_runs(root)
-        if not path.with_name(path.name + ".synced").exists()
-    ]

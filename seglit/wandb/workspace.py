@@ -1,6 +1,6 @@
 """The W&B workspace of a recipe, built with W&B's own workspace library.
 
-    python -m seglit.dashboard recipes/ablation_skip.yaml [--smoke] [--entity E]
+    python -m seglit.wandb.workspace recipes/ablation_skip.yaml [--smoke] [--entity E]
         [--project P] [--out FILE] [--create]
 
 For a recipe, :func:`workspace_for` builds the
@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import SUMMARY_JSON, WANDB_LOGGER_CLASS, atomic_write_text
+from seglit.artifacts import SUMMARY_JSON, WANDB_LOGGER_CLASSES, atomic_write_text
 from seglit.plots import CLASS_HEATMAP, MIOU_PLOT
 from seglit.recipe import Recipe, RecipeError, get_dotted, load_recipe
 
@@ -324,16 +324,16 @@ def create_workspace(
 def logger_target(recipe: Recipe) -> tuple[str | None, str | None]:
     """The ``(project, entity)`` the recipe's seglit W&B logger sets (``None`` when unset)."""
     logger = get_dotted(recipe.config, "trainer.logger")
-    if isinstance(logger, dict) and logger.get("class_path") == WANDB_LOGGER_CLASS:
+    if isinstance(logger, dict) and logger.get("class_path") in WANDB_LOGGER_CLASSES:
         init = logger.get("init_args") or {}
         return init.get("project"), init.get("entity")
     return None, None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m seglit.dashboard``."""
+    """The argument parser of ``python -m seglit.wandb.workspace``."""
     parser = argparse.ArgumentParser(
-        prog="python -m seglit.dashboard",
+        prog="python -m seglit.wandb.workspace",
         description="Write the W&B workspace of a recipe as a spec file; create it in W&B "
         "with --create.",
         epilog="Exit status: 0 written (and created), 2 a recipe problem, a missing "
@@ -358,9 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m seglit.dashboard``; return the exit status."""
+    """Run ``python -m seglit.wandb.workspace``; return the exit status."""
     args = build_parser().parse_args(argv)
-    prog = "seglit.dashboard"
+    prog = "seglit.wandb.workspace"
     try:
         recipe = load_recipe(args.recipe, smoke=args.smoke)
     except RecipeError as err:

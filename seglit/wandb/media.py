@@ -11,7 +11,7 @@ validation epoch it logs, to the trainer's W&B logger:
 - ``val/panels``: the same images as image | ground truth | prediction | errors panels.
 
 A W&B failure never stops training: it becomes one warning and the media logging stops.
-The recipe's summary run is :mod:`seglit.wandb_summary`'s job.
+The recipe's summary run is :mod:`seglit.wandb.summary`'s job.
 """
 
 from __future__ import annotations

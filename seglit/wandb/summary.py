@@ -60,7 +60,7 @@ def log_summary_run(
     it logs ``summary/table`` (one row per variant: the summary's fields, the axis labels
     and per-class IoU), each plot as ``summary/<plot file stem>`` and, in the run summary,
     ``mIoU/<variant>`` for every finished variant. Offline without credentials (see
-    :mod:`seglit.tracking`); its files go to ``<recipe_dir>/_summary/wandb/``, replacing
+    :mod:`seglit.wandb.logger`); its files go to ``<recipe_dir>/_summary/wandb/``, replacing
     the previous offline copy of the same run.
 
     Args:
@@ -75,7 +75,7 @@ def log_summary_run(
     Returns:
         The W&B run folder, or ``None`` when W&B is disabled or failed (a warning says why).
     """
-    from seglit.tracking import WandbLogger
+    from seglit.wandb.logger import WandbLogger
 
     save_dir = Path(recipe_dir) / SUMMARY_RUN_DIR
     try:
