@@ -247,8 +247,9 @@ def test_rows_pair_seeds_only_when_both_configs_finished_the_same_seeds(tmp_path
     assert "unpaired" not in concat_line
 
 
-def test_a_run_without_per_image_matrices_unpairs_the_seeds(tmp_path):
-    recipe = parse_recipe(
+def _sum_concat_recipe():
+    """Fusion sum (the baseline) vs concat, seeds 0-2."""
+    return parse_recipe(
         {
             "name": "r",
             "ablation": {
@@ -258,6 +259,10 @@ def test_a_run_without_per_image_matrices_unpairs_the_seeds(tmp_path):
             },
         }
     )
+
+
+def test_a_run_without_per_image_matrices_unpairs_the_seeds(tmp_path):
+    recipe = _sum_concat_recipe()
     rng = np.random.default_rng(9)
     runs = {(g, s): _random_confmats(rng, 3, 2) for g in ("sum", "concat") for s in range(3)}
     for (group, seed), cm in runs.items():
@@ -274,16 +279,7 @@ def test_a_run_without_per_image_matrices_unpairs_the_seeds(tmp_path):
 
 def test_rows_carry_the_power_of_their_comparison(tmp_path):
     """MDE = 2.8 x the SD of the same bootstrap draws as the interval; seeds needed."""
-    recipe = parse_recipe(
-        {
-            "name": "r",
-            "ablation": {
-                "model.net.init_args.fusion": ["sum", "concat"],
-                "seeds": [0, 1, 2],
-                "baseline": "sum",
-            },
-        }
-    )
+    recipe = _sum_concat_recipe()
     rng = np.random.default_rng(5)
     runs = {(g, s): _random_confmats(rng, 3, 2) for g in ("sum", "concat") for s in range(3)}
     for (group, seed), cm in runs.items():
