@@ -22,7 +22,6 @@ its variants' fits. Memory: the peak resident memory of the runner's children
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -34,6 +33,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from seglit.run_folder import read_metrics
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import fmt, print_table, ratio  # noqa: E402
@@ -85,7 +86,7 @@ def run(mode: str, recipe: Path, out: Path) -> tuple[float, list[float], float, 
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     costs, fits = [], 0.0
     for name, done in DONE.findall(proc.stdout):
-        fit = json.loads((out / "overhead" / name / "metrics.json").read_text())["wall_time_s"]
+        fit = read_metrics(out / "overhead" / name).wall_time_s
         costs.append(float(done) - fit)
         fits += fit
     return wall, costs, fits, max(peak, before) / 1024

@@ -1,12 +1,16 @@
 """How much of a config's gain needs the context the lab's cue asks for: a difference of gaps.
 
-``docs/ablations.md`` ("What the dilation smoke shows") runs ``ablation_dilation --smoke``
-twice: on the ``context`` factor, and in the control where every background pixel has the
+``docs/ablations.md`` runs ``ablation_dilation --smoke context`` twice: on the ``context``
+factor, and in the control where every background pixel has the
 cue's colour (``--data.init_args.context_cue_share=1.0``: the same scenes, but the cue
 touches every object). A config's gap to the baseline in the control is what it gains
 without long-range context; the difference of the two gaps is the part that needs it::
 
-    python docs/context_effect.py runs/smoke/ablation_dilation runs/control/ablation_dilation
+    cd runs && python ../docs/context_effect.py smoke/ablation_dilation-context \\
+        control/ablation_dilation-context
+
+The field-of-view smoke (``ablation_dilation --smoke``) and its adjacent-cue control
+(``--data.init_args.cue_distance=2``) are compared the same way.
 
 The interval is the summary's two-level bootstrap over four configs: each draw resamples the
 validation images (paired by name, since the control draws the same scenes) and the seeds
@@ -21,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seglit.report import (
+from seglit.summary.rows import load_image_confmats
+from seglit.summary.stats import (
     BOOTSTRAP_SAMPLES,
     bootstrap_image_weights,
     bootstrap_seed_picks,
-    load_image_confmats,
     weighted_miou,
 )
 

@@ -1,6 +1,6 @@
 """Render the example pictures of the docs into ``docs/img/``: ``python docs/make_pictures.py``.
 
-* ``summary_miou.png`` and ``summary_class_iou.png``: :mod:`seglit.plots` on the
+* ``summary_miou.png`` and ``summary_class_iou.png``: :mod:`seglit.summary.plots` on the
   ``summary.json`` of the README's quick start (``python -m seglit.fit
   recipes/ablation_skip.yaml --smoke``, 3 seeds, kept as
   ``docs/img/ablation_skip_smoke_summary.json``; pass ``--summary PATH`` for another run's).
@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from seglit.data.palette import voc_palette
 from seglit.data.synthetic import SYNTHETIC_CLASSES, render_sample
-from seglit.plots import plot_class_heatmap, plot_miou
+from seglit.summary.plots import plot_class_heatmap, plot_miou
 from seglit.visualize import comparison_panel, legend_below, overlay
 
 OUT = Path(__file__).parent / "img"

@@ -10,8 +10,8 @@
 * :class:`PredictionWriter` writes the palette masks, overlays and panels of
   ``seglit predict`` (the pictures come from :mod:`seglit.visualize`).
 
-The best and ``last.ckpt`` checkpoints are in :mod:`seglit.checkpoints`; the file formats
-in :mod:`seglit.artifacts`.
+The best and ``last.ckpt`` checkpoints are in :mod:`seglit.checkpoints`; the file names
+and ``metrics.json``'s format in :mod:`seglit.run_folder`.
 """
 
 from __future__ import annotations
@@ -31,18 +31,19 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
-from seglit.artifacts import (
+from seglit.evaluation import EvalResult
+from seglit.io import atomic_file, write_json
+from seglit.run_folder import (
     CHECKPOINT_DIR,
     FINISHED,
     IMAGE_CONFMATS_FILE,
-    METRICS_BACKUP,
     METRICS_FILE,
     PROGRESS_ENV,
-    EvalResult,
-    atomic_file,
+    RunMetrics,
+    eval_metrics_file,
     failure_record,
-    write_json,
     write_metrics,
+    write_metrics_backup,
 )
 from seglit.visualize import comparison_panel, denormalize, write_prediction_files
 
@@ -183,7 +184,7 @@ class RunSummaryWriter(Callback):
             "num_images": len(result.image_names),
             "image_names": list(result.image_names),
         }
-        write_json(self.output_dir(trainer) / f"{name}_metrics.json", payload)
+        write_json(self.output_dir(trainer) / eval_metrics_file(name), payload)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         if self.best is None:  # never recorded as finished: there is no result to report
@@ -202,28 +203,27 @@ class RunSummaryWriter(Callback):
             return
         if not trainer.is_global_zero:
             return
-        summary = {
-            "status": FINISHED,
-            "fingerprint": self.fingerprint,
-            "best": self.best,
-            "history": self.history,
-            "epochs": trainer.current_epoch,
-            "steps": trainer.global_step,
-            "params": sum(p.numel() for p in _net(pl_module).parameters()),
-            "gflops": _gflops(trainer, pl_module),
-            "wall_time_s": round(self.elapsed(), 3),
-            "train_images_per_sec": self.measured.get("train_images_per_sec"),
-            "peak_mem_mb": self.measured.get("peak_mem_mb"),
-        }
+        summary = RunMetrics(
+            status=FINISHED,
+            fingerprint=self.fingerprint,
+            best=self.best,
+            history=self.history,
+            epochs=trainer.current_epoch,
+            steps=trainer.global_step,
+            params=sum(p.numel() for p in _net(pl_module).parameters()),
+            gflops=_gflops(trainer, pl_module),
+            wall_time_s=round(self.elapsed(), 3),
+            train_images_per_sec=self.measured.get("train_images_per_sec"),
+            peak_mem_mb=self.measured.get("peak_mem_mb"),
+        )
         if trainer.ckpt_path and self._batches_this_fit == 0:
             # Nothing trained: the record is rebuilt from the checkpoint (its metrics files
             # were lost). What only the original process measured is not presented as known.
-            unknown = ["train_images_per_sec", "peak_mem_mb"]
-            summary.update(dict.fromkeys(unknown))
-            summary["wall_time_s"] = round(self.elapsed_before, 3)  # as of the checkpoint
-            summary["restored"] = {
+            summary.train_images_per_sec = summary.peak_mem_mb = None
+            summary.wall_time_s = round(self.elapsed_before, 3)  # as of the checkpoint
+            summary.restored = {
                 "from_checkpoint": Path(trainer.ckpt_path).name,
-                "unknown": unknown,
+                "unknown": ["train_images_per_sec", "peak_mem_mb"],
             }
             print(
                 f"seglit: the run's record is rebuilt from {Path(trainer.ckpt_path).name} "
@@ -238,9 +238,7 @@ class RunSummaryWriter(Callback):
                     names=np.array(self.best_image_confmats["names"]),
                     confmats=self.best_image_confmats["confmats"].numpy(),
                 )
-        write_json(
-            out / METRICS_BACKUP, summary
-        )  # the copy a damaged metrics.json is restored from
+        write_metrics_backup(out, summary)  # the copy a damaged metrics.json is restored from
         write_metrics(out, summary)  # last: its presence means the run finished
         best = self.best
         print(

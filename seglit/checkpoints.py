@@ -7,20 +7,27 @@
   epoch), whether or not the monitored metric improved, so a resumed run never redoes
   finished epochs. It is a plain ``ModelCheckpoint`` without a monitor (public API only).
 * :func:`resume_checkpoint` picks the newest readable checkpoint of a run and sets aside
-  (renames) any that cannot be read, saying so.
+  (renames) any that cannot be read, saying so (the choice is
+  :func:`seglit.run_folder.choose_checkpoint`'s).
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from seglit.artifacts import CHECKPOINT_DIR, LAST_CHECKPOINT, atomic_file
+from seglit.io import atomic_file
+from seglit.run_folder import (
+    BEST_CHECKPOINT_PREFIX,
+    LAST_CHECKPOINT,
+    RESUME,
+    checkpoint_readable,
+    choose_checkpoint,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -78,21 +85,13 @@ def remove_superseded_resume(trainer: Any) -> Path | None:
     resumed = Path(resumed)
     current = Path(best.best_model_path) if best.best_model_path else None
     ours = resumed.parent.resolve() == Path(best.dirpath).resolve()
-    if not (ours and resumed.name.startswith("best-") and current and current.is_file()):
+    named_best = resumed.name.startswith(BEST_CHECKPOINT_PREFIX)
+    if not (ours and named_best and current and current.is_file()):
         return None
     if current.resolve() == resumed.resolve():
         return None
     resumed.unlink(missing_ok=True)
     return resumed
-
-
-def checkpoint_readable(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint file is complete: its zip archive opens and every CRC matches."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is None
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
 
 
 def resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
@@ -104,21 +103,4 @@ def resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[str
     Returns:
         ``(path or None, notes)``: each note one line naming a file and what was done.
     """
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    notes: list[str] = []
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name != LAST_CHECKPOINT, p.name))
-    readable = []
-    for path in candidates:
-        if checkpoint_readable(path):
-            readable.append(path)
-            continue
-        aside = path.with_name(path.name + ".corrupt")
-        path.replace(aside)
-        notes.append(f"{path} cannot be read (truncated or damaged); set aside as {aside.name}")
-    if not readable:
-        return None, notes
-    last = folder / LAST_CHECKPOINT
-    chosen = last if last in readable else max(readable, key=lambda p: p.stat().st_mtime)
-    if chosen != last and notes:
-        notes.append(f"resuming from {chosen.name}, the newest readable checkpoint")
-    return chosen, notes
+    return choose_checkpoint(run_dir, RESUME, readable=checkpoint_readable)

@@ -17,7 +17,7 @@ is a real :class:`~lightning.pytorch.cli.LightningCLI`. On top of Lightning it:
   very run from one of its checkpoints), and ``validate`` / ``test`` / ``predict`` always
   write to ``<folder>/<subcommand>/version_<n>``; each job is its own W&B run
   (``job_type`` = the subcommand);
-* records the run's fingerprint (:func:`seglit.artifacts.fingerprint`) in
+* records the run's fingerprint (:func:`seglit.fingerprint.fingerprint`) in
   ``fingerprint.json`` and ``metrics.json``.
 
 An unknown key or a wrong type, in the config file or on the command line, exits with
@@ -26,32 +26,17 @@ status 2 and one line naming the key, before anything is instantiated.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
-import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from seglit.artifacts import (
-    CHECKPOINT_DIR,
-    FAILED,
-    RESOLVED_CONFIG_FILE,
-    WANDB_LOGGER_CLASSES,
-    Fingerprint,
-    new_run_id,
-    next_version_dir,
-    read_metrics,
-)
 from seglit.callbacks import (
     PredictionWriter,
     ProgressReporter,
@@ -59,21 +44,35 @@ from seglit.callbacks import (
     TrainSpeedMonitor,
 )
 from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint
+from seglit.config_builder import ConfigError as ConfigError  # re-exported
+from seglit.config_builder import check_config, describe_parse_error
+from seglit.config_builder import resolve_config as resolve_config  # re-exported
+from seglit.config_builder import validate_config as validate_config  # re-exported
 from seglit.data import SegmentationDataModule
+from seglit.fingerprint import Fingerprint
 from seglit.module import NonFiniteLossError, SegmentationModule
-from seglit.validation import config_problems, explain_union_error
+from seglit.run_folder import (
+    BEST_CHECKPOINT_FILENAME,
+    CHECKPOINT_DIR,
+    CHECKPOINT_GLOB,
+    FAILED,
+    RESOLVED_CONFIG_FILE,
+    WANDB_LOGGER_CLASSES,
+    new_run_id,
+    next_version_dir,
+    read_fingerprint,
+    read_metrics,
+    write_fingerprint,
+)
+from seglit.validation import config_problems
 from seglit.wandb.media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/mIoU",
     "checkpoint.mode": "max",
-    "checkpoint.filename": "best-epoch{epoch:03d}-step{step:06d}",
+    "checkpoint.filename": BEST_CHECKPOINT_FILENAME,
     "checkpoint.auto_insert_metric_name": False,
 }
-
-
-class ConfigError(ValueError):
-    """A config that the seglit CLI rejects (unknown key, wrong type, bad combination)."""
 
 
 class LoggedSaveConfigCallback(SaveConfigCallback):
@@ -195,27 +194,6 @@ class SeglitCLI(LightningCLI):
         return trainer
 
 
-def check_config(config: Any) -> None:
-    """Reject settings that cannot work, before anything is built.
-
-    Raises:
-        ConfigError: naming the key and the way out.
-    """
-    net_args = config.get("model.net.init_args") if config.get("model.net") else None
-    if net_args is not None and net_args.get("num_classes") is not None:
-        raise ConfigError(
-            "model.net.init_args.num_classes is set from data.num_classes; remove it "
-            "from the config (the dataset decides the number of classes)"
-        )
-    trainer = config.get("trainer", {})
-    if trainer.get("sync_batchnorm") and not _gpu_requested(trainer):
-        raise ConfigError(
-            "trainer.sync_batchnorm=true needs GPUs (SyncBatchNorm runs over NCCL); "
-            "this run is on the CPU: set trainer.sync_batchnorm=false or use "
-            "trainer.accelerator=gpu"
-        )
-
-
 def check_predict_input(config: Any) -> None:
     """``seglit predict`` needs a folder of images: named before anything starts.
 
@@ -237,29 +215,22 @@ def check_predict_input(config: Any) -> None:
         raise ConfigError(f"data.init_args.predict_dir: {err}") from None
 
 
-def _gpu_requested(trainer: Any) -> bool:
-    accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda"):
-        return True
-    return accelerator == "auto" and torch.cuda.is_available()
-
-
 # ----------------------------------------------------------------------------- job outputs
 
 
 def _holds_a_run(folder: Path, fingerprint: Fingerprint) -> bool:
     """Whether ``folder`` holds a run to protect: a finished result, checkpoints, or outputs
     of another config (a failed attempt of this very config may be retried in place)."""
-    recorded = Fingerprint.read(folder)
+    recorded = read_fingerprint(folder)
     if recorded is not None and recorded.digest != fingerprint.digest:
         return True
-    if any((folder / CHECKPOINT_DIR).glob("*.ckpt")):
+    if any((folder / CHECKPOINT_DIR).glob(CHECKPOINT_GLOB)):
         return True
     try:
         metrics = read_metrics(folder)
     except ValueError:
         return True  # unreadable: not ours to overwrite
-    return metrics is not None and metrics.get("status") != FAILED
+    return metrics is not None and metrics.status != FAILED
 
 
 def _resumes_in_place(config: Any, folder: Path, fingerprint: Fingerprint) -> bool:
@@ -268,7 +239,7 @@ def _resumes_in_place(config: Any, folder: Path, fingerprint: Fingerprint) -> bo
     if not ckpt or not Path(ckpt).is_file():
         return False
     inside = Path(ckpt).resolve().is_relative_to(folder.resolve())
-    recorded = Fingerprint.read(folder)
+    recorded = read_fingerprint(folder)
     return inside and (recorded is None or recorded.digest == fingerprint.digest)
 
 
@@ -301,8 +272,8 @@ def place_outputs(subcommand: str, config: Any, fingerprint: Fingerprint) -> Non
     _set_wandb_identity(subcommand, config, job_dir, new_run=job_dir != folder)
     if subcommand == "fit":
         job_dir.mkdir(parents=True, exist_ok=True)
-        if Fingerprint.read(job_dir) != fingerprint:
-            fingerprint.write(job_dir)
+        if read_fingerprint(job_dir) != fingerprint:
+            write_fingerprint(job_dir, fingerprint)
 
 
 def _set_wandb_identity(subcommand: str, config: Any, job_dir: Path, new_run: bool) -> None:
@@ -319,203 +290,47 @@ def _set_wandb_identity(subcommand: str, config: Any, job_dir: Path, new_run: bo
         init.id = new_run_id(init.name)
 
 
-# --------------------------------------------------------------------- checks for the runner
-
-
-class _Parser(Exception):
-    """Carries the CLI's parser out of :class:`_ParserOnlyCLI`."""
-
-    def __init__(self, parser: LightningArgumentParser) -> None:
-        super().__init__("parser")
-        self.parser = parser
+# ------------------------------------------------------------------------- the parser alone
 
 
 class _ParserOnlyCLI(SeglitCLI):
-    """Builds the seglit CLI's parser and stops before parsing anything."""
+    """The seglit CLI set up up to its parser, and no further.
+
+    ``LightningCLI.__init__`` builds the parser, then parses, seeds, instantiates and runs;
+    each of those steps is a no-op here (the test pinning Lightning's private methods checks
+    that these are still the steps ``__init__`` takes after building the parser).
+    """
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:  # noqa: D102
-        raise _Parser(parser)
+        self.config = Namespace(subcommand=None)
+
+    def _parse_ckpt_path(self) -> None:
+        pass
+
+    def _set_seed(self) -> None:
+        pass
+
+    def before_instantiate_classes(self) -> None:  # noqa: D102
+        pass
+
+    def instantiate_classes(self) -> None:  # noqa: D102
+        pass
 
 
-class ConfigChecker:
-    """Parses, type-checks and builds configs exactly as ``seglit fit --config`` would.
+def seglit_parser() -> LightningArgumentParser:
+    """The ``seglit`` command's parser (subcommands included), with nothing parsed.
 
-    The parser is built once and reused, so checking the many variants of a recipe costs
-    little. Nothing here trains, reads data, or starts a logger.
+    It raises jsonargparse's errors instead of exiting (``exit_on_error=False``), accepts no
+    abbreviated keys, and has no checkpoint-hyperparameter instantiators (it builds configs,
+    never loads checkpoints).
     """
-
-    def __init__(self) -> None:
-        self._parser: LightningArgumentParser | None = None
-
-    @property
-    def parser(self) -> LightningArgumentParser:
-        """The ``seglit`` parser (built on first use)."""
-        if self._parser is None:
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-                    _ParserOnlyCLI(args=[], parser_kwargs={"exit_on_error": False})
-            except _Parser as captured:
-                self._parser = captured.parser
-        assert self._parser is not None
-        return self._parser
-
-    def _parse(self, config: dict[str, Any], subcommand: str, source: str) -> Any:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "config.yaml"
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
-            args = [subcommand, "--config", str(path)]
-            try:
-                parsed = self.parser.parse_args(args)
-                check_config(parsed[subcommand])
-            except ConfigError as err:
-                raise ConfigError(f"{source}: {err}") from None
-            except Exception as err:  # jsonargparse's ArgumentError and friends
-                message = describe_parse_error(self.parser, args, err)
-                raise ConfigError(f"{source}: {message}") from None
-        return parsed
-
-    def resolve(
-        self, config: dict[str, Any], subcommand: str = "fit", source: str = "config"
-    ) -> dict[str, Any]:
-        """The resolved config (every default filled in): the input of a fingerprint.
-
-        Raises:
-            ConfigError: naming ``source`` and the offending key.
-        """
-        return self._parse(config, subcommand, source)[subcommand].as_dict()
-
-    def build(self, config: dict[str, Any], source: str = "config") -> Any:
-        """Build what is cheap to build, so values that cannot work are named before training.
-
-        The net is built on the ``meta`` device (shapes only), the datamodule and the
-        callbacks with their settings, the optimizer on a dummy parameter and the LR
-        scheduler on it; no Trainer, no data read, no logger.
-
-        Returns:
-            The datamodule (for :meth:`~seglit.data.SegmentationDataModule.check_data`).
-
-        Raises:
-            ConfigError: naming ``source`` and what failed.
-        """
-        quiet = {**config, "trainer": {**config.get("trainer", {}), "logger": False}}
-        parsed = self._parse(quiet, "fit", source)
-        try:
-            with torch.device("meta"):
-                built = self.parser.instantiate_classes(parsed).fit
-            optimizer = built.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
-        except Exception as err:
-            raise ConfigError(f"{source}: {short_error(err)}") from None
-        try:
-            built.model.scheduler_factory(optimizer)
-        except Exception as err:
-            raise ConfigError(f"{source}: model.lr_scheduler: {short_error(err)}") from None
-        return built.data
-
-
-_checker = ConfigChecker()
-
-
-def resolve_config(
-    config: dict[str, Any], subcommand: str = "fit", source: str = "config"
-) -> dict[str, Any]:
-    """Parse and type-check a config exactly as ``seglit SUBCOMMAND --config`` would.
-
-    Nothing is instantiated: no model is built and no data is read.
-
-    Args:
-        config: The config as a dict (``trainer``, ``model``, ``data``, ...).
-        subcommand: The Lightning subcommand whose arguments apply.
-        source: What to call the config in error messages.
-
-    Returns:
-        The resolved config (every default filled in), the input of
-        :func:`seglit.artifacts.fingerprint`.
-
-    Raises:
-        ConfigError: With a message naming the offending key.
-    """
-    return _checker.resolve(config, subcommand, source)
-
-
-def validate_config(
-    config: dict[str, Any], subcommand: str = "fit", source: str = "config"
-) -> None:
-    """Raise :class:`ConfigError` unless ``config`` parses (see :func:`resolve_config`)."""
-    _checker.resolve(config, subcommand, source)
-
-
-def check_buildable(config: dict[str, Any], source: str = "config") -> Any:
-    """See :meth:`ConfigChecker.build`."""
-    return _checker.build(config, source)
+    cli = _ParserOnlyCLI(
+        args=[], parser_kwargs={"exit_on_error": False}, load_from_checkpoint_support=False
+    )
+    return cli.parser
 
 
 # ----------------------------------------------------------------------------- entry point
-
-_UNRECOGNIZED = re.compile(r"[Uu]nrecognized arguments: (.+)")
-_NOT_ACCEPTED = re.compile(r"does not accept option '([^']+)'")
-
-
-def short_error(err: BaseException) -> str:
-    """The first lines of an error, joined: the key, what was expected, what was given."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
-    union = explain_union_error("config", str(err))
-    if union is not None:
-        return union.removeprefix("config: ")
-    message = " ".join(lines[:3])
-    # a long message is cut in the middle: its end says what to do
-    return message if len(message) < 1200 else message[:400] + " ... " + message[-700:]
-
-
-_PARSER_KEY = re.compile(r'Parser key "([^"]+)":')
-
-
-def _readable_types(text: str) -> str:
-    text = re.sub(r"\bExpected an? ", "expected ", text)
-    text = re.sub(r"<class '(?:[\w]+\.)*(\w+)'>", r"\1", text)
-    return re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", text)
-
-
-def describe_parse_error(parser: Any, args: list[str] | None, err: BaseException) -> str:
-    """One line for a parser error: the full key, what was expected and what was given;
-    an unknown key is named with the closest valid one."""
-    message = str(err)
-    keys = _PARSER_KEY.findall(message)
-    if keys:
-        # nested classes (class_path / init_args): jsonargparse names each level's key
-        path = ".init_args.".join(keys)
-        union = explain_union_error(keys[0], message)
-        if union is not None:
-            return union
-        reason = message.split(f'Parser key "{keys[-1]}":', 1)[1].strip().splitlines()
-        reason = [line.strip() for line in reason[:2]] if reason else ["invalid"]
-        text = reason[0] if not reason[0].endswith(":") else " ".join(reason)
-        return f"{path}: {_readable_types(text)}"
-    unknown = _NOT_ACCEPTED.findall(message)
-    match = _UNRECOGNIZED.search(message)
-    if match:
-        unknown += [a.split("=", 1)[0].removeprefix("--") for a in match.group(1).split()]
-    if not unknown:
-        return _readable_types(short_error(err))
-    known = _long_options(parser, args or [])
-    hints = []
-    for key in unknown:
-        if not key or key.startswith("-"):
-            continue
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        hints.append(f"key {key!r} is not accepted{hint}")
-    return "; ".join(hints) or short_error(err)
-
-
-def _long_options(parser: Any, args: list[str]) -> list[str]:
-    """The long option names of the subcommand named in ``args`` (for suggestions)."""
-    subcommands = parser._subcommands_action.choices if parser._subcommands_action else {}
-    sub = next((a for a in args if a in subcommands), None)
-    target = subcommands.get(sub, parser)
-    return [o.removeprefix("--") for o in target._option_string_actions if o.startswith("--")]
 
 
 class _DropTips(logging.Filter):

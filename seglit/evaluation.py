@@ -5,22 +5,61 @@ loss sum and checkerboard score). At the epoch's end every process gathers every
 (:func:`gather_unique_records`) and keeps one per image name: a sampler that pads the
 dataset by repeating images (Lightning's default ``DistributedSampler`` under DDP) cannot
 count an image twice, whatever the Trainer's settings. The dataset-level metrics are then
-computed from the unique records (:func:`eval_result`), identically on every process.
+computed from the unique records (:func:`eval_result`), identically on every process, into
+an :class:`EvalResult`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from seglit.artifacts import EvalResult
 from seglit.metrics import metrics_from_confmat
 
 SCALARS = ("mIoU", "acc", "mAcc", "fwIoU")
+
+
+@dataclass
+class EvalResult:
+    """The result of one validation or test epoch, as the LightningModule computed it.
+
+    Attributes:
+        stage: ``"val"`` or ``"test"``.
+        epoch: Training epoch it belongs to.
+        step: Global step it belongs to.
+        metrics: Scalars: ``mIoU``, ``acc``, ``mAcc``, ``fwIoU``; with the dense CRF also
+            ``mIoU_before_crf`` (and the other scalars ``*_before_crf``); with the
+            checkerboard measurement ``checkerboard``.
+        iou: Per-class IoU (NaN where a class never occurs).
+        confmat: The dataset-level confusion matrix ``(C, C)`` (rows: ground truth).
+        image_names: The scored images, sorted, each exactly once.
+        image_confmats: Their confusion matrices ``(n, C, C)``, in ``image_names`` order.
+    """
+
+    stage: Literal["val", "test"]
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    iou: dict[str, float]
+    confmat: Any
+    image_names: list[str] = field(default_factory=list)
+    image_confmats: Any = None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready record of this result (an entry of ``metrics.json``'s history)."""
+        confmat = self.confmat.tolist() if hasattr(self.confmat, "tolist") else self.confmat
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            **self.metrics,
+            "IoU": dict(self.iou),
+            "confmat": confmat,
+        }
 
 
 class DuplicateImageError(RuntimeError):

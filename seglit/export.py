@@ -58,8 +58,9 @@ from torch import nn
 from torch.export import Dim, ExportedProgram
 
 import seglit
-from seglit.artifacts import atomic_write_text, next_version_dir, unwritable_reason
+from seglit.io import atomic_write_text
 from seglit.models.registry import EXPORT_FORMATS
+from seglit.predict import new_output_dir
 from seglit.trained import BEST, TrainedRunError, check_trained, load_trained
 
 if TYPE_CHECKING:
@@ -430,13 +431,7 @@ def check_onnx_installed() -> None:
 
 def output_dir(run_dir: Path, out: str | None) -> Path:
     """``out`` (which must be new or empty), or ``<run_dir>/export/version_<n>``."""
-    path = next_version_dir(run_dir, "export") if out is None else Path(out)
-    if out is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ExportError(f"--out {path} already holds files; choose a new folder")
-    reason = unwritable_reason(path)
-    if reason:
-        raise ExportError(f"--out {reason}; choose another output folder with --out")
-    return path
+    return new_output_dir(run_dir, out, "export", ExportError)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

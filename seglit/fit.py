@@ -1,6 +1,6 @@
 """``python -m seglit.fit RECIPE``: run every variant of an ablation recipe.
 
-    python -m seglit.fit recipes/ablation_skip.yaml [--smoke] [--dry-run]
+    python -m seglit.fit recipes/ablation_skip.yaml [--smoke [NAME]] [--dry-run]
         [--variant NAME ...] [--out DIR] [--parallel N] [--rerun-changed]
         [--launcher slurm [--wait]] [--download] [--dotted.key=value ...]
 
@@ -9,7 +9,9 @@ For each variant it writes ``DIR/<name>/<variant>/config.yaml`` (reproducible wi
 each into ``DIR/<name>/summary.{md,csv,json}``. Re-running the same command resumes:
 variants finished under the same fingerprint are skipped and left untouched, an
 interrupted one continues from its newest readable checkpoint. ``DIR`` defaults to
-``runs/`` (``runs/smoke/`` with ``--smoke``). The work itself is :mod:`seglit.runner`'s.
+``runs/`` (``runs/smoke/`` with ``--smoke``; ``--smoke NAME`` applies the recipe's
+``smokes.NAME`` block and writes ``runs/smoke/<name>-NAME/``). The work itself is
+:mod:`seglit.runner`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from seglit.recipe import RecipeError
+from seglit.recipe import RecipeError, add_smoke_argument, recipe_and_smoke
 from seglit.runner import RunnerError, RunnerOptions, run_recipe
 from seglit.runner.launcher_block import LAUNCHERS
 
@@ -60,11 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit status: 0 all finished, 1 a variant failed, 2 a recipe/config/data problem "
         "(nothing trained), 3 the output folder cannot be written.",
     )
-    parser.add_argument("recipe", type=Path, help="the recipe YAML file")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="apply the recipe's smoke block (synthetic data, tiny models, CPU); "
+    # optional only for `--smoke RECIPE`, where argparse takes the recipe for a smoke's name
+    parser.add_argument("recipe", type=Path, nargs="?", help="the recipe YAML file")
+    add_smoke_argument(
+        parser,
+        "apply the recipe's smoke block (synthetic data, tiny models, CPU), or with "
+        "NAME its smokes.NAME block (outputs under the recipe name <name>-NAME); "
         "outputs go to runs/smoke/ unless --out is given",
     )
     parser.add_argument(
@@ -141,7 +144,9 @@ def main(argv: list[str] | None = None, fork: bool = False) -> int:
             seglit.fit``) does: a process that already ran torch work cannot fork safely
             (see :mod:`seglit.runner.launch`).
     """
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    recipe_and_smoke(parser, args)
     try:
         overrides = parse_overrides(extra)
         stray = ["--wait"] * args.wait + [f"--{k}" for k in overrides if k.startswith("launcher.")]

@@ -21,8 +21,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from seglit import IGNORE_INDEX
-from seglit.artifacts import EvalResult
-from seglit.evaluation import ImageRecord, eval_result, gather_unique_records
+from seglit.evaluation import EvalResult, ImageRecord, eval_result, gather_unique_records
 from seglit.inference import InferenceConfig, predict_log_probs, predict_logits, refine_with_crf
 from seglit.metrics import checkerboard_score, per_image_confusion
 from seglit.optim import PolyLR, default_sgd

@@ -16,6 +16,16 @@ A recipe is the ``fit`` config that ``seglit fit --config`` takes (``seed_everyt
     smoke:                              # merged into the recipe by --smoke
       data: {class_path: seglit.data.SyntheticVOCDataModule}
       trainer.max_epochs: 2
+    smokes:                             # further smoke blocks: --smoke NAME
+      tiny_unets:
+        ablation:
+          replace: [model.net]          # the smoke's own values of these axes
+          model.net: {unet8: {class_path: seglit.models.UNet, init_args: {base_width: 8}}}
+        trainer.max_epochs: 2
+
+A named smoke (``--smoke NAME``) is applied to the recipe instead of ``smoke:`` (not on top of
+it) and renames the recipe ``<name>-<NAME>``, so its outputs and W&B group
+(``runs/smoke/ablation_skip-tiny_unets/``) never mix with the default smoke's.
 
 An optional ``launcher:`` block gives the SLURM resources of ``--launcher slurm``
 (:class:`seglit.runner.launcher_block.LauncherSettings`); it enters no config, except that under
@@ -43,7 +53,7 @@ from typing import Any
 
 import yaml
 
-RECIPE_KEYS = ("name", "ablation", "smoke", "reference", "deviations", "launcher")
+RECIPE_KEYS = ("name", "ablation", "smoke", "smokes", "reference", "deviations", "launcher")
 CONFIG_KEYS = (
     "seed_everything",
     "trainer",
@@ -55,6 +65,9 @@ CONFIG_KEYS = (
 )
 ABLATION_OPTIONS = ("seeds", "mode", "baseline", "only")
 MODES = ("grid", "zip")
+SMOKE_ABLATION_OPTIONS = ("replace",)
+"""Options of a smoke block's ``ablation`` only (see :func:`parse_recipe`)."""
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 class RecipeError(ValueError):
@@ -278,16 +291,24 @@ def _parse_axes(path: Path, ablation: dict[str, Any]) -> dict[str, dict[str, Any
     return axes
 
 
-def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool = False) -> Recipe:
+def parse_recipe(
+    raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool | str = False
+) -> Recipe:
     """Validate a recipe mapping and return a :class:`Recipe`.
 
     Args:
         raw: The recipe as loaded from YAML.
         path: Where it came from (used in error messages).
-        smoke: Merge the recipe's ``smoke`` block before expanding.
+        smoke: ``True`` merges the recipe's ``smoke`` block before expanding; a name merges
+            ``smokes.<name>`` instead and renames the recipe ``<name>-<smoke name>`` (its
+            own output folder and W&B group). In either block, ``ablation.replace: [AXIS,
+            ...]`` makes the smoke's values of those axes replace the recipe's (and drops
+            the recipe's ``baseline`` and ``only``, which name the recipe's labels) instead
+            of merging into them per label.
 
     Raises:
-        RecipeError: For unknown top-level or ``ablation`` keys and malformed axes.
+        RecipeError: For unknown top-level or ``ablation`` keys, malformed axes and an
+            unknown smoke name.
     """
     path = Path(path)
     if not isinstance(raw, dict):
@@ -299,7 +320,7 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
                 f"{list(RECIPE_KEYS + CONFIG_KEYS)}" + _suggest(key, RECIPE_KEYS + CONFIG_KEYS)
             )
     name = raw.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name or ""):
         raise RecipeError(
             f"{path}: `name` must be a short identifier (letters, digits, _.+-), got {name!r}"
         )
@@ -307,17 +328,14 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
     smoke_block = recipe.pop("smoke", None) or {}
     if not isinstance(smoke_block, dict):
         raise RecipeError(f"{path}: `smoke` must be a mapping of overrides")
-    if smoke:
-        smoke_ablation = smoke_block.pop("ablation", None)
-        for key in expand_dotted(smoke_block):
-            if key not in CONFIG_KEYS:
-                raise RecipeError(
-                    f"{path}: smoke.{key} is not a config key; expected one of "
-                    f"{list(CONFIG_KEYS) + ['ablation']}" + _suggest(key, CONFIG_KEYS)
-                )
-        recipe = deep_merge(recipe, expand_dotted(smoke_block))
-        if smoke_ablation is not None:
-            recipe["ablation"] = _merge_ablation(path, recipe.get("ablation") or {}, smoke_ablation)
+    named_smokes = _named_smokes(path, recipe.pop("smokes", None))
+    if smoke is True:
+        recipe = _apply_smoke(path, recipe, smoke_block, "smoke")
+    elif isinstance(smoke, str):
+        recipe = _apply_smoke(
+            path, recipe, _named_smoke(path, named_smokes, smoke), f"smokes.{smoke}"
+        )
+        name = f"{name}-{smoke}"
     ablation = recipe.pop("ablation", None) or {}
     recipe.pop("name")
     reference = recipe.pop("reference", None)
@@ -331,6 +349,11 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
         raise RecipeError(f"{path}: `deviations` must be a list, got {type(deviations).__name__}")
     if not isinstance(ablation, dict):
         raise RecipeError(f"{path}: `ablation` must be a mapping of axes and options")
+    if "replace" in ablation:
+        raise RecipeError(
+            f"{path}: ablation.replace belongs in a smoke block (smoke.ablation.replace or "
+            "smokes.NAME.ablation.replace): it names the axes whose values the smoke replaces"
+        )
     axes = _parse_axes(path, ablation)
     mode = ablation.get("mode", "grid")
     if mode not in MODES:
@@ -353,18 +376,104 @@ def parse_recipe(raw: dict[str, Any], path: str | Path = "<recipe>", smoke: bool
     return result
 
 
-def _merge_ablation(path: Path, base: dict[str, Any], smoke: Any) -> dict[str, Any]:
-    """Merge ``smoke.ablation`` into ``ablation``: options replace, axis mappings merge."""
+def _named_smokes(path: Path, smokes: Any) -> dict[str, dict[str, Any]]:
+    """Check the ``smokes:`` mapping (name -> smoke block); ``{}`` when absent."""
+    if smokes is None:
+        return {}
+    if not isinstance(smokes, dict) or not smokes:
+        raise RecipeError(
+            f"{path}: `smokes` must be a non-empty mapping NAME -> smoke block, got {smokes!r}"
+        )
+    for smoke_name, block in smokes.items():
+        if not isinstance(smoke_name, str) or not _IDENTIFIER.fullmatch(smoke_name):
+            raise RecipeError(
+                f"{path}: smokes.{smoke_name}: a smoke's name must be a short identifier "
+                "(letters, digits, _.+-): it becomes part of the output folder's name"
+            )
+        if not isinstance(block, dict):
+            raise RecipeError(f"{path}: smokes.{smoke_name} must be a mapping of overrides")
+    return smokes
+
+
+def _named_smoke(path: Path, smokes: dict[str, dict[str, Any]], smoke_name: str) -> dict[str, Any]:
+    """The block of ``--smoke NAME``; an unknown name is a one-line error listing the names."""
+    if smoke_name in smokes:
+        return smokes[smoke_name]
+    if not smokes:
+        raise RecipeError(
+            f"{path}: --smoke {smoke_name}: the recipe has no `smokes:` block, so no named "
+            "smoke (--smoke alone applies its `smoke:` block)"
+        )
+    raise RecipeError(
+        f"{path}: --smoke {smoke_name}: no smoke of that name; the recipe's named smokes are "
+        f"{list(smokes)}" + _suggest(smoke_name, list(smokes))
+    )
+
+
+def _apply_smoke(
+    path: Path, recipe: dict[str, Any], block: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """Merge a smoke block (``where``: ``smoke`` or ``smokes.NAME``, for messages) into a recipe."""
+    block = copy.deepcopy(block)
+    smoke_ablation = block.pop("ablation", None)
+    for key in expand_dotted(block):
+        if key not in CONFIG_KEYS:
+            raise RecipeError(
+                f"{path}: {where}.{key} is not a config key; expected one of "
+                f"{list(CONFIG_KEYS) + ['ablation']}" + _suggest(key, CONFIG_KEYS)
+            )
+    recipe = deep_merge(recipe, expand_dotted(block))
+    if smoke_ablation is not None:
+        recipe["ablation"] = _merge_ablation(
+            path, recipe.get("ablation") or {}, smoke_ablation, where
+        )
+    return recipe
+
+
+def _replaced_axes(path: Path, smoke: dict[str, Any], where: str) -> list[str]:
+    """The axes named by ``<where>.ablation.replace``, each one the smoke gives values for."""
+    replace = smoke.get("replace", [])
+    if not isinstance(replace, list) or not all(isinstance(axis, str) for axis in replace):
+        raise RecipeError(
+            f"{path}: {where}.ablation.replace must be a list of axis keys, got {replace!r}"
+        )
+    given = [key for key in smoke if key not in ABLATION_OPTIONS + SMOKE_ABLATION_OPTIONS]
+    for axis in replace:
+        if axis not in given:
+            raise RecipeError(
+                f"{path}: {where}.ablation.replace names {axis!r}, but {where}.ablation gives "
+                f"no values for it; axes it gives: {given}" + _suggest(axis, given)
+            )
+    return replace
+
+
+def _merge_ablation(
+    path: Path, base: dict[str, Any], smoke: Any, where: str = "smoke"
+) -> dict[str, Any]:
+    """Merge a smoke's ``ablation`` into ``ablation``: options replace, axis mappings merge.
+
+    An axis named in the smoke's ``replace`` takes the smoke's values as they are; the
+    recipe's ``baseline`` and ``only`` are then dropped (they name the recipe's labels).
+    """
     if not isinstance(smoke, dict):
-        raise RecipeError(f"{path}: smoke.ablation must be a mapping")
+        raise RecipeError(f"{path}: {where}.ablation must be a mapping")
+    replace = _replaced_axes(path, smoke, where)
     merged = copy.deepcopy(base)
+    if replace:
+        merged.pop("baseline", None)
+        merged.pop("only", None)
     for key, value in smoke.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if key in SMOKE_ABLATION_OPTIONS:
+            continue
+        if key in replace:
+            merged[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             unknown = [label for label in value if label not in merged[key]]
             if unknown:
                 raise RecipeError(
-                    f"{path}: smoke.ablation.{key} names values {unknown} that the axis does "
-                    f"not have; expected labels from {list(merged[key])}"
+                    f"{path}: {where}.ablation.{key} names values {unknown} that the axis does "
+                    f"not have; expected labels from {list(merged[key])} (to give the smoke "
+                    f"its own values, add {key!r} to {where}.ablation.replace)"
                 )
             merged[key] = {
                 label: deep_merge(v, value.get(label, {})) for label, v in merged[key].items()
@@ -418,7 +527,30 @@ def load_yaml(text: str, path: str | Path = "<yaml>") -> Any:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
 
 
-def load_recipe(path: str | Path, smoke: bool = False) -> Recipe:
+def add_smoke_argument(parser: Any, help: str) -> None:
+    """Add ``--smoke [NAME]`` to an argparse ``parser`` whose positional ``recipe`` is optional
+    (``nargs="?"``); :func:`recipe_and_smoke` then reads both back.
+
+    ``--smoke`` alone is ``True`` (the recipe's ``smoke:`` block); ``--smoke NAME`` is the
+    name of a ``smokes:`` block.
+    """
+    parser.add_argument("--smoke", nargs="?", const=True, default=False, metavar="NAME", help=help)
+
+
+def recipe_and_smoke(parser: Any, args: Any) -> None:
+    """Fix ``args.recipe`` / ``args.smoke`` for ``--smoke RECIPE.yaml`` (argparse gives the
+    recipe to ``--smoke`` as a smoke's name): the recipe, with the default smoke.
+
+    Calls ``parser.error`` (exit 2) when no recipe was given.
+    """
+    if args.recipe is not None:
+        return
+    if not (isinstance(args.smoke, str) and args.smoke.endswith((".yaml", ".yml"))):
+        parser.error("the following arguments are required: recipe")
+    args.recipe, args.smoke = Path(args.smoke), True
+
+
+def load_recipe(path: str | Path, smoke: bool | str = False) -> Recipe:
     """Read a recipe YAML file (see :func:`parse_recipe`); a key stated twice is an error."""
     path = Path(path)
     if not path.is_file():

@@ -1,6 +1,6 @@
 """Loading a finished variant: its net with the trained weights, and what it needs at inference.
 
-A run folder (see :mod:`seglit.artifacts`) holds the ``config.yaml`` it was trained with and
+A run folder (see :mod:`seglit.run_folder`) holds the ``config.yaml`` it was trained with and
 its checkpoints. :func:`load_trained` rebuilds the net exactly as that config describes it
 (the data class gives the number of classes, their names and colours and the
 normalisation), loads the checkpoint's ``net.*`` weights strictly and returns them with the
@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from seglit.artifacts import (
-    CHECKPOINT_DIR,
+from seglit.run_folder import (
+    BEST,
     CONFIG_FILE,
     FINISHED,
-    LAST_CHECKPOINT,
     METRICS_FILE,
+    RESUME,
+    CheckpointNotFound,
+    choose_checkpoint,
     read_metrics,
 )
 
@@ -36,9 +38,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from seglit.inference import InferenceConfig
-
-BEST, LAST = "best", "last"
-"""The checkpoint names :func:`resolve_checkpoint` accepts besides a path."""
 
 NO_DOWNLOAD = {"pretrained": False, "encoder_weights": None}
 """Net arguments that would fetch pretrained weights, and the value that does not. Every
@@ -103,33 +102,13 @@ def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str = BEST) -> Pa
     Raises:
         TrainedRunError: The checkpoint does not exist, or "best" is ambiguous.
     """
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if checkpoint == LAST:
-        path = folder / LAST_CHECKPOINT
-        if not path.is_file():
-            raise TrainedRunError(f"{path} does not exist (no last checkpoint in {folder})")
-        return path
-    if checkpoint != BEST:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise TrainedRunError(f"checkpoint {path} does not exist")
-        return path
-    candidates = sorted(folder.glob("best*.ckpt"))
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise TrainedRunError(
-            f"{folder} holds no best-*.ckpt; use --checkpoint last or --checkpoint PATH"
-        )
-    best = (read_metrics(run_dir) or {}).get("best") or {}
-    name = f"best-epoch{best.get('epoch', -1):03d}-step{best.get('step', -1):06d}.ckpt"
-    if folder / name in candidates:
-        return folder / name
-    names = ", ".join(p.name for p in candidates)
-    raise TrainedRunError(
-        f"{folder} holds several best checkpoints ({names}) and none is named after the best "
-        f"epoch in {METRICS_FILE}; choose one with --checkpoint PATH"
-    )
+    if checkpoint == RESUME:  # not a choice here: a file of that name, as any other path
+        checkpoint = os.path.join(os.curdir, checkpoint)
+    try:
+        path, _ = choose_checkpoint(run_dir, checkpoint)
+    except CheckpointNotFound as err:
+        raise TrainedRunError(str(err)) from None
+    return path
 
 
 def check_trained(run_dir: str | os.PathLike, checkpoint: str = BEST) -> TrainedRun:
@@ -154,9 +133,9 @@ def check_trained(run_dir: str | os.PathLike, checkpoint: str = BEST) -> Trained
         raise TrainedRunError(
             f"{run_dir} holds no finished run (no {METRICS_FILE}); train it first"
         )
-    if metrics.get("status") != FINISHED:
+    if metrics.status != FINISHED:
         raise TrainedRunError(
-            f"{run_dir} holds no finished run ({METRICS_FILE} status: {metrics.get('status')})"
+            f"{run_dir} holds no finished run ({METRICS_FILE} status: {metrics.status})"
         )
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
@@ -246,18 +225,14 @@ def load_trained(
 
 
 def _instantiate(base: type, value: Any, key: str) -> Any:
-    """``value`` (a ``class_path``/``init_args`` block or a dataclass's fields) as an object of
-    ``base``, parsed and type-checked by jsonargparse exactly as the Lightning CLI does."""
-    from jsonargparse import ArgumentParser
+    """``value`` at config key ``key`` as an object of ``base``
+    (:func:`seglit.config_builder.instantiate`); an error names the run's config file."""
+    from seglit.config_builder import ConfigError, instantiate
 
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument(f"--{key}", type=base)
     try:
-        parsed = parser.parse_object({key: value})
-        return parser.instantiate_classes(parsed)[key]
-    except Exception as err:  # jsonargparse's ArgumentError, or the class's own ValueError
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrainedRunError(f"{CONFIG_FILE}: {key} cannot be built: {first}") from None
+        return instantiate(key, value, base)
+    except ConfigError as err:
+        raise TrainedRunError(f"{CONFIG_FILE}: {err}") from None
 
 
 def _no_download_args(class_path: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -94,6 +95,57 @@ def _size_problem(key: str, value: Any) -> str | None:
     return None
 
 
+LARGEST_IMAGES = {
+    "VOCDataModule": (500, 500),  # VOC 2012 and SBD: at most 500 px a side
+    "CityscapesDataModule": (1024, 2048),  # every Cityscapes image
+}
+"""``(height, width)`` bounding the images of seglit's real datasets, by datamodule class name.
+The synthetic datamodules' images are ``min_size``..``max_size`` px a side."""
+
+_SYNTHETIC = ("SyntheticVOCDataModule", "SyntheticCityscapesDataModule")
+
+
+def largest_image(data: Any) -> tuple[int, int] | None:
+    """The ``(height, width)`` no training image of the ``data`` config exceeds, when seglit
+    knows it before reading any data (its own datamodules); ``None`` otherwise."""
+    if not isinstance(data, dict) or not isinstance(data.get("class_path"), str):
+        return None
+    module, _, name = data["class_path"].rpartition(".")
+    if module not in ("seglit.data", "seglit.data.datamodules"):
+        return None  # a user's class (or subclass) may read other images
+    if name in _SYNTHETIC:
+        size = (data.get("init_args") or {}).get("max_size")
+        return (size, size) if _number(size) else None
+    return LARGEST_IMAGES.get(name)
+
+
+def crop_problems(data: Any) -> list[str]:
+    """``data.init_args.crop_size`` against the data: the training pipeline scales each image
+    by at most ``scale_range``'s high end, pads it to the crop, then crops; a crop side larger
+    than the largest image side so scaled is padding in every sample (and every epoch)."""
+    largest = largest_image(data)
+    init = data.get("init_args") if largest is not None else None
+    if not isinstance(init, dict):
+        return []
+    crop, scale = init.get("crop_size"), init.get("scale_range")
+    if _size_problem("crop_size", crop) or not isinstance(scale, (list, tuple)):
+        return []
+    if len(scale) != 2 or not all(map(_number, scale)) or not 0 < scale[0] <= scale[1]:
+        return []
+    height, width = crop if isinstance(crop, (list, tuple)) and len(crop) == 2 else (crop, crop)
+    high = scale[1]
+    useful = (int(largest[0] * high), int(largest[1] * high))
+    if height <= largest[0] * high and width <= largest[1] * high:
+        return []
+    shown = list(crop) if isinstance(crop, (list, tuple)) else crop
+    return [
+        f"data.init_args.crop_size: {shown}; expected at most [{useful[0]}, {useful[1]}] "
+        f"(height, width): {data['class_path']}'s images are at most {largest[0]}x"
+        f"{largest[1]} px, x{high:g} at scale_range's high end, so a larger crop is always "
+        "partly padding"
+    ]
+
+
 def data_problems(config: dict[str, Any]) -> list[str]:
     """``data``: batch sizes >= 1, workers >= 0, crop sizes positive and within the data."""
     init = get_dotted(config, "data.init_args")
@@ -123,14 +175,14 @@ def data_problems(config: dict[str, Any]) -> list[str]:
             problems.append(
                 f"{key}.scale_range: {list(scale)}; expected 0 < low <= high (a crop's scale)"
             )
-    return problems
+    return problems + crop_problems(get_dotted(config, "data"))
 
 
 def config_problems(config: dict[str, Any], source: str = "") -> list[str]:
     """Every problem of one resolved ``fit`` config, each line prefixed with ``source``.
 
     Args:
-        config: The resolved config (as :meth:`seglit.cli.ConfigChecker.resolve` returns).
+        config: The resolved config (:meth:`seglit.config_builder.ConfigBuilder.resolve`).
         source: What to call the config (e.g. ``variant fcn8s-sum``).
     """
     prefix = f"{source}: " if source else ""
@@ -249,13 +301,19 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+@functools.cache
+def _syntax_tree(path: Path) -> ast.Module:
+    """The parsed source of ``path`` (read once: every variant of a recipe asks again)."""
+    return ast.parse(path.read_text())
+
+
 def _find_class(module: str, name: str, depth: int = 0) -> tuple[ast.ClassDef, str] | None:
     """The class statement of ``module.name`` and the module that defines it, following
     ``from X import name`` re-exports (lazy ones included) within seglit."""
     path = _module_file(module)
     if path is None or depth > 5:
         return None
-    tree = ast.parse(path.read_text())
+    tree = _syntax_tree(path)
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == name:
             return node, module
@@ -283,7 +341,7 @@ def _base_modules(module: str) -> dict[str, str]:
     if path is None:
         return {}
     names: dict[str, str] = {}
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_syntax_tree(path)):
         if isinstance(node, ast.ImportFrom) and (source := _absolute(module, path, node)):
             names.update({a.asname or a.name: source for a in node.names})
         elif isinstance(node, ast.ClassDef):

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seglit import IGNORE_INDEX
-from seglit.artifacts import atomic_file
+from seglit.io import atomic_file
 
 Palette = Sequence[tuple[int, int, int]]
 """One ``(r, g, b)`` colour per class index."""

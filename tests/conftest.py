@@ -165,8 +165,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path)
     ``checkpoints/best-*.ckpt`` and ``last.ckpt``, ``metrics.json``."""
     import json
 
-    from seglit.artifacts import CONFIG_FILE, METRICS_FILE
     from seglit.cli import main as seglit_main
+    from seglit.run_folder import CONFIG_FILE, METRICS_FILE
 
     run = tmp_path_factory.mktemp("runs") / "tiny" / "unet-s0"
     run.mkdir(parents=True)

@@ -10,12 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from seglit.checkpoints import (
-    AtomicCheckpointIO,
-    LastCheckpoint,
-    checkpoint_readable,
-    resume_checkpoint,
-)
+from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
+from seglit.run_folder import checkpoint_readable
 
 
 def test_atomic_save_keeps_the_old_checkpoint_when_the_write_fails(tmp_path, monkeypatch):

@@ -157,7 +157,8 @@ def test_predict_writes_palette_masks_and_overlays(tmp_path, make_fit_config, sy
 
 
 def test_a_run_evaluated_with_the_crf_reports_mIoU_before_and_after_it(tmp_path, make_fit_config):
-    from seglit.artifacts import Row, markdown_table
+    from seglit.summary.rows import Row
+    from seglit.summary.tables import markdown_table
 
     config = make_fit_config(tmp_path)
     config["model"]["inference"] = {"crf": True, "crf_iterations": 3}
@@ -190,3 +191,101 @@ def test_the_lightning_private_method_seglit_overrides_still_means_the_same():
     )
     source = inspect.getsource(LightningCLI._parse_ckpt_path)
     assert "hyper_parameters" in source and "self.config" in source
+
+
+def test_the_builder_names_a_crop_the_net_cannot_take(tmp_path, make_fit_config):
+    from seglit.config_builder import ConfigBuilder
+
+    config = make_fit_config(tmp_path)
+    config["model"]["net"]["init_args"]["depth"] = 5  # 4 poolings: 16 px at least
+    config["data"]["init_args"]["crop_size"] = 8
+    with pytest.raises(ConfigError) as err:
+        ConfigBuilder().build(config, "variant v")
+    assert str(err.value).startswith(
+        "variant v: data.init_args.crop_size: 8; expected a crop UNet can take, but a 8x8 "
+        "input fails: "
+    )
+    assert "must be >= 16" in str(err.value)
+    config["data"]["init_args"]["crop_size"] = 16
+    assert ConfigBuilder().build(config, "variant v").crop_size == (16, 16)
+
+
+def test_the_builder_builds_configs_that_differ_only_per_run_once(
+    tmp_path, make_fit_config, monkeypatch
+):
+    import seglit.config_builder as config_builder
+
+    built = []
+    build = config_builder._build
+    monkeypatch.setattr(config_builder, "_build", lambda *a: built.append(1) or build(*a))
+    builder = config_builder.ConfigBuilder()
+    for seed in (0, 1):
+        config = make_fit_config(tmp_path / f"s{seed}")
+        config["seed_everything"] = seed
+        builder.resolve(config)
+        assert builder.build(config).crop_size == (48, 48)
+    assert len(built) == 1  # the seed and the output folders change nothing a build checks
+    config["model"]["net"]["init_args"]["depth"] = 3
+    builder.build(config)
+    assert len(built) == 2
+
+
+def test_resolve_reads_the_dict_itself(tmp_path, make_fit_config, monkeypatch):
+    """No temporary YAML file: the resolved config names no config file."""
+    import tempfile
+
+    def no_temp_files(*args, **kwargs):
+        raise AssertionError("resolve wrote a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", no_temp_files)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temp_files)
+    from seglit.config_builder import ConfigBuilder
+
+    resolved = ConfigBuilder().resolve(make_fit_config(tmp_path))
+    assert resolved["config"] is None and resolved["trainer"]["max_epochs"] == 1
+    assert resolved["data"]["init_args"]["crop_size"] == 48
+
+
+def test_the_lightning_steps_the_parser_only_cli_skips_are_still_these():
+    """seglit_parser() builds SeglitCLI up to its parser and turns every later step of
+    LightningCLI.__init__ into a no-op; a new step in a Lightning upgrade must be looked at."""
+    import inspect
+
+    from lightning.pytorch.cli import LightningCLI
+
+    from seglit.cli import _ParserOnlyCLI, seglit_parser
+
+    body = inspect.getsource(LightningCLI.__init__).split('"""')[-1]
+    calls = [line.strip() for line in body.splitlines() if line.strip().startswith("self.")]
+    steps = [c.split("(")[0].removeprefix("self.") for c in calls if "(" in c and "=" not in c]
+    assert steps == [
+        "setup_parser",
+        "parse_arguments",
+        "_parse_ckpt_path",
+        "_set_seed",
+        "_add_instantiators",  # off: load_from_checkpoint_support=False
+        "before_instantiate_classes",
+        "instantiate_classes",
+        "after_instantiate_classes",
+        "_run_subcommand",  # never: the subcommand is None
+    ]
+    for step in ("parse_arguments", "_parse_ckpt_path", "_set_seed", "instantiate_classes"):
+        assert step in _ParserOnlyCLI.__dict__
+    parser = seglit_parser()
+    assert set(parser._subcommands_action.choices) == {"fit", "validate", "test", "predict"}
+
+
+def test_instantiate_builds_one_key_or_names_it():
+    from torch import nn
+
+    from seglit.config_builder import instantiate
+
+    net = {"class_path": "seglit.models.UNet", "init_args": {"num_classes": 3, "depth": 2}}
+    assert isinstance(instantiate("model.net", net, nn.Module), nn.Module)
+    net["init_args"]["depht"] = 2
+    with pytest.raises(ConfigError) as err:
+        instantiate("model.net", net, nn.Module)
+    assert str(err.value) == (
+        "model.net cannot be built: model.net.init_args: key 'depht' is not accepted by "
+        "seglit.models.UNet (did you mean 'depth'?)"
+    )

@@ -59,11 +59,59 @@ def test_seglit_export_is_python_m_seglit_export(finished_run: Path, tmp_path: P
     assert "no_run" in capsys.readouterr().err
 
 
-@pytest.mark.timeout(120)
-def test_seglit_help_lists_the_command_family() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "seglit", "--help"], capture_output=True, text=True, timeout=120
+HEAVY = ("torch", "lightning")
+LOADED = "import sys; print('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))"
+
+
+def _help(*args: str) -> subprocess.CompletedProcess:
+    """``python -m seglit ARGS`` in a fresh interpreter; its stdout ends with the heavy
+    modules it imported."""
+    code = (
+        f"import runpy, sys\nsys.argv = ['seglit', *{list(args)!r}]\n"
+        "try:\n    runpy.run_module('seglit', run_name='__main__')\n"
+        "except SystemExit as exit_:\n    assert not exit_.code, exit_.code\n"
+        + LOADED.format(heavy=HEAVY)
     )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.timeout(120)
+def test_seglit_help_lists_the_command_family_without_loading_torch() -> None:
+    result = _help("--help")
     assert result.returncode == 0, result.stderr
     assert "seglit run RECIPE" in result.stdout and "seglit export RUN_DIR" in result.stdout
-    assert "usage: seglit" in result.stdout and "fit" in result.stdout  # Lightning's own help
+    assert "usage: seglit" in result.stdout and "seglit fit --help" in result.stdout
+    assert result.stdout.strip().endswith("LOADED []")
+    assert "__main__.py" not in result.stdout
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [("run", "usage: python -m seglit.fit"), ("predict", "seglit predict RUN_DIR IMAGES")],
+)
+def test_the_non_lightning_verbs_help_without_loading_torch(command, expected) -> None:
+    result = _help(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout and result.stdout.strip().endswith("LOADED []")
+
+
+def test_a_bare_seglit_lists_the_commands_and_exits_2(capsys) -> None:
+    assert run([]) == 2
+    captured = capsys.readouterr()
+    assert "seglit run RECIPE" in captured.out and "name a command" in captured.err
+
+
+@pytest.mark.timeout(120)
+def test_the_lightning_verbs_still_answer_with_lightning_s_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "seglit", "fit", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "usage: seglit [options] fit" in result.stdout and "--trainer.max_epochs" in result.stdout
+    )
+    assert "args parameter is intended" not in result.stderr  # no Lightning warning

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seglit.report import mean_iou
+from seglit.summary.stats import mean_iou
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "context_effect.py"
 _spec = importlib.util.spec_from_file_location("context_effect", _SCRIPT)

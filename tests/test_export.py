@@ -27,6 +27,7 @@ from seglit.export import (
     LogitsNet,
     export_format,
     main,
+    output_dir,
     trace_dynamic,
 )
 from seglit.models.registry import build_model, export_support_table, list_models, model_spec
@@ -237,3 +238,12 @@ def test_a_missing_run_or_onnx_is_one_named_line_and_exit_status_2(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "onnx and onnxruntime" in line and "seglit[export]" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_output_dir_refuses_a_used_folder_and_numbers_new_versions(tmp_path: Path) -> None:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "net.onnx").write_text("x")
+    with pytest.raises(ExportError, match="already holds files"):
+        output_dir(tmp_path, str(used))
+    assert output_dir(tmp_path, None) == tmp_path / "export" / "version_0"

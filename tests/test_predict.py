@@ -19,11 +19,11 @@ import torch
 import yaml
 from PIL import Image
 
-from seglit.artifacts import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE
 from seglit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglit.inference import InferenceConfig, predict_logits
 from seglit.models import UNet
 from seglit.predict import main
+from seglit.run_folder import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE
 from seglit.trained import TrainedRunError, load_trained, resolve_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

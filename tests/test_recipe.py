@@ -1,9 +1,12 @@
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from seglit.recipe import RecipeError, deep_merge, load_recipe, parse_recipe
+from seglit.recipe import RecipeError, deep_merge, load_recipe, load_yaml, parse_recipe
 
 BASE = {
     "name": "abl",
@@ -209,7 +212,7 @@ def test_load_recipe_errors(tmp_path: Path):
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("recipes/*.yaml")))
 def test_shipped_recipes_expand(path: Path):
     raw = yaml.safe_load(path.read_text())
-    for smoke in (False, True):
+    for smoke in (False, True, *(raw.get("smokes") or {})):
         variants = parse_recipe(raw, path, smoke=smoke).variants()
         assert variants and len({v.name for v in variants}) == len(variants)
 
@@ -235,3 +238,198 @@ def test_the_crf_ablation_compares_no_crf_with_several_kernels():
     assert len(kernels) == len(settings) >= 2
     # DeepLab v1 LargeFOV's values (deeplab-public) and DeepLab v2's VOC values.
     assert {(121.0, 5.0), (67.0, 3.0)} <= kernels
+
+
+# ------------------------------------------------------------------ named smokes, replace
+
+# Every smoke of every shipped recipe: baseline, number of selected variants, and a digest
+# of every variant (name, group, seed, labels, overrides, full config; `only` ignored), per
+# recipe and smoke (the recipe's name: its `smoke:` block; `<name>-NAME`: `smokes.NAME`).
+# A smoke must not change: its configs decide the fingerprints and the digits the README and
+# the recipe headers show. ablation_dilation's default smoke is the field-of-view lab (issue
+# 24); its earlier smoke is `--smoke context`, with the same digest as before.
+PINNED_SMOKES = {
+    "ablation_crf": ("crf-off", 12, "b5ceb6b026da101c"),
+    "ablation_dilation": ("rates3_6_9", 9, "b544bb47cef150b4"),
+    "ablation_dilation-context": ("os16", 12, "7ad20ab24e0c83aa"),
+    "ablation_skip": ("fcn32s", 18, "b1f5c5aa3a9713e7"),
+    "ablation_upsample": ("unet-transposed_k2", 18, "b6bdceb5e5775de8"),
+    "compare_smp": ("seglit-deeplabv3plus", 21, "75aec2f0078b4bc1"),
+    "deeplabv1_voc": ("base", 1, "6f304757c9f30a87"),
+    "deeplabv2_voc": ("base", 1, "19edfe9c75267440"),
+    "deeplabv3_voc": ("base", 1, "6f29a760dc08f439"),
+    "deeplabv3plus_cityscapes": ("base", 1, "c5fd5707da100829"),
+    "fcn8s_voc": ("base", 1, "8730eb7925a75386"),
+    "unet_cityscapes": ("base", 1, "0ee2a2ae16f7dd59"),
+}
+
+
+def variants_digest(variants) -> str:
+    records = [dataclasses.asdict(v) for v in variants]
+    return hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shipped_smokes() -> list[str]:
+    """Every smoke of every shipped recipe, as its output folder's name."""
+    names = []
+    for path in sorted(RECIPES.glob("*.yaml")):
+        names.append(path.stem)
+        smokes = load_yaml(path.read_text(), path).get("smokes") or {}
+        names += [f"{path.stem}-{smoke}" for smoke in smokes]
+    return names
+
+
+def test_every_smoke_of_the_shipped_recipes_is_pinned():
+    assert sorted(PINNED_SMOKES) == sorted(shipped_smokes())
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_SMOKES))
+def test_smokes_of_shipped_recipes_are_unchanged(name: str):
+    stem, _, smoke_name = name.partition("-")
+    smoke = load_recipe(RECIPES / f"{stem}.yaml", smoke=smoke_name or True)
+    assert smoke.name == name  # same output folder and W&B group
+    baseline, selected, digest = PINNED_SMOKES[name]
+    assert (smoke.baseline_group(), len(smoke.variants())) == (baseline, selected)
+    assert variants_digest(smoke.variants(respect_only=False)) == digest
+
+
+def smoke_recipe(**smokes):
+    raw = recipe(
+        **{
+            "model.net": {
+                "unet": {"class_path": "seglit.models.UNet", "init_args": {"base_width": 64}},
+                "fcn8s": {"class_path": "seglit.models.FCN8s", "init_args": {"backbone": "vgg16"}},
+            },
+            "seeds": [0, 1, 2],
+            "baseline": "fcn8s",
+            "only": ["fcn8s"],
+        }
+    )
+    raw["smoke"] = {"ablation": {"seeds": [0]}, "trainer.max_epochs": 2}
+    if smokes:
+        raw["smokes"] = smokes
+    return raw
+
+
+def test_a_named_smoke_is_applied_instead_of_the_default_one_under_its_own_name():
+    raw = smoke_recipe(short={"trainer.max_epochs": 1, "ablation": {"seeds": [7]}})
+    default = parse_recipe(raw, smoke=True)
+    named = parse_recipe(raw, smoke="short")
+    assert (default.name, named.name) == ("abl", "abl-short")
+    assert [v.name for v in default.variants()] == ["fcn8s-s0"]
+    assert [v.config["trainer"]["max_epochs"] for v in default.variants()] == [2]
+    # the named block alone: not merged on top of `smoke:`
+    assert [v.name for v in named.variants()] == ["fcn8s-s7"]
+    assert [v.config["trainer"]["max_epochs"] for v in named.variants()] == [1]
+    # without --smoke neither block applies, and `smokes` changes nothing
+    assert parse_recipe(raw).variants() == parse_recipe(smoke_recipe()).variants()
+    assert (
+        parse_recipe(raw, smoke=True).variants()
+        == parse_recipe(smoke_recipe(), smoke=True).variants()
+    )
+
+
+def test_an_unknown_smoke_name_lists_the_names():
+    raw = smoke_recipe(context={}, fov={})
+    with pytest.raises(
+        RecipeError,
+        match=r"r.yaml: --smoke contxt: no smoke of that name; the recipe's named smokes are "
+        r"\['context', 'fov'\] \(did you mean 'context'\?\)$",
+    ):
+        parse_recipe(raw, "r.yaml", smoke="contxt")
+    with pytest.raises(RecipeError, match="has no `smokes:` block, so no named smoke"):
+        parse_recipe(smoke_recipe(), "r.yaml", smoke="context")
+
+
+def test_replace_gives_a_smoke_its_own_axis_values():
+    own = {"tiny_unet": {"class_path": "seglit.models.UNet", "init_args": {"base_width": 8}}}
+    raw = smoke_recipe(
+        own={"ablation": {"replace": ["model.net"], "model.net": own, "seeds": [0]}},
+        own_list={"ablation": {"replace": ["model.net.init_args.fusion"],
+                               "model.net.init_args.fusion": ["sum", "concat"],
+                               "baseline": "fcn8s-concat"}},
+    )  # fmt: skip
+    r = parse_recipe(raw, smoke="own")
+    # the recipe's baseline and only name its own labels: dropped with the axis
+    assert [v.name for v in r.variants()] == ["tiny_unet-s0"]
+    assert r.baseline_group() == "tiny_unet"
+    assert r.variants()[0].config["model"]["net"] == own["tiny_unet"]
+    # replacing an axis the recipe lacks adds it; the others still merge
+    r = parse_recipe(raw, smoke="own_list")
+    assert r.baseline_group() == "fcn8s-concat"
+    groups = ["unet-sum", "unet-concat", "fcn8s-sum", "fcn8s-concat"]
+    assert [v.group for v in r.variants()][::3] == groups
+    # without replace, a label the axis lacks is still a typo
+    raw["smokes"]["own"]["ablation"].pop("replace")
+    with pytest.raises(
+        RecipeError,
+        match=r"smokes.own.ablation.model.net names values \['tiny_unet'\] that the axis "
+        r"does not have.*add 'model.net' to smokes.own.ablation.replace",
+    ):
+        parse_recipe(raw, smoke="own")
+
+
+def test_replace_in_the_default_smoke_and_only_naming_the_smoke_labels():
+    raw = smoke_recipe()
+    raw["smoke"]["ablation"] = {
+        "replace": ["model.net"],
+        "model.net": {"a": {"class_path": "seglit.models.UNet"}, "b": {"class_path": "X"}},
+        "only": ["b"],
+        "baseline": "b",
+    }
+    r = parse_recipe(raw, smoke=True)
+    assert (r.name, [v.name for v in r.variants()], r.baseline_group()) == (
+        "abl",
+        ["b-s0", "b-s1", "b-s2"],
+        "b",
+    )
+    raw["smoke"]["ablation"]["baseline"] = "fcn8s"  # a label of the recipe's, not the smoke's
+    with pytest.raises(
+        RecipeError, match=r"baseline 'fcn8s' is not a variant; expected one of \['b'\]"
+    ):
+        parse_recipe(raw, smoke=True)
+
+
+@pytest.mark.parametrize(
+    ("smoke_ablation", "message"),
+    [
+        (
+            {"replace": ["model.net"], "seeds": [0]},
+            r"smokes.s.ablation.replace names 'model.net', but smokes.s.ablation gives no "
+            r"values for it; axes it gives: \[\]",
+        ),
+        (
+            {"replace": ["model.nett"], "model.net": {"a": {}}},
+            r"names 'model.nett'.*axes it gives: \['model.net'\] \(did you mean 'model.net'\?\)",
+        ),
+        ({"replace": "model.net", "model.net": {"a": {}}}, "replace must be a list of axis keys"),
+        ({"model.net": {"a": {}}, "only": ["a"]}, "names values \\['a'\\] that the axis"),
+    ],
+)
+def test_replace_errors(smoke_ablation, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe(smoke_recipe(s={"ablation": smoke_ablation}), "r.yaml", smoke="s")
+
+
+@pytest.mark.parametrize(
+    ("raw", "smoke", "message"),
+    [
+        (
+            recipe(replace=["model.net"], **{"model.net": {"a": {}}}),
+            False,
+            "ablation.replace belongs in a smoke block",
+        ),
+        (
+            {**recipe(), "smokes": []},
+            False,
+            "`smokes` must be a non-empty mapping NAME -> smoke block",
+        ),
+        ({**recipe(), "smokes": {"a b": {}}}, False, "smokes.a b: a smoke's name must be a short"),
+        ({**recipe(), "smokes": {"x": [1]}}, False, "smokes.x must be a mapping of overrides"),
+        ({**recipe(), "smokes": {"x": {"trainr": {}}}}, "x", "smokes.x.trainr is not a config key"),
+        ({**recipe(), "smkes": {}}, False, "did you mean 'smokes'"),
+    ],
+)
+def test_smokes_and_replace_mistakes_are_errors(raw, smoke, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe(raw, "r.yaml", smoke=smoke)

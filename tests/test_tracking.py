@@ -122,7 +122,7 @@ def test_the_lightning_private_attributes_seglit_relies_on_still_mean_the_same(t
 def test_the_logger_s_old_class_path_still_names_it():
     """Older run folders' config.yaml and recipes name ``seglit.tracking.WandbLogger``."""
     import seglit.tracking
-    from seglit.artifacts import WANDB_LOGGER_CLASS, WANDB_LOGGER_CLASSES
+    from seglit.run_folder import WANDB_LOGGER_CLASS, WANDB_LOGGER_CLASSES
 
     assert seglit.tracking.WandbLogger is WandbLogger
     assert WANDB_LOGGER_CLASS == f"{WandbLogger.__module__}.{WandbLogger.__qualname__}"

@@ -111,9 +111,65 @@ def test_values_that_cannot_work_are_named_with_what_is_expected():
 
 
 def test_a_long_error_keeps_the_part_that_says_what_to_do():
-    from seglit.cli import short_error
+    from seglit.config_builder import short_error
 
     advice = "copy the file to /root/.cache/torch/hub/checkpoints/vgg16-397923af.pth"
     message = short_error(ValueError("weights missing: " + "detail " * 120 + advice))
     assert message.endswith(advice) and message.startswith("weights missing: ")
     assert short_error(ValueError("short; " + advice)) == "short; " + advice
+
+
+def _data(class_path: str, crop: object, scale: list[float], **init: object) -> dict:
+    return {"data": {"class_path": class_path,
+                     "init_args": {"crop_size": crop, "scale_range": scale, **init}}}  # fmt: skip
+
+
+def test_a_crop_larger_than_any_scaled_image_is_named_with_the_largest_useful_crop():
+    voc = _data("seglit.data.VOCDataModule", 513, [1.0, 1.0])
+    assert config_problems(voc, "v") == [
+        "v: data.init_args.crop_size: 513; expected at most [500, 500] (height, width): "
+        "seglit.data.VOCDataModule's images are at most 500x500 px, x1 at scale_range's high "
+        "end, so a larger crop is always partly padding"
+    ]
+    city = _data("seglit.data.CityscapesDataModule", [1024, 2100], [0.5, 1.0])
+    assert "crop_size: [1024, 2100]; expected at most [1024, 2048]" in config_problems(city)[0]
+    lab = _data("seglit.data.SyntheticVOCDataModule", 197, [0.75, 1.5], max_size=131)
+    assert "crop_size: 197; expected at most [196, 196]" in config_problems(lab)[0]
+
+
+def test_crops_the_data_can_fill_and_unknown_data_are_fine():
+    fine = [
+        _data("seglit.data.VOCDataModule", 513, [0.5, 2.0]),  # recipes: 500 px x2
+        _data("seglit.data.VOCDataModule", 321, [1.0, 1.0]),
+        _data("seglit.data.CityscapesDataModule", [512, 1024], [0.5, 2.0]),
+        _data("seglit.data.SyntheticVOCDataModule", 196, [0.75, 1.5], max_size=131),
+        _data("seglit.data.SyntheticCityscapesDataModule", 128, [0.75, 1.0], max_size=131),
+        _data("seglit.data.SyntheticVOCDataModule", 900, [0.75, 1.5]),  # max_size unstated
+        _data("my_lab.BigImages", 4096, [1.0, 1.0]),  # a user's class: sizes unknown
+    ]
+    assert [config_problems(config) for config in fine] == [[]] * len(fine)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["--data.init_args.crop_size=400"],
+            "variants sum, concat: data.init_args.crop_size: 400; expected at most [196, 196]",
+        ),
+        (
+            ["--model.net.init_args.depth=5", "--data.init_args.crop_size=8"],
+            "variants sum, concat: data.init_args.crop_size: 8; expected a crop UNet can take",
+        ),
+    ],
+)
+def test_dry_run_names_a_crop_that_cannot_work(
+    write_tiny_recipe, tmp_path, capsys, overrides, line
+):
+    from seglit import fit
+
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    argv = [str(recipe), "--dry-run", "--out", str(tmp_path / "runs"), *overrides]
+    assert fit.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"seglit.fit: error: {line}") and len(err.splitlines()) == 1

@@ -6,7 +6,7 @@ import json
 
 from wandb_records import read_offline_run
 
-from seglit.artifacts import Row
+from seglit.summary import Row
 from seglit.wandb.offline import find_offline_runs
 from seglit.wandb.summary import log_summary_run, summary_table_rows
 
@@ -45,7 +45,7 @@ def test_summary_table_has_fields_axes_and_classes():
 
 
 def test_summary_run_is_read_back_from_disk(tmp_path):
-    from seglit.plots import plot_class_heatmap, plot_miou
+    from seglit.summary.plots import plot_class_heatmap, plot_miou
 
     rows = _rows()
     plots = [plot_miou(rows, tmp_path / "miou.png"), plot_class_heatmap(rows, tmp_path / "iou.png")]

@@ -14,6 +14,7 @@ _EXPORTS = {
     "SegmentationDataModule": "seglit.data.base",
     "VOCDataModule": "seglit.data.datamodules",
     "SyntheticVOCDataModule": "seglit.data.datamodules",
+    "SyntheticFarCueDataModule": "seglit.data.datamodules",
     "CityscapesDataModule": "seglit.data.datamodules",
     "SyntheticCityscapesDataModule": "seglit.data.datamodules",
     "VOCSegmentationDataset": "seglit.data.voc",
@@ -42,6 +43,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "SegmentationDataModule",
     "SyntheticCityscapesDataModule",
+    "SyntheticFarCueDataModule",
     "SyntheticSpec",
     "SyntheticVOCDataModule",
     "UnpaddedDistributedSampler",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from seglit.data.datamodules import (
         CityscapesDataModule,
         SyntheticCityscapesDataModule,
+        SyntheticFarCueDataModule,
         SyntheticVOCDataModule,
         VOCDataModule,
     )

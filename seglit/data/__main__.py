@@ -18,7 +18,7 @@ from pathlib import Path
 
 from seglit.data.download import DownloadError, download, extract
 from seglit.data.synthetic import write_synthetic_cityscapes, write_synthetic_voc
-from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, LAB_FACTORS
+from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, FAR_CUE_DISTANCE, LAB_FACTORS
 from seglit.text import plural
 
 
@@ -88,6 +88,8 @@ def _synthetic(args: argparse.Namespace) -> int:
         context=args.context,
         scale_variation=args.scale_variation,
         context_cue_share=args.context_cue_share,
+        far_cue=args.far_cue,
+        cue_distance=args.cue_distance,
     )
     print(f"synthetic {args.dataset} data in {root}")
     return 0
@@ -136,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="with --context: share in (0.5, 1] of the background in the cue's colour family "
         f"(default {CONTEXT_CUE_SHARE}; 1 puts the cue next to every object)",
+    )
+    p.add_argument(
+        "--cue-distance",
+        type=int,
+        default=FAR_CUE_DISTANCE,
+        metavar="PX",
+        help=f"with --far-cue: gap in px between a box and its band (default {FAR_CUE_DISTANCE})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace different existing data")
     p.set_defaults(run=_synthetic)

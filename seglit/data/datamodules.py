@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import replace
 
 from torch.utils.data import Dataset
 
@@ -15,7 +16,7 @@ from seglit.data.synthetic import (
     write_synthetic_cityscapes,
     write_synthetic_voc,
 )
-from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, SYNTHETIC_CLASSES
+from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, FAR_CUE_DISTANCE, SYNTHETIC_CLASSES
 from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset, voc_dir
 
 
@@ -163,6 +164,52 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
 
     def write(self) -> None:  # noqa: D102
         write_synthetic_voc(self.root, self.spec)
+
+
+class SyntheticFarCueDataModule(SyntheticVOCDataModule):
+    """The synthetic lab's ``far_cue`` factor: grey boxes whose class only a band in the
+    class's colour family tells, ``cue_distance`` px to their left or right (the ASPP rates'
+    field of view on a shallow DeepLab, ``recipes/ablation_dilation.yaml --smoke``).
+
+    A ``SyntheticVOCDataModule`` (same layout, reader and cache) with the factor's settings
+    and defaults that keep its geometry: images of 120-128 px (every box and band fits),
+    trained whole (128 px crops) and unscaled (a scale would move the band).
+
+    Args:
+        far_cue: share in [0, 1] of the objects that are far-cue boxes (0 = off: the
+            ``SyntheticVOCDataModule`` data of the other arguments).
+        cue_distance: gap in px between a box and its band (default 60: beyond the reach of
+            ASPP rates (3, 6, 9) on ``backbone_stages: 1``, within that of (6, 12, 18) and
+            (12, 24, 36); ``docs/datasets.md``). 2 is the control where the band touches the
+            box.
+        min_size: smallest image side in pixels.
+        max_size: largest image side in pixels.
+        crop_size: training crop.
+        scale_range: range of the random training scale factor.
+        **kwargs: the other arguments of ``SyntheticVOCDataModule``.
+    """
+
+    def __init__(
+        self,
+        far_cue: float = 1.0,
+        cue_distance: int = FAR_CUE_DISTANCE,
+        min_size: int = 120,
+        max_size: int = 128,
+        crop_size: int | tuple[int, int] = 128,
+        scale_range: tuple[float, float] = (1.0, 1.0),
+        **kwargs,
+    ):
+        super().__init__(
+            min_size=min_size,
+            max_size=max_size,
+            crop_size=crop_size,
+            scale_range=scale_range,
+            **kwargs,
+        )
+        self.spec = replace(self.spec, far_cue=far_cue, cue_distance=cue_distance)
+        self.generator_args = self.spec.cache_args()  # also checks the settings at once
+        if kwargs.get("root") is None:
+            self.root = str(self.spec.cache_root(self.layout))
 
 
 class CityscapesDataModule(SegmentationDataModule):

@@ -2,7 +2,8 @@
 (or the Cityscapes one) and cached.
 
 The images and masks are drawn by ``seglit.data.synthetic_render`` (the shapes, textures and
-the **synthetic lab** factors ``fine_structure``, ``context`` and ``scale_variation``; see
+the **synthetic lab** factors ``fine_structure``, ``context``, ``scale_variation`` and
+``far_cue``; see
 ``LAB_FACTORS`` / ``describe_lab()``). This module writes them: JPEG images and palette PNG
 masks (pixel value = class index, 255 = void band along object edges) exactly like VOC's
 ``SegmentationClass`` files, so the data is read by the same code that reads real VOC; or
@@ -33,16 +34,19 @@ from seglit.data.synthetic_render import (
     _LAB_STREAM,
     _LAB_VERSIONS,
     CONTEXT_CUE_SHARE,
+    FAR_CUE_DISTANCE,
     LAB_FACTORS,
     SYNTHETIC_CLASSES,
     LabFactor,
     describe_lab,
+    far_cue_min_width,
     lab_params,
     render_sample,
 )
 
 __all__ = [
     "CONTEXT_CUE_SHARE",
+    "FAR_CUE_DISTANCE",
     "LAB_FACTORS",
     "MARKER_NAME",
     "SYNTHETIC_CITYSCAPES_IDS",
@@ -113,16 +117,36 @@ class SyntheticSpec:
     colour family (1: the cue touches every object, so a small window around a pixel tells its
     class: the control of a context ablation). Ignored (and left out of markers and cache
     keys) with ``context`` off."""
+    far_cue: float = 0.0
+    """Lab factor in [0, 1]: share of objects that are grey boxes whose class only a band
+    ``cue_distance`` px away tells (the ASPP rates' field of view)."""
+    cue_distance: int = FAR_CUE_DISTANCE
+    """With ``far_cue`` on, the gap in px between a far-cue box and its band (2: the adjacent
+    control). Ignored (and left out of markers and cache keys) with ``far_cue`` off."""
 
     def lab(self) -> dict[str, float]:
         """The lab factors that are on (``lab_params``: what markers and cache keys hold).
 
         Raises:
-            ValueError: a lab factor or ``context_cue_share`` is out of range.
+            ValueError: a lab factor, ``context_cue_share`` or ``cue_distance`` is out of
+                range, or no image of ``max_size`` px holds a far-cue box ``cue_distance``
+                px from its band.
         """
-        return lab_params(
-            self.fine_structure, self.context, self.scale_variation, self.context_cue_share
+        lab = lab_params(
+            self.fine_structure,
+            self.context,
+            self.scale_variation,
+            self.context_cue_share,
+            self.far_cue,
+            self.cue_distance,
         )
+        if "far_cue" in lab and self.max_size < far_cue_min_width(self.cue_distance):
+            raise ValueError(
+                f"cue_distance={self.cue_distance} does not fit the images: a far-cue box, "
+                f"its band and the margins need {far_cue_min_width(self.cue_distance)} px, "
+                f"max_size is {self.max_size} (raise max_size or lower cue_distance)"
+            )
+        return lab
 
     def check(self) -> dict[str, float]:
         """Check every setting; returns ``lab()``.

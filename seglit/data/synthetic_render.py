@@ -43,6 +43,22 @@ _CLASS_COLOURS = {
 }
 
 
+FAR_CUE_DISTANCE = 60
+"""Default gap (px) between a far-cue box and its cue band (see ``_far_cue_boxes``)."""
+# Geometry of the far-cue factor, from the receptive fields ``seglit.models.card`` computes for
+# DeepLab v3 on stem + layer1 (43 px, stride 4; ``backbone_stages: 1``, no image pooling): a
+# 3x3 ASPP branch at rate r puts its outer taps 4r px from the pixel, each seeing +-21 px, and
+# the whole net reaches 119 / 191 / 335 px with rates (3, 6, 9) / (6, 12, 18) / (12, 24, 36).
+# Rates (3, 6, 9) reach 36 + 21 = 57 px (59 with the final upsampling): the band, >= 60 px
+# away, is out of their sight for every pixel of a box. A box is at most 16 px wide, so the
+# band covers [60 + t, 96 + t] px from a pixel t <= 16 px inside: the rate-18 tap (72 px)
+# lies in it or within 21 px of it, and the rate-24 tap (96 px) lies in it for every t.
+_FAR_BOX_WIDTH = (8, 16)  # width range (px) of a far-cue box
+_FAR_BOX_HEIGHT = (20, 32)  # height range (px) of a far-cue box and its band
+_FAR_BAND_WIDTH = 36  # px: wide enough that a 24-rate tap (96 px) always lands in it
+_FAR_GAP = 4  # px at least between the rows of two far-cue boxes and at the image border
+
+
 @dataclass(frozen=True)
 class LabFactor:
     """One factor of the synthetic lab: what it draws, which mechanism it tests, its strength.
@@ -90,6 +106,17 @@ LAB_FACTORS: dict[str, LabFactor] = {
             "object size interpolated geometrically from 25-60% of the short side (p = 0) to "
             "log-uniform in [4 px, short side] (p = 1)",
         ),
+        LabFactor(
+            "far_cue",
+            "grey boxes (one grain texture for every class) whose class only a band in the "
+            "class's colour family tells, `cue_distance` px to their left or right in the "
+            "same rows",
+            "the field of view of the ASPP rates on a shallow backbone "
+            "(`backbone_stages: 1`): small rates cannot reach the band, larger ones can",
+            "each object is a far-cue box with probability p (up to 4 per image, one class "
+            "each, in separate rows); the band lies `cue_distance` px away (default "
+            f"{FAR_CUE_DISTANCE}; 2: the adjacent control)",
+        ),
     )
 }
 """The factors of the synthetic lab, by name (the single source of their descriptions)."""
@@ -128,30 +155,36 @@ def lab_params(
     context: float = 0.0,
     scale_variation: float = 0.0,
     context_cue_share: float = CONTEXT_CUE_SHARE,
+    far_cue: float = 0.0,
+    cue_distance: int = FAR_CUE_DISTANCE,
 ) -> dict[str, float]:
     """The non-zero lab factors as a dict (what goes into the marker file and cache keys).
 
-    Factors at 0 are left out, and ``context_cue_share`` is kept only when ``context`` is on
-    and the share is not the default, so data made without them keeps its original cache key.
+    Factors at 0 are left out, and ``context_cue_share`` / ``cue_distance`` are kept only
+    when their factor (``context`` / ``far_cue``) is on and they are not the default, so data
+    made without them keeps its original cache key.
 
     Args:
         fine_structure: strength in [0, 1] of the ``fine_structure`` factor.
         context: strength in [0, 1] of the ``context`` factor.
         scale_variation: strength in [0, 1] of the ``scale_variation`` factor.
         context_cue_share: share in (0.5, 1] of the background in the cue's colour family.
+        far_cue: strength in [0, 1] of the ``far_cue`` factor.
+        cue_distance: gap in px (>= 1) between a far-cue box and its cue band.
 
     Returns:
-        Factor (and non-default share) name -> value.
+        Factor (and non-default share or distance) name -> value.
 
     Raises:
-        ValueError: a strength is not a number in [0, 1], or ``context_cue_share`` is not a
-            number in (0.5, 1].
+        ValueError: a strength is not a number in [0, 1], ``context_cue_share`` is not a
+            number in (0.5, 1], or ``cue_distance`` is not an int >= 1.
     """
     params = {}
     for name, value in (
         ("fine_structure", fine_structure),
         ("context", context),
         ("scale_variation", scale_variation),
+        ("far_cue", far_cue),
     ):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -167,7 +200,17 @@ def lab_params(
         )
     if "context" in params and share != CONTEXT_CUE_SHARE:
         params["context_cue_share"] = float(share)
+    if isinstance(cue_distance, bool) or not isinstance(cue_distance, int) or cue_distance < 1:
+        raise ValueError(f"cue_distance must be an int >= 1 (px), got {cue_distance!r}")
+    if "far_cue" in params and cue_distance != FAR_CUE_DISTANCE:
+        params["cue_distance"] = cue_distance
     return params
+
+
+def far_cue_min_width(cue_distance: int) -> int:
+    """Narrowest image (px) that holds a far-cue box, its cue band ``cue_distance`` px away
+    and the border margins; narrower images get no far-cue boxes."""
+    return _FAR_BOX_WIDTH[0] + cue_distance + _FAR_BAND_WIDTH + 2 * _FAR_GAP
 
 
 def render_sample(
@@ -181,6 +224,8 @@ def render_sample(
     context: float = 0.0,
     scale_variation: float = 0.0,
     context_cue_share: float = CONTEXT_CUE_SHARE,
+    far_cue: float = 0.0,
+    cue_distance: int = FAR_CUE_DISTANCE,
     lab_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic image and its label map.
@@ -211,6 +256,14 @@ def render_sample(
       short side (p = 0) to log-uniform in [4 px, short side] (p = 1), by the same uniform
       draw; the class texture's period scales with the object, and objects are drawn from the
       largest to the smallest so the small ones stay visible.
+    - ``far_cue``: each object is, with probability p, replaced by a *far-cue box*: a grey
+      box (the ``context`` factor's grain, 8-16 px wide, 20-32 px tall) whose class only a
+      *cue band* tells: 36 px wide, as tall as the box, in the same rows, in the class's
+      colour family (``_CUE_COLOURS``), ``cue_distance`` px to the box's left or right
+      (uniform), labelled background. The boxes of one image have different classes and lie
+      in separate rows (at least 4 px apart), so a pixel's own rows hold only its own box's
+      band; a box whose rows or span (box, gap, band) do not fit the image is left out.
+      They are drawn over the other objects.
 
     Void band: with any lab factor on, structures narrower than ``2 * void_width + 3`` px (the
     pixels that an opening with a square of that side removes from their class) get no band
@@ -230,6 +283,8 @@ def render_sample(
         scale_variation: lab factor strength in [0, 1].
         context_cue_share: share in (0.5, 1] of the visible background in the cue class's
             colour family (``context`` only).
+        far_cue: lab factor strength in [0, 1].
+        cue_distance: gap in px between a far-cue box and its band (``far_cue`` only).
         lab_rng: randomness of the lab factors; ``None`` seeds one from ``rng`` (which then
             no longer gives the factor-0 scene).
 
@@ -237,7 +292,11 @@ def render_sample(
         ``(image, label)``: uint8 arrays of shapes (H, W, 3) and (H, W); label values are class
         indices into ``SYNTHETIC_CLASSES`` or 255.
     """
-    lab_on = bool(lab_params(fine_structure, context, scale_variation, context_cue_share))
+    lab_on = bool(
+        lab_params(
+            fine_structure, context, scale_variation, context_cue_share, far_cue, cue_distance
+        )
+    )
     if lab_on and lab_rng is None:
         lab_rng = np.random.default_rng(int(rng.integers(2**63)))
     lab = lab_rng
@@ -254,6 +313,7 @@ def render_sample(
     num_objects = int(rng.integers(1, max_objects + 1))
     short = min(height, width)
     objects = []  # (drawing order key, shape, texture, class index)
+    far_boxes = 0  # objects replaced by far-cue boxes
     for _ in range(num_objects):
         class_index = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
         size = float(rng.uniform(0.25, 0.6)) * short
@@ -274,6 +334,9 @@ def render_sample(
             ambiguous_cover |= blob
             shape, texture, class_index = blob, _ambiguous_texture(lab, height, width), cue
             ambiguous = True
+        if far_cue > 0 and not ambiguous and lab.random() < far_cue:
+            far_boxes += 1
+            continue
         if fine_structure > 0:
             shape = _ragged(lab, shape, 2.0 * fine_structure)
             if not ambiguous and lab.random() < fine_structure / 2:
@@ -292,6 +355,8 @@ def render_sample(
     for _, shape, texture, class_index in objects:
         image[shape] = texture[shape]
         label[shape] = class_index
+    if far_boxes:
+        _far_cue_boxes(lab, image, label, far_boxes, cue_distance)
     if fine_structure > 0:
         _fine_structures(lab, image, label, background, fine_structure, short)
 
@@ -337,6 +402,43 @@ def _cue_background(
         colour = np.asarray(_CUE_COLOURS[c], dtype=np.float32) + lab.uniform(-10, 10, 3)
         tints[c] = colour / colour.mean()
     return image.mean(axis=2, keepdims=True) * tints[family]
+
+
+def _far_cue_boxes(
+    lab: np.random.Generator, image: np.ndarray, label: np.ndarray, count: int, distance: int
+) -> None:
+    """Draw ``count`` far-cue boxes (grey, one class each) and their cue bands into ``image``
+    and ``label`` (in place): see ``render_sample``."""
+    height, width = label.shape
+    classes = lab.permutation(np.arange(1, len(SYNTHETIC_CLASSES)))[:count]
+    heights = lab.integers(_FAR_BOX_HEIGHT[0], _FAR_BOX_HEIGHT[1], size=len(classes), endpoint=True)
+    widths = lab.integers(_FAR_BOX_WIDTH[0], _FAR_BOX_WIDTH[1], size=len(classes), endpoint=True)
+    # the boxes whose rows fit, top to bottom, the spare rows shared out among the gaps
+    kept = int(np.sum(np.cumsum(heights + _FAR_GAP) + _FAR_GAP <= height))
+    spare = height - int(np.sum(heights[:kept])) - (kept + 1) * _FAR_GAP
+    gaps = _FAR_GAP + np.floor(spare * lab.dirichlet(np.ones(kept + 1))).astype(int)
+    top = 0
+    for k in range(kept):
+        top += int(gaps[k])
+        rows = slice(top, top + int(heights[k]))
+        top += int(heights[k])
+        box_width, class_index = int(widths[k]), int(classes[k])
+        span = box_width + distance + _FAR_BAND_WIDTH
+        band_left = lab.random() < 0.5
+        texture = _ambiguous_texture(lab, height, width)
+        colour = np.asarray(_CUE_COLOURS[class_index], dtype=np.float32)
+        colour = colour + lab.uniform(-10, 10, 3).astype(np.float32)
+        if span > width - 2 * _FAR_GAP:
+            continue
+        start = int(lab.integers(_FAR_GAP, width - _FAR_GAP - span, endpoint=True))
+        box_start = start + _FAR_BAND_WIDTH + distance if band_left else start
+        band_start = start if band_left else start + box_width + distance
+        box = (rows, slice(box_start, box_start + box_width))
+        band = (rows, slice(band_start, band_start + _FAR_BAND_WIDTH))
+        image[box] = texture[box]
+        label[box] = class_index
+        image[band] = colour
+        label[band] = 0
 
 
 def _ambiguous_shape(lab: np.random.Generator, height: int, width: int) -> np.ndarray:

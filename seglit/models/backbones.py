@@ -10,13 +10,13 @@ Every backbone's ``forward`` returns a dict of stage outputs keyed by their nomi
 (``"stride2"`` (only with ``early_features``), ``"stride4"`` (ResNet, Xception, and VGG with
 ``early_features``), ``"stride8"``, ``"stride16"``, ``"out"``) and has ``channels`` and
 ``strides`` (the actual strides: with output stride 8, ``"stride16"`` is at stride 8) and
-``output_stride``.
+``output_stride``. Xception-65 is defined in :mod:`seglit.models.xception`;
+:func:`build_backbone` builds each of them by name.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -28,8 +28,10 @@ from seglit.models.knobs import (
     OutputStride,
     ResNetName,
     check_choice,
+    check_width,
     choices,
 )
+from seglit.models.xception import XceptionBackbone
 
 RESNET_LAYERS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -71,24 +73,48 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def check_width(backbone_width: int | None, pretrained: bool) -> None:
-    """Reject pretrained weights for a scaled-down backbone."""
-    if backbone_width is not None and pretrained:
+def check_stages(stages: int, output_stride: int) -> None:
+    """Reject a ResNet stage count, or an output stride the kept stages cannot give.
+
+    Stem + ``layer1`` (``stages=1``) end at stride 4, so only ``output_stride=4``; two stages
+    end at 8; three at 16 (8 by dilating ``layer3``); all four give 8, 16 or 32.
+    """
+    if stages not in (1, 2, 3, 4):
         raise ValueError(
-            f"pretrained=True needs the standard widths; got backbone_width={backbone_width} "
-            "(use backbone_width=None, or pretrained=False for a tiny from-scratch backbone)"
+            f"invalid backbone_stages={stages!r}; expected 1, 2, 3 or 4 (ResNet stages kept "
+            "after the stem)"
         )
-    if backbone_width is not None and backbone_width < 1:
-        raise ValueError(f"invalid backbone_width={backbone_width}; expected an int >= 1")
+    if stages == 4:
+        check_choice("output_stride", output_stride, OutputStride)
+        return
+    valid = {1: (4,), 2: (8,), 3: (8, 16)}[stages]
+    if output_stride not in valid:
+        raise ValueError(
+            f"backbone_stages={stages} ends at stride {2 ** (stages + 1)}: it needs "
+            f"output_stride in {list(valid)}, got output_stride={output_stride!r}"
+        )
 
 
 # ----------------------------------------------------------------------------------- ResNet
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs); both convs take the block's dilation."""
+class _ResidualBlock(nn.Module):
+    """A ResNet block, ``relu(branch(x) + shortcut(x))``, with torchvision's layers and order.
 
-    expansion = 1
+    Subclasses create the branch's layers (and ``relu``) in :meth:`_build_branch`, in
+    torchvision's order, so the state-dict keys and seeded initialisations match it; the
+    shortcut (``downsample``) is registered after them, as torchvision does.
+
+    Args:
+        inplanes: Input channels.
+        planes: Width of the block (its output has ``planes * expansion`` channels).
+        stride: Stride of the block's strided conv.
+        dilation: Dilation of its 3x3 conv(s).
+        downsample: The shortcut's projection, or ``None`` for the identity.
+    """
+
+    expansion: int
+    relu: nn.ReLU
 
     def __init__(
         self,
@@ -99,18 +125,17 @@ class BasicBlock(nn.Module):
         downsample: nn.Module | None = None,
     ):
         super().__init__()
-        self.conv1 = nn.Conv2d(
-            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
-        )
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self._build_branch(inplanes, planes, stride, dilation)
         self.downsample = downsample
 
+    def _build_branch(self, inplanes: int, planes: int, stride: int, dilation: int) -> None:
+        raise NotImplementedError
+
+    def _branch(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self._branch(x)
         # The shortcut after the main branch, as torchvision: the same op order gives the
         # same backward order, so the same transient memory peak.
         identity = x if self.downsample is None else self.downsample(x)
@@ -118,20 +143,31 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """ResNet basic block (two 3x3 convs); both convs take the block's dilation."""
+
+    expansion = 1
+
+    def _build_branch(self, inplanes: int, planes: int, stride: int, dilation: int) -> None:
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+
+    def _branch(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
+
+
+class Bottleneck(_ResidualBlock):
     """ResNet v1.5 bottleneck (stride and dilation on the 3x3 conv), as in torchvision."""
 
     expansion = 4
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        dilation: int = 1,
-        downsample: nn.Module | None = None,
-    ):
-        super().__init__()
+    def _build_branch(self, inplanes: int, planes: int, stride: int, dilation: int) -> None:
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(
@@ -141,15 +177,11 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)  # as BasicBlock
-        out += identity  # in place, as torchvision: one activation-sized allocation less
-        return self.relu(out)
+        return self.bn3(self.conv3(out))
 
 
 class ResNetBackbone(nn.Module):
@@ -170,6 +202,10 @@ class ResNetBackbone(nn.Module):
             Off by default: the full-resolution stem map would otherwise stay alive for the
             whole forward of models that never read it (at inference on 1024x2048 that is
             128 MiB).
+        stages: ResNet stages kept after the stem (4: all; 1: stem + ``layer1``, output stride
+            4, a 43 px receptive field): a shallow backbone whose receptive field, not the
+            image, limits what a pixel sees. ``output_stride`` must be one the kept stages
+            give (``check_stages``).
     """
 
     def __init__(
@@ -180,10 +216,16 @@ class ResNetBackbone(nn.Module):
         width: int | None = None,
         pretrained: bool = False,
         stem_feature: bool = False,
+        stages: int = 4,
     ) -> None:
         super().__init__()
         check_choice("backbone", name, ResNetName)
-        check_choice("output_stride", output_stride, OutputStride)
+        check_stages(stages, output_stride)
+        if multi_grid is not None and stages < 4:
+            raise ValueError(
+                f"multi_grid={tuple(multi_grid)} sets the unit rates of layer4, which "
+                f"backbone_stages={stages} leaves out; use multi_grid=None"
+            )
         check_width(width, pretrained)
         state = load_imagenet_state_dict(name) if pretrained else None  # fail before building
         kind, layers = RESNET_LAYERS[name]
@@ -196,26 +238,30 @@ class ResNetBackbone(nn.Module):
         self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+        dilate = {
+            32: (False, False, False),
+            16: (False, False, True),
+            8: (False, True, True),
+            4: (False, False, False),  # stem + layer1 only (``stages=1``): nothing to dilate
+        }
         d2, d3, d4 = dilate[output_stride]
+        self.stages = stages
         self.layer1 = self._make_layer(block, w, layers[0])
-        self.layer2 = self._make_layer(block, 2 * w, layers[1], 2, d2)
-        self.layer3 = self._make_layer(block, 4 * w, layers[2], 2, d3)
-        self.layer4 = self._make_layer(block, 8 * w, layers[3], 2, d4, multi_grid)
+        if stages >= 2:
+            self.layer2 = self._make_layer(block, 2 * w, layers[1], 2, d2)
+        if stages >= 3:
+            self.layer3 = self._make_layer(block, 4 * w, layers[2], 2, d3)
+        if stages == 4:
+            self.layer4 = self._make_layer(block, 8 * w, layers[3], 2, d4, multi_grid)
         e = block.expansion
         self.stem_feature = stem_feature
-        self.channels = {
-            "stride4": w * e,
-            "stride8": 2 * w * e,
-            "stride16": 4 * w * e,
-            "out": 8 * w * e,
-        }
-        self.strides = {
-            "stride4": 4,
-            "stride8": 8,
-            "stride16": min(16, output_stride),
-            "out": output_stride,
-        }
+        names = ("stride4", "stride8", "stride16", "out")
+        channels = (w * e, 2 * w * e, 4 * w * e, 8 * w * e)
+        strides = (4, 8, min(16, output_stride), output_stride)
+        self.channels = dict(zip(names[:stages], channels))
+        self.strides = dict(zip(names[:stages], strides))
+        self.channels["out"] = channels[stages - 1]  # the last kept stage's output
+        self.strides["out"] = output_stride
         if stem_feature:
             self.channels = {"stride2": w, **self.channels}
             self.strides = {"stride2": 2, **self.strides}
@@ -261,9 +307,14 @@ class ResNetBackbone(nn.Module):
         feats: dict[str, Tensor] = {"stride2": x} if self.stem_feature else {}
         x = self.maxpool(x)
         feats["stride4"] = self.layer1(x)
-        feats["stride8"] = self.layer2(feats["stride4"])
-        feats["stride16"] = self.layer3(feats["stride8"])
-        feats["out"] = self.layer4(feats["stride16"])
+        if self.stages >= 2:
+            feats["stride8"] = self.layer2(feats["stride4"])
+        if self.stages >= 3:
+            feats["stride16"] = self.layer3(feats["stride8"])
+        if self.stages == 4:
+            feats["out"] = self.layer4(feats["stride16"])
+        else:
+            feats["out"] = feats[("stride4", "stride8", "stride16")[self.stages - 1]]
         return feats
 
 
@@ -384,234 +435,6 @@ class VGG16Backbone(nn.Module):
         return feats
 
 
-# ----------------------------------------------------------------------- aligned Xception-65
-
-# (input channels, output channels of the three separable convs, stride) per block: the
-# entry flow (3 blocks), the middle flow (16 identical blocks) and the exit flow (2 blocks)
-# of TF research/deeplab's ``xception_65`` and timm's ``xception65``.
-XCEPTION65_BLOCKS: tuple[tuple[int, tuple[int, int, int], int], ...] = (
-    (64, (128, 128, 128), 2),
-    (128, (256, 256, 256), 2),
-    (256, (728, 728, 728), 2),
-    *((728, (728, 728, 728), 1),) * 16,
-    (728, (728, 1024, 1024), 2),
-    (1024, (1536, 1536, 2048), 1),
-)
-XCEPTION_BN_EPS = 1e-3  # TF DeepLab's batch_norm_epsilon (timm uses the same)
-
-
-class ConvBN(nn.Module):
-    """Conv (no bias) + BN (+ ReLU): timm's ``ConvNormAct`` keys (``conv``, ``bn``)."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, act: bool
-    ) -> None:
-        super().__init__()
-        padding = ((stride - 1) + (kernel_size - 1)) // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=XCEPTION_BN_EPS)
-        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-
-class XceptionSeparableConv(nn.Module):
-    """Depthwise 3x3 (stride, dilation) + BN, pointwise 1x1 + BN; with ``act`` a ReLU after
-    each BN (the exit flow's last block). timm's key layout (``conv_dw``, ``bn_dw``, ...)."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int, dilation: int, act: bool
-    ) -> None:
-        super().__init__()
-        padding = ((stride - 1) + 2 * dilation) // 2
-        self.conv_dw = nn.Conv2d(
-            in_channels,
-            in_channels,
-            3,
-            stride,
-            padding,
-            dilation=dilation,
-            groups=in_channels,
-            bias=False,
-        )
-        self.bn_dw = nn.BatchNorm2d(in_channels, eps=XCEPTION_BN_EPS)
-        self.act_dw = nn.ReLU(inplace=True) if act else nn.Identity()
-        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.bn_pw = nn.BatchNorm2d(out_channels, eps=XCEPTION_BN_EPS)
-        self.act_pw = nn.ReLU(inplace=True) if act else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.act_dw(self.bn_dw(self.conv_dw(x)))
-        return self.act_pw(self.bn_pw(self.conv_pw(x)))
-
-
-class XceptionBlock(nn.Module):
-    """One Xception module: three separable convs (the last one strided) and a shortcut.
-
-    Entry and middle flow blocks (``start_with_relu=True``) put a ReLU before each separable
-    conv and add a shortcut (identity, or 1x1 conv + BN when the shape changes). The exit
-    flow's last block has no shortcut and a ReLU after each BN instead (TF DeepLab's
-    ``activation_fn_in_separable_conv``).
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels of the three separable convs.
-        stride: Stride of the third separable conv (and the shortcut).
-        rates: Dilation of each separable conv.
-        start_with_relu: Pre-activation form (entry/middle flow) or not (last block).
-        skip: Add the shortcut.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: Sequence[int],
-        stride: int,
-        rates: Sequence[int],
-        start_with_relu: bool = True,
-        skip: bool = True,
-    ) -> None:
-        super().__init__()
-        out_channels = tuple(out_channels)
-        self.skip = skip
-        self.shortcut: nn.Module | None = None
-        if skip and (out_channels[-1] != in_channels or stride != 1):
-            self.shortcut = ConvBN(in_channels, out_channels[-1], 1, stride, act=False)
-        stack: dict[str, nn.Module] = {}
-        c = in_channels
-        for i in range(3):
-            if start_with_relu:  # the first ReLU keeps its input (the shortcut reads it)
-                stack[f"act{i + 1}"] = nn.ReLU(inplace=i > 0)
-            stack[f"conv{i + 1}"] = XceptionSeparableConv(
-                c, out_channels[i], stride if i == 2 else 1, rates[i], act=not start_with_relu
-            )
-            c = out_channels[i]
-        self.stack = nn.Sequential(OrderedDict(stack))
-
-    def forward(self, x: Tensor, tap: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """The block's output; with ``tap`` also the input of the last (strided) separable
-        conv, the last feature map at the block's input stride (timm's feature taps)."""
-        y = x
-        layers = list(self.stack)
-        for layer in layers[:-1]:
-            y = layer(y)
-        tapped = y
-        y = layers[-1](y)
-        if self.skip:
-            y = y + (x if self.shortcut is None else self.shortcut(x))
-        return (y, tapped) if tap else y
-
-
-class XceptionBackbone(nn.Module):
-    """Aligned Xception-65 (DeepLab v3+ paper, Sec. 3.2; TF research/deeplab ``xception_65``).
-
-    Stem: 3x3 conv (32, stride 2) + BN + ReLU, 3x3 conv (64) + BN + ReLU. Entry flow: three
-    blocks (128, 256, 728 channels), each ending in a stride-2 separable conv; middle flow:
-    16 blocks of 728; exit flow: a block (728, 1024, 1024, stride 2) and a block without
-    shortcut (1536, 1536, 2048). Every conv is a depthwise-separable 3x3 (depthwise + BN,
-    pointwise + BN) except the stem and the 1x1 shortcuts. Output stride 16 turns the exit
-    flow's stride into dilation 2 (for it and what follows); output stride 8 also the entry
-    flow's last stride (the middle flow runs at dilation 2, the exit flow at 2 then 4), as
-    TF DeepLab's ``output_stride`` does. ``multi_grid`` multiplies the rates of the last
-    block's three separable convs (TF DeepLab applies it to ``exit_flow/block2``).
-
-    The layers and state-dict keys are timm's ``xception65`` feature extractor (``stem.*``,
-    ``blocks.0-20.*``; BN eps 1e-3), so timm's weights load into it; the parameter count is
-    timm's (37,867,312; ``tests/models/test_paper_configs.py``). Features: ``"stride4"``
-    (256 channels), ``"stride8"`` (728) and ``"stride16"`` (1024) are the inputs of the
-    strided separable conv of entry blocks 2, 3 and exit block 1 (timm's taps, after the
-    ReLU; TF DeepLab's v3+ decoder reads entry block 2's ``separable_conv2_pointwise``, the
-    same map before that ReLU), ``"out"`` is the last block's output (2048).
-
-    Args:
-        output_stride: 8, 16 or 32.
-        multi_grid: Unit rates of the last block's separable convs (``None`` = all 1).
-        width: Stem's second conv width (64 standard); every width scales by ``width / 64``
-            (a tiny from-scratch backbone for tests).
-        pretrained: Refused: seglit ships no Xception weights (load timm's ``xception65``
-            state dict without ``head.*`` into ``backbone`` yourself).
-        early_features: Also return ``"stride2"``: entry block 1's tap (128 channels).
-    """
-
-    def __init__(
-        self,
-        output_stride: int = 32,
-        multi_grid: Sequence[int] | None = None,
-        width: int | None = None,
-        pretrained: bool = False,
-        early_features: bool = False,
-    ) -> None:
-        super().__init__()
-        check_choice("output_stride", output_stride, OutputStride)
-        check_width(width, pretrained)
-        if pretrained:
-            raise ValueError(
-                "pretrained=True is not available for backbone 'xception65': seglit has no "
-                "ImageNet weights for it. Its state-dict keys are timm's `xception65` "
-                "features: load `timm.create_model('xception65', pretrained=True).state_dict()`"
-                " (without `head.*`) into `model.backbone` yourself"
-            )
-
-        def ch(c: int) -> int:
-            return c if width is None else max(1, round(c * width / 64))
-
-        self.output_stride = output_stride
-        self.early_features = early_features
-        self.stem = nn.Sequential(
-            ConvBN(3, ch(32), 3, 2, act=True), ConvBN(ch(32), ch(64), 3, 1, act=True)
-        )
-        blocks = []
-        self._taps: dict[int, str] = {}
-        self.channels: dict[str, int] = {}
-        self.strides: dict[str, int] = {}
-        stride, dilation = 2, 1
-        last = len(XCEPTION65_BLOCKS) - 1
-        for i, (c_in, c_out, s) in enumerate(XCEPTION65_BLOCKS):
-            rates = [dilation] * 3
-            if s > 1:  # timm's / TF's rule: a stride past the output stride becomes dilation
-                key = {0: "stride2", 1: "stride4", 2: "stride8"}.get(i, "stride16")
-                if key != "stride2" or early_features:
-                    self._taps[i] = key
-                    self.channels[key] = ch(c_out[1])
-                    self.strides[key] = stride
-                if stride * s > output_stride:
-                    dilation *= s
-                    s = 1
-                else:
-                    stride *= s
-            if i == last and multi_grid is not None:
-                rates = [dilation * multi_grid[j % len(multi_grid)] for j in range(3)]
-            blocks.append(
-                XceptionBlock(
-                    ch(c_in),
-                    [ch(c) for c in c_out],
-                    s,
-                    rates,
-                    start_with_relu=i != last,
-                    skip=i != last,
-                )
-            )
-        self.blocks = nn.Sequential(*blocks)
-        self.channels["out"] = ch(XCEPTION65_BLOCKS[-1][1][-1])
-        self.strides["out"] = output_stride
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        x = self.stem(x)
-        feats: dict[str, Tensor] = {}
-        for i, block in enumerate(self.blocks):
-            key = self._taps.get(i)
-            if key is None:
-                x = block(x)
-            else:
-                x, feats[key] = block(x, tap=True)
-        feats["out"] = x
-        return feats
-
-
 def build_backbone(
     name: str,
     output_stride: int = 32,
@@ -622,6 +445,7 @@ def build_backbone(
     vgg_pool: str = "2x2",
     vgg_dropout: str = "element",
     early_features: bool = False,
+    stages: int = 4,
 ) -> nn.Module:
     """Build a backbone by name (``vgg16``, ``resnet18/34/50/101`` or ``xception65``).
 
@@ -635,8 +459,13 @@ def build_backbone(
         vgg_pool: VGG16: ``2x2`` or ``3x3`` pools.
         vgg_dropout: VGG16: dropout kind after fc6/fc7.
         early_features: Also return the stride-2 (and, for VGG, stride-4) features.
+        stages: ResNet stages kept after the stem (4 = all; see ``ResNetBackbone``).
     """
     check_choice("backbone", name, BackboneName)
+    if stages != 4 and name not in RESNET_LAYERS:
+        raise ValueError(
+            f"backbone_stages={stages} applies to the ResNet backbones, not backbone={name!r}"
+        )
     if name == "vgg16":
         if multi_grid is not None:
             raise ValueError("multi_grid applies to ResNet and Xception backbones, not 'vgg16'")
@@ -645,4 +474,6 @@ def build_backbone(
         )
     if name == "xception65":
         return XceptionBackbone(output_stride, multi_grid, width, pretrained, early_features)
-    return ResNetBackbone(name, output_stride, multi_grid, width, pretrained, early_features)
+    return ResNetBackbone(
+        name, output_stride, multi_grid, width, pretrained, early_features, stages
+    )

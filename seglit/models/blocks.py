@@ -63,6 +63,19 @@ def scaled_length(length: int, scale: float, align_corners: bool = False) -> int
     return max(1, int(length * scale + 0.5))
 
 
+def scaled_width(channels: int, backbone_width: int | None) -> int:
+    """A head's width scaled like a scaled-down backbone (by ``backbone_width / 64``).
+
+    Args:
+        channels: The standard width.
+        backbone_width: The backbone's first-stage width; ``None`` = standard (64).
+
+    Returns:
+        ``channels``, or ``channels * backbone_width // 64`` (at least 1).
+    """
+    return channels if backbone_width is None else max(1, channels * backbone_width // 64)
+
+
 def transposed_output_size(i: int, stride: int, padding: int, kernel_size: int) -> int:
     """Output length of a transposed convolution: ``(i - 1) * s - 2p + k``."""
     return (i - 1) * stride - 2 * padding + kernel_size

@@ -24,13 +24,12 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglit.models.backbones import build_backbone, dropout_layer
-from seglit.models.base import SegmentationModel
-from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu, scaled_length
-from seglit.models.heads import ASPP, DeepLabHead, FCNHead, V3Head
+from seglit.models.backbones import dropout_layer
+from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu, scaled_width
+from seglit.models.deeplab_base import _check_rates, _DeepLabBase, _v3_backbone, _v12_backbone
+from seglit.models.heads import ASPP, DeepLabHead, V3Head
 from seglit.models.knobs import (
     BackboneName,
     DeepLabV3BackboneName,
@@ -46,135 +45,6 @@ DecoderLayout = Literal["paper", "smp", "mmseg"]
 """DeepLab v3+ decoder layouts: TF DeepLab (the paper's), smp 0.6's, mmseg's
 ``DepthwiseSeparableASPPHead``."""
 TINY_RESNET = {"backbone": "resnet18", "backbone_width": 4}
-
-
-def _check_rates(name: str, rates: Sequence[int] | None) -> None:
-    if rates is None:
-        return
-    if len(rates) == 0 or not all(isinstance(r, int) and r >= 1 for r in rates):
-        raise ValueError(f"invalid {name}={rates!r}; expected a non-empty list of ints >= 1")
-
-
-def _check_scales(scales: Sequence[float] | None) -> tuple[float, ...] | None:
-    if scales is None:
-        return None
-    ok = len(scales) > 0 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales
-    )
-    if not ok:
-        raise ValueError(
-            f"invalid msc_scales={scales!r}; expected a non-empty list of positive scales, "
-            "e.g. [1.0, 0.75, 0.5] (DeepLab v2's MSC), or null"
-        )
-    return tuple(float(v) for v in scales)
-
-
-def _scaled(channels: int, backbone_width: int | None) -> int:
-    """Head width scaled like the backbone (``backbone_width / 64``)."""
-    return channels if backbone_width is None else max(1, channels * backbone_width // 64)
-
-
-class _DeepLabBase(SegmentationModel):
-    """Common forward: backbone -> ``_logits`` -> upsample to input (+ aux head), and
-    DeepLab v2's multi-scale input fusion (``msc_scales``)."""
-
-    up_final: Upsample
-    aux_classifier: nn.Module | None
-    msc_scales: tuple[float, ...] | None = None
-
-    def _logits(self, feats: dict[str, Tensor]) -> Tensor:
-        raise NotImplementedError
-
-    def _init_common(
-        self,
-        num_classes: int,
-        upsample: str,
-        aux: bool,
-        aux_key: str,
-        final_scale: int = 0,
-        msc_scales: Sequence[float] | None = None,
-        aux_channel_dropout: bool = False,
-        align_corners: bool = False,
-    ) -> None:
-        """Final upsampling (by ``final_scale``; 0 = the output stride), the aux head
-        (torchvision's ``FCNHead``; with ``aux_channel_dropout`` mmseg's, ``Dropout2d``),
-        the multi-scale inputs and the geometry of every resize (``align_corners``)."""
-        self.output_stride = self.backbone.output_stride
-        self.align_corners = align_corners
-        scale = final_scale or self.output_stride
-        self.up_final = Upsample(
-            num_classes,
-            num_classes,
-            scale,
-            upsample,
-            bilinear_init=True,
-            align_corners=align_corners,
-        )
-        self._aux_key = aux_key
-        self.aux_classifier = (
-            FCNHead(
-                self.backbone.channels[aux_key], num_classes, channel_dropout=aux_channel_dropout
-            )
-            if aux
-            else None
-        )
-        self.msc_scales = _check_scales(msc_scales)
-        if self.msc_scales is not None and aux:
-            raise ValueError(
-                "invalid msc_scales together with aux=True: both supervise through the "
-                "'aux' output; use one of them"
-            )
-
-    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor | list[Tensor]]:
-        """Map (N, 3, H, W) to logits (N, C, H, W); ``{"out", "aux"}`` when training with aux
-        (``aux`` is the list of per-scale logits with ``msc_scales``)."""
-        self.check_input(x)
-        size = x.shape[-2:]
-        if self.msc_scales is not None:
-            return self._forward_msc(x)
-        feats = self.backbone(x)
-        out = self.up_final(self._logits(feats), size)
-        if self.aux_classifier is not None and self.training:
-            aux = self.aux_classifier(feats[self._aux_key])
-            aux = self._resize(aux, size)
-            return {"out": out, "aux": aux}
-        return out
-
-    def _resize(self, x: Tensor, size: Sequence[int]) -> Tensor:
-        """Bilinear resize with the network's geometry (``align_corners``)."""
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
-
-    def msc_branches(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """DeepLab v2's MSC branches: each scale's logits, and the same brought to the grid
-        of the largest scale's logits (bilinear), the inputs of the max fusion."""
-        size = x.shape[-2:]
-        scales = self.msc_scales or ()
-        logits = []
-        for s in scales:
-            xs = x
-            if s != 1.0:
-                hw = [scaled_length(d, s, self.align_corners) for d in size]
-                xs = self._resize(x, hw)
-            logits.append(self._logits(self.backbone(xs)))
-        # The largest scale by its value, not by comparing sizes: torch.export traces H and W
-        # symbolically and cannot order them.
-        largest = max(range(len(scales)), key=lambda i: scales[i])
-        common = logits[largest].shape[-2:]
-        resized = [t if i == largest else self._resize(t, common) for i, t in enumerate(logits)]
-        return logits, resized
-
-    def _forward_msc(self, x: Tensor) -> Tensor | dict[str, Tensor | list[Tensor]]:
-        """DeepLab v2's MSC: run the network on the input resized by each scale, bring every
-        scale's logits to the size of the largest scale's (bilinear) and fuse them by
-        element-wise max. Training also returns each scale's logits (upsampled to the
-        input size) as ``aux`` so that every scale is supervised, as in the paper."""
-        size = x.shape[-2:]
-        logits, resized = self.msc_branches(x)
-        fused = torch.stack(resized).amax(0) if len(resized) > 1 else resized[0]
-        out = self.up_final(fused, size)
-        if not self.training:
-            return out
-        return {"out": out, "aux": [self._resize(t, size) for t in logits]}
 
 
 def _vgg_fc_branch(
@@ -239,13 +109,12 @@ class DeepLabV1(_DeepLabBase):
         super().__init__(num_classes)
         _check_rates("fc6_dilation", [fc6_dilation])
         self.pool5a = nn.AvgPool2d(3, stride=1, padding=1) if pool5a else None
-        check_choice("fc_dropout", fc_dropout, DropoutKind)
-        self.backbone = build_backbone(
-            "vgg16", output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
+        self.backbone = _v12_backbone(
+            "vgg16", output_stride, pretrained, backbone_width, fc_dropout
         )
         self.classifier = _vgg_fc_branch(
             self.backbone.channels["out"],
-            _scaled(fc_channels, backbone_width),
+            scaled_width(fc_channels, backbone_width),
             num_classes,
             fc6_dilation,
             fc_dropout,
@@ -254,7 +123,6 @@ class DeepLabV1(_DeepLabBase):
             num_classes,
             upsample,
             aux,
-            "stride16",
             msc_scales=msc_scales,
             align_corners=align_corners,
         )
@@ -319,13 +187,12 @@ class DeepLabV2(_DeepLabBase):
     ) -> None:
         super().__init__(num_classes)
         _check_rates("atrous_rates", atrous_rates)
-        check_choice("fc_dropout", fc_dropout, DropoutKind)
-        self.backbone = build_backbone(
-            backbone, output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
+        self.backbone = _v12_backbone(
+            backbone, output_stride, pretrained, backbone_width, fc_dropout
         )
         in_ch = self.backbone.channels["out"]
         if backbone == "vgg16":
-            fc_ch = _scaled(1024, backbone_width)
+            fc_ch = scaled_width(1024, backbone_width)
             branches = [
                 _vgg_fc_branch(in_ch, fc_ch, num_classes, r, fc_dropout) for r in atrous_rates
             ]
@@ -338,7 +205,6 @@ class DeepLabV2(_DeepLabBase):
             num_classes,
             upsample,
             aux,
-            "stride16",
             msc_scales=msc_scales,
             align_corners=align_corners,
         )
@@ -380,7 +246,8 @@ class DeepLabV3(_DeepLabBase):
         num_classes: Number of classes.
         backbone: ``resnet18/34/50/101`` or ``xception65``.
         pretrained: ImageNet weights for the backbone.
-        output_stride: 8, 16 (the paper's training setting) or 32.
+        output_stride: 8, 16 (the paper's training setting) or 32; 4 with
+            ``backbone_stages=1``.
         atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8. A value
             pins the rates at every output stride.
         multi_grid: Unit rates of the last stage, e.g. (1, 2, 4); ``None`` = torchvision's
@@ -395,6 +262,11 @@ class DeepLabV3(_DeepLabBase):
         align_corners: Corner-aligned bilinear resizes, the paper's geometry (caffe's
             ``Interp`` / TF DeepLab: logit ``i`` at input pixel ``output_stride * i``; see
             the module docstring); ``False`` is PyTorch's default (mmseg, torchvision).
+        backbone_stages: ResNet stages kept after the stem (4 = the whole backbone). 1 keeps
+            stem + ``layer1`` (output stride 4, a 43 px receptive field before the ASPP), so
+            the ASPP rates decide how far a pixel sees: the synthetic lab's ``far_cue``
+            factor (``docs/datasets.md``). Fewer than 4 stages need ``multi_grid=None``,
+            an output stride the kept stages give (1: 4; 2: 8; 3: 8 or 16) and no ``aux``.
     """
 
     def __init__(
@@ -402,7 +274,7 @@ class DeepLabV3(_DeepLabBase):
         num_classes: int,
         backbone: DeepLabV3BackboneName = "resnet101",
         pretrained: bool = False,
-        output_stride: OutputStride = 16,
+        output_stride: OutputStride | Literal[4] = 16,
         atrous_rates: tuple[int, ...] | None = None,
         multi_grid: tuple[int, ...] | None = (1, 2, 4),
         image_pooling: bool = True,
@@ -413,16 +285,21 @@ class DeepLabV3(_DeepLabBase):
         aux: bool = False,
         backbone_width: int | None = None,
         align_corners: bool = False,
+        backbone_stages: int = 4,
     ) -> None:
         super().__init__(num_classes)
-        check_choice("backbone", backbone, DeepLabV3BackboneName)
         check_choice("head", head, V3Head)
-        _check_rates("atrous_rates", atrous_rates)
-        _check_rates("multi_grid", multi_grid)
-        self.backbone = build_backbone(
-            backbone, output_stride, pretrained, backbone_width, multi_grid=multi_grid
+        self.backbone = _v3_backbone(
+            backbone,
+            output_stride,
+            pretrained,
+            backbone_width,
+            atrous_rates,
+            multi_grid,
+            aux,
+            backbone_stages,
         )
-        ch = aspp_channels or _scaled(256, backbone_width)
+        ch = aspp_channels or scaled_width(256, backbone_width)
         self.classifier = DeepLabHead(
             self.backbone.channels["out"],
             num_classes,
@@ -436,7 +313,6 @@ class DeepLabV3(_DeepLabBase):
             num_classes,
             upsample,
             aux,
-            "stride16",
             aux_channel_dropout=head == "mmseg",
             align_corners=align_corners,
         )
@@ -479,7 +355,7 @@ class DeepLabV3Plus(_DeepLabBase):
         num_classes: Number of classes.
         backbone: ``resnet18/34/50/101`` or ``xception65`` (the paper's best).
         pretrained: ImageNet weights for the backbone.
-        output_stride: 8, 16 (the paper's) or 32.
+        output_stride: 8, 16 (the paper's) or 32; 4 with ``backbone_stages=1``.
         atrous_rates: ASPP rates; ``None`` = (6, 12, 18) at OS16, doubled at OS8.
         multi_grid: Unit rates of the last stage; ``None`` = torchvision's scheme.
         image_pooling: Add the image-level pooling branch to ASPP.
@@ -494,6 +370,8 @@ class DeepLabV3Plus(_DeepLabBase):
         align_corners: Corner-aligned bilinear resizes, the paper's geometry (caffe's
             ``Interp`` / TF DeepLab: logit ``i`` at input pixel ``output_stride * i``; see
             the module docstring); ``False`` is PyTorch's default (mmseg, torchvision).
+        backbone_stages: ResNet stages kept after the stem, as in :class:`DeepLabV3` (with
+            1 the low-level features are the ASPP's input, ``layer1``).
     """
 
     def __init__(
@@ -501,7 +379,7 @@ class DeepLabV3Plus(_DeepLabBase):
         num_classes: int,
         backbone: DeepLabV3BackboneName = "resnet101",
         pretrained: bool = False,
-        output_stride: OutputStride = 16,
+        output_stride: OutputStride | Literal[4] = 16,
         atrous_rates: tuple[int, ...] | None = None,
         multi_grid: tuple[int, ...] | None = None,
         image_pooling: bool = True,
@@ -514,17 +392,22 @@ class DeepLabV3Plus(_DeepLabBase):
         backbone_width: int | None = None,
         decoder_layout: DecoderLayout = "paper",
         align_corners: bool = False,
+        backbone_stages: int = 4,
     ) -> None:
         super().__init__(num_classes)
-        check_choice("backbone", backbone, DeepLabV3BackboneName)
         check_choice("fusion", fusion, FusionMode)
         check_choice("decoder_layout", decoder_layout, DecoderLayout)
-        _check_rates("atrous_rates", atrous_rates)
-        _check_rates("multi_grid", multi_grid)
-        self.backbone = build_backbone(
-            backbone, output_stride, pretrained, backbone_width, multi_grid=multi_grid
+        self.backbone = _v3_backbone(
+            backbone,
+            output_stride,
+            pretrained,
+            backbone_width,
+            atrous_rates,
+            multi_grid,
+            aux,
+            backbone_stages,
         )
-        ch = aspp_channels or _scaled(256, backbone_width)
+        ch = aspp_channels or scaled_width(256, backbone_width)
         self.fusion = fusion
         smp = decoder_layout == "smp"
 
@@ -566,7 +449,6 @@ class DeepLabV3Plus(_DeepLabBase):
             num_classes,
             upsample,
             aux,
-            "stride16",
             final_scale=4,
             aux_channel_dropout=decoder_layout == "mmseg",
             align_corners=align_corners,

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from seglit.models.backbones import build_backbone
 from seglit.models.base import SegmentationModel
-from seglit.models.blocks import align_to
+from seglit.models.blocks import align_to, scaled_width
 from seglit.models.knobs import BackboneName, OutputStride, check_choice
 from seglit.models.registry import register_model
 
@@ -100,9 +100,7 @@ class Hypercolumn(SegmentationModel):
         if classifier == "linear":
             self.classifier: nn.Module = nn.Conv2d(in_ch, num_classes, 1)
         else:
-            hidden = hidden_channels
-            if hidden is None:
-                hidden = 512 if backbone_width is None else max(1, 512 * backbone_width // 64)
+            hidden = hidden_channels or scaled_width(512, backbone_width)
             self.classifier = nn.Sequential(
                 nn.Conv2d(in_ch, hidden, 1),
                 nn.ReLU(inplace=True),

@@ -4,6 +4,7 @@ Every knob that takes one of a fixed set of values is a ``Literal`` type here. M
 signatures use these types (so the Lightning CLI rejects a bad value with the key's name
 before anything is built), :func:`check_choice` validates them where a knob is consumed, and
 ``docs/models.md`` lists them from :func:`choices`.
+:func:`check_width` checks the ``backbone_width`` knob of every backbone.
 """
 
 from __future__ import annotations
@@ -54,3 +55,14 @@ def check_choice(name: str, value: object, knob: object | Sequence[object]) -> N
         raise ValueError(
             f"invalid {name}={value!r}; expected one of: {', '.join(repr(c) for c in valid)}"
         )
+
+
+def check_width(backbone_width: int | None, pretrained: bool) -> None:
+    """Reject pretrained weights for a scaled-down backbone."""
+    if backbone_width is not None and pretrained:
+        raise ValueError(
+            f"pretrained=True needs the standard widths; got backbone_width={backbone_width} "
+            "(use backbone_width=None, or pretrained=False for a tiny from-scratch backbone)"
+        )
+    if backbone_width is not None and backbone_width < 1:
+        raise ValueError(f"invalid backbone_width={backbone_width}; expected an int >= 1")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from seglit.artifacts import read_json
+from seglit.io import read_json
 
 
 def _duration(seconds: float) -> str:

@@ -318,7 +318,7 @@ def fetch_before_start(
         The weights still missing: the model build of their variants fails for the same
         reason, and :func:`drop_covered` keeps those lines out of ``problems``.
     """
-    from seglit.artifacts import FINISHED
+    from seglit.run_folder import FINISHED
 
     todo = [plan for plan in plans if plan.status != FINISHED]
     missing = missing_weights(todo)

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import PROGRESS_ENV, PROGRESS_FILE, TRAIN_LOG
 from seglit.recipe import get_dotted
+from seglit.run_folder import PROGRESS_ENV, PROGRESS_FILE, TRAIN_LOG
 
 
 @dataclass

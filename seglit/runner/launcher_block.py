@@ -178,15 +178,15 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 
 def launcher_settings(
-    recipe: Any, smoke: bool, overrides: dict[str, Any] | None = None
+    recipe: Any, smoke: bool | str, overrides: dict[str, Any] | None = None
 ) -> LauncherSettings:
     """The recipe's launcher block with ``--launcher.KEY=VALUE`` overrides.
 
-    With ``--smoke`` (CPU, one process) it drops the GPUs and nodes, so a smoke run's
-    fingerprints are the local smoke run's, and unless ``cpus_per_task`` is given it asks
-    for this machine's core count: a task then trains with the threads of a local smoke
-    run, which on the same kind of machine prints the same digits (the thread count
-    decides the rounding).
+    With ``--smoke`` or ``--smoke NAME`` (``smoke`` is ``True`` or the name; CPU, one
+    process) it drops the GPUs and nodes, so a smoke run's fingerprints are the local smoke
+    run's, and unless ``cpus_per_task`` is given it asks for this machine's core count: a
+    task then trains with the threads of a local smoke run, which on the same kind of
+    machine prints the same digits (the thread count decides the rounding).
     """
     block = {**(recipe.launcher or {}), **(overrides or {})}
     settings = LauncherSettings.from_block(block, str(recipe.path))

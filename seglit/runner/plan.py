@@ -2,7 +2,7 @@
 
 Every variant's config is prepared (overrides applied, outputs pointed at its folder),
 resolved by the seglit CLI's parser and fingerprinted. Comparing the fingerprint with what
-the variant's folder holds gives its status (:func:`seglit.artifacts.run_status`): a
+the variant's folder holds gives its status (:func:`seglit.run_folder.run_status`): a
 finished result is reused only under the same fingerprint; a folder holding another
 config's result is a conflict the runner reports (with the keys that differ) before it
 trains anything.
@@ -18,20 +18,22 @@ from typing import Any
 
 import yaml
 
-from seglit.artifacts import (
+from seglit.fingerprint import Fingerprint, config_differences
+from seglit.io import atomic_write_text
+from seglit.recipe import Recipe, Variant, deep_merge, get_dotted, set_dotted
+from seglit.run_folder import (
     ARCHIVE_DIR,
+    CHECKPOINT_DIR,
     CONFIG_FILE,
     LOCK_FILE,
     MISMATCH,
     WANDB_LOGGER_CLASS,
     WANDB_LOGGER_CLASSES,
-    Fingerprint,
-    atomic_write_text,
-    config_differences,
     new_run_id,
+    read_fingerprint,
     run_status,
+    write_fingerprint,
 )
-from seglit.recipe import Recipe, Variant, deep_merge, get_dotted, set_dotted
 
 
 @dataclass
@@ -76,7 +78,7 @@ def prepare_config(
         set_dotted(config, key, value)
     trainer = config.setdefault("trainer", {})
     trainer["default_root_dir"] = str(run_dir)
-    set_dotted(config, "checkpoint.dirpath", str(run_dir / "checkpoints"))
+    set_dotted(config, "checkpoint.dirpath", str(run_dir / CHECKPOINT_DIR))
     set_dotted(config, "run_summary.dirpath", str(run_dir))
     logger = trainer.get("logger", True)
     if logger is True:
@@ -142,7 +144,7 @@ def plan_variants(
 
 def conflict_message(plan: VariantPlan) -> str:
     """Why ``plan.run_dir`` cannot be reused: the keys that differ, and the ways out."""
-    recorded = Fingerprint.read(plan.run_dir)
+    recorded = read_fingerprint(plan.run_dir)
     if recorded is None:
         what = "a result without a fingerprint (from an older seglit, or written by hand)"
         differences: list[str] = []
@@ -183,7 +185,7 @@ def write_run_config(plan: VariantPlan) -> Path:
             run_id = new_run_id(plan.name)
         logger.setdefault("init_args", {})["id"] = run_id
     atomic_write_text(path, yaml.safe_dump(plan.config, sort_keys=False))
-    plan.fingerprint.write(plan.run_dir)
+    write_fingerprint(plan.run_dir, plan.fingerprint)
     return path
 
 

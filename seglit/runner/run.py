@@ -35,13 +35,14 @@ from typing import Any
 
 import yaml
 
-from seglit.artifacts import (
+from seglit.recipe import Recipe, Variant, get_dotted, load_recipe, set_dotted
+from seglit.run_folder import (
     FINISHED,
     MISMATCH,
     PENDING,
+    UNSYNCED_LIST,
     WANDB_LOGGER_CLASSES,
 )
-from seglit.recipe import Recipe, Variant, get_dotted, load_recipe, set_dotted
 from seglit.runner.console import Console
 from seglit.runner.fetch import drop_covered, fetch_before_start
 from seglit.runner.launch import (
@@ -75,7 +76,8 @@ class RunnerOptions:
     """The command line of ``python -m seglit.fit`` (see :mod:`seglit.fit`)."""
 
     recipe: Path
-    smoke: bool = False
+    smoke: bool | str = False
+    """``True``: the recipe's ``smoke:`` block; a name: its ``smokes.<name>`` block."""
     dry_run: bool = False
     variants: list[str] | None = None
     out: Path | None = None
@@ -134,9 +136,9 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
     quick_check(recipe, variants, options, console)  # before torch: a typo answered at once
     if options.fork:
         keep_parent_fork_safe()
-    from seglit.cli import ConfigChecker, ConfigError  # torch, Lightning: only from here on
+    from seglit.config_builder import ConfigBuilder, ConfigError
 
-    checker = ConfigChecker()
+    checker = ConfigBuilder()  # torch, Lightning: only from its first parse on
     recipe_dir = out / recipe.name
     overrides = options.overrides
     if options.launcher:
@@ -249,7 +251,7 @@ def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list
 def check_variants(plans: list[VariantPlan], checker: Any, problems: list[str]) -> None:
     """Check each variant's values, build it cheaply and check its data (once per distinct
     data config); every problem found is appended to ``problems``, one line each."""
-    from seglit.cli import ConfigError
+    from seglit.config_builder import ConfigError
     from seglit.data.base import DataError
 
     checked: set[str] = set()
@@ -393,6 +395,8 @@ def write_sweep(options: RunnerOptions, recipe: Recipe, plans: list[VariantPlan]
     command = ["${env}", "${interpreter}", "-m", "seglit.fit", str(options.recipe)]
     if options.smoke:
         command.append("--smoke")
+        if isinstance(options.smoke, str):
+            command.append(options.smoke)
     command += ["--out", str(output_root(options)), *options.extra, "${args}"]
     sweep = {
         "name": recipe.name,
@@ -421,41 +425,41 @@ def summarize(
     Returns:
         0, or :data:`EXIT_FAILED` when the summary could not be written.
     """
-    from seglit.artifacts import write_summary
-    from seglit.plots import write_plots
-    from seglit.report import build_rows
+    from seglit.summary import build_rows, summary_text, write_summary
     from seglit.wandb.offline import unsynced_runs
 
     fingerprints = {p.name: p.fingerprint.digest for p in plans}
     try:
         rows = build_rows(recipe_dir, variants, recipe.baseline_group(), fingerprints)
-        table = write_summary(recipe_dir, recipe.name, rows)
-        plots = write_plots(rows, recipe_dir)
+        files = write_summary(recipe_dir, recipe.name, rows)
     except OSError as err:
         console.line(f"seglit.fit: error: cannot write the summary in {recipe_dir}: {err}")
         return EXIT_FAILED
-    dashboard = _log_summary_run(recipe, rows, recipe_dir, plans, plots)
-    written = ["summary.csv", "summary.json", *(p.name for p in plots)]
+    dashboard = _log_summary_run(recipe, rows, recipe_dir, plans, files)
+    written = [p.name for p in files[1:]]
     if dashboard is not None:
         written.append(f"{dashboard.name} (python -m seglit.wandb.workspace --create uploads it)")
-    console.line(f"\nwritten: {recipe_dir / 'summary.md'}, {', '.join(written)}")
+    console.line(f"\nwritten: {files[0]}, {', '.join(written)}")
     unsynced = unsynced_runs(recipe_dir)
     if unsynced:
-        listing = recipe_dir / "wandb_unsynced.txt"
+        listing = recipe_dir / UNSYNCED_LIST
         listing.write_text("".join(f"{p}\n" for p in unsynced))
         console.line(
             f"W&B: {plural(len(unsynced), 'offline run')} not uploaded yet; upload them with:\n"
             f"  wandb sync $(cat {listing})"
         )
     console.line(f"\n{recipe.name}: summary of {recipe_dir}/\n")
-    console.line(table)
+    console.line(summary_text(rows))
     return EXIT_OK
 
 
 def _log_summary_run(
-    recipe: Recipe, rows: list[Any], recipe_dir: Path, plans: list[VariantPlan], plots: list
+    recipe: Recipe, rows: list[Any], recipe_dir: Path, plans: list[VariantPlan], files: list
 ) -> Path | None:
     """Update the recipe's W&B summary run and write its workspace spec (W&B runs only).
+
+    ``files`` are the summary's files (:func:`seglit.summary.write_summary`): the plots
+    among them are attached to the summary run.
 
     Returns:
         The workspace spec file, if one was written.
@@ -475,7 +479,7 @@ def _log_summary_run(
         recipe_dir,
         project=project,
         mode=init.get("mode", "auto"),
-        plots=plots,
+        plots=files,
         entity=entity,
     )
     if importlib.util.find_spec("wandb_workspaces") is None:  # the optional extra

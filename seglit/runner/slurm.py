@@ -36,18 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import (
+from seglit.io import atomic_write_text
+from seglit.run_folder import (
     FAILED,
     FINISHED,
-    LOCK_FILE,
     PROGRESS_FILE,
     TRAIN_LOG,
-    atomic_write_text,
     read_metrics,
     run_status,
 )
 from seglit.runner.console import Console, progress_text, read_progress
 from seglit.runner.launcher_block import LauncherSettings
+from seglit.runner.lock import try_lock
 from seglit.runner.slurm_task import SummaryTask, VariantTask
 from seglit.text import plural
 
@@ -156,8 +156,6 @@ def launch(
     Raises:
         seglit.runner.RunnerError: No ``sbatch`` here, or a submission failed.
     """
-    from filelock import FileLock, Timeout
-
     from seglit.runner.plan import write_run_config
     from seglit.runner.run import RunnerError
 
@@ -182,11 +180,8 @@ def launch(
             console.line(f"{prefix}: {states[job].lower()} as job {job}; not submitted again")
             active.append(_Tracked(plan, None, job, total))
         else:
-            plan.run_dir.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(plan.run_dir / LOCK_FILE))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
+            lock = try_lock(plan.run_dir)
+            if lock is None:
                 console.line(f"{prefix}: being trained by another process right now; skipped")
                 continue
             lock.release()
@@ -305,8 +300,7 @@ def follow(tracked: list[_Tracked], console: Console, cluster: bool, poll: float
             status = run_status(item.plan.run_dir, item.plan.fingerprint.digest)
             took = f" in {now - item.started:.1f}s" if item.started is not None else ""
             if status == FINISHED:
-                metrics = read_metrics(item.plan.run_dir) or {}
-                miou = (metrics.get("best") or {}).get("mIoU", float("nan"))
+                miou = read_metrics(item.plan.run_dir).best_miou
                 console.line(f"{item.prefix}: done{took}, val mIoU {miou:.4f}")
             elif status == FAILED:
                 errors = error_lines(item.plan.run_dir / TRAIN_LOG)

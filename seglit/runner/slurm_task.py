@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import (
+from seglit.run_folder import (
     CONFIG_FILE,
     FAILED,
     FINISHED,
@@ -105,7 +105,7 @@ class VariantTask:
         from seglit.runner.launch import error_lines, log_tail
 
         if run_status(self.run_dir, self.digest) == FINISHED:
-            miou = ((read_metrics(self.run_dir) or {}).get("best") or {}).get("mIoU")
+            miou = read_metrics(self.run_dir).best_miou
             print(f"{self.name}: done, val mIoU {miou}")
             return FINISHED
         errors = error_lines(self.run_dir / TRAIN_LOG, self._child.log_start)
@@ -160,13 +160,10 @@ def task_threads() -> int | None:
 
 
 def _newest_checkpoint(run_dir: Path) -> Path | None:
-    from seglit.artifacts import CHECKPOINT_DIR, LAST_CHECKPOINT
+    """Rank 0's choice, without reading the files again (rank 0 has checked them)."""
+    from seglit.run_folder import RESUME, choose_checkpoint
 
-    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if last.is_file():
-        return last
-    found = sorted((run_dir / CHECKPOINT_DIR).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    return choose_checkpoint(run_dir, RESUME, readable=lambda _: True)[0]
 
 
 class SummaryTask:

@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from seglit.artifacts import (
+from seglit.run_folder import (
     FAILED,
     FINISHED,
-    LOCK_FILE,
     MISMATCH,
     PROGRESS_FILE,
-    Fingerprint,
+    TRAIN_LOG,
     failure_record,
+    read_fingerprint,
     read_metrics,
     restore_metrics,
     run_status,
@@ -35,6 +35,7 @@ from seglit.runner.launch import (
     start_variant,
     stop_children,
 )
+from seglit.runner.lock import try_lock
 from seglit.runner.plan import (
     VariantPlan,
     busy_message,
@@ -115,18 +116,13 @@ def _start(
     console: Console,
 ) -> _Launch | None:
     """Lock the variant's folder, pick its checkpoint and start it (``None`` if not started)."""
-    from filelock import FileLock, Timeout
-
     from seglit.checkpoints import resume_checkpoint
 
     prefix = f"[{plan.index}/{total}] {plan.name}"
     try:
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(plan.run_dir / LOCK_FILE))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            recorded = Fingerprint.read(plan.run_dir)
+        lock = try_lock(plan.run_dir)
+        if lock is None:
+            recorded = read_fingerprint(plan.run_dir)
             if recorded is not None and recorded.digest != plan.fingerprint.digest:
                 console.line(f"{prefix}: not started: {busy_message(plan)}")
             else:
@@ -172,11 +168,11 @@ def _finish(launch: _Launch, total: int, console: Console) -> bool:
         code = child.returncode
         status = run_status(plan.run_dir, plan.fingerprint.digest)
         if status == FINISHED:  # a result written in full is kept whatever the exit code
-            metrics = read_metrics(plan.run_dir) or {}
-            miou = (metrics.get("best") or {}).get("mIoU", float("nan"))
+            metrics = read_metrics(plan.run_dir)
+            miou = metrics.best_miou
             after = f" (then exited {code} on shutdown; see {child.log_path})" if code else ""
             console.line(f"{prefix}: done in {elapsed:.1f}s, val mIoU {miou:.4f}{after}")
-            restored = metrics.get("restored")
+            restored = metrics.restored
             if restored:
                 console.line(
                     f"{prefix}: its metrics files were gone: the record was rebuilt from "
@@ -198,7 +194,7 @@ def _finish(launch: _Launch, total: int, console: Console) -> bool:
 def _record_failure(plan: VariantPlan, code: int, error: str) -> None:
     """Write the failed variant's ``metrics.json`` (best effort: the disk may be full)."""
     try:
-        tail = log_tail(plan.run_dir / "train.log")
+        tail = log_tail(plan.run_dir / TRAIN_LOG)
         write_metrics(plan.run_dir, failure_record(plan.fingerprint.digest, code, error, tail))
     except OSError:
         pass

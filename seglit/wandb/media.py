@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from torch import Tensor
 
 from seglit import IGNORE_INDEX
-from seglit.artifacts import EvalResult
+from seglit.evaluation import EvalResult
 from seglit.visualize import comparison_panel, denormalize
 
 VOID_LABEL = "void"

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import CSV_FIELDS, SUMMARY_RUN_DIR, new_run_id, row_dict
+from seglit.run_folder import SUMMARY_RUN_DIR, new_run_id
+from seglit.summary.rows import row_dict
+from seglit.summary.tables import CSV_FIELDS
 
 SUMMARY_FIELDS = CSV_FIELDS  # the columns of summary.csv
 RUN_ID_FILE = "run_id"
@@ -27,7 +29,7 @@ def summary_table_rows(rows: Sequence[Any]) -> tuple[list[str], list[list[Any]]]
     """Columns and data of the summary table: summary fields, axis labels, per-class IoU.
 
     Args:
-        rows: :class:`seglit.artifacts.Row` objects or their dicts (``summary.json`` rows).
+        rows: :class:`seglit.summary.Row` objects or their dicts (``summary.json`` rows).
     """
     dicts = [row_dict(r) for r in rows]
     axes = list(dict.fromkeys(k for d in dicts for k in (d.get("labels") or {})))
@@ -65,11 +67,12 @@ def log_summary_run(
 
     Args:
         recipe_name: The recipe's name (the W&B group of its runs).
-        rows: The summary rows (:class:`seglit.artifacts.Row` or dicts).
+        rows: The summary rows (:class:`seglit.summary.Row` or dicts).
         recipe_dir: ``<out>/<recipe name>``.
         project: W&B project.
         mode: ``"auto"``, ``"online"``, ``"offline"`` or ``"disabled"``.
-        plots: PNG files to attach (missing files are skipped).
+        plots: The summary's files (:func:`seglit.summary.write_summary`): the PNG ones
+            are attached (missing files are skipped).
         entity: W&B entity.
 
     Returns:
@@ -105,7 +108,7 @@ def log_summary_run(
         payload: dict[str, Any] = {"summary/table": wandb.Table(columns=columns, data=data)}
         for plot in plots:
             path = Path(plot)
-            if path.is_file():
+            if path.suffix == ".png" and path.is_file():
                 payload[f"summary/{path.stem}"] = wandb.Image(str(path), caption=path.name)
         run.config.update({"recipe": recipe_name, "variants": len(data)}, allow_val_change=True)
         run.log(payload)

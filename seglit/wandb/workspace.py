@@ -1,6 +1,6 @@
 """The W&B workspace of a recipe, built with W&B's own workspace library.
 
-    python -m seglit.wandb.workspace recipes/ablation_skip.yaml [--smoke] [--entity E]
+    python -m seglit.wandb.workspace recipes/ablation_skip.yaml [--smoke [NAME]] [--entity E]
         [--project P] [--out FILE] [--create]
 
 For a recipe, :func:`workspace_for` builds the
@@ -47,9 +47,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seglit.artifacts import SUMMARY_JSON, WANDB_LOGGER_CLASSES, atomic_write_text
-from seglit.plots import CLASS_HEATMAP, MIOU_PLOT
-from seglit.recipe import Recipe, RecipeError, get_dotted, load_recipe
+from seglit.io import atomic_write_text
+from seglit.recipe import (
+    Recipe,
+    RecipeError,
+    add_smoke_argument,
+    get_dotted,
+    load_recipe,
+    recipe_and_smoke,
+)
+from seglit.run_folder import CLASS_HEATMAP, MIOU_PLOT, SUMMARY_JSON, WANDB_LOGGER_CLASSES
 
 SPEC_FILE = "wandb_workspace.json"
 EXTRA = "pip install 'seglit[dashboard]'"
@@ -339,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 written (and created), 2 a recipe problem, a missing "
         "wandb-workspaces or a failed --create, 3 the spec file cannot be written.",
     )
-    parser.add_argument("recipe", type=Path, help="recipe YAML file")
-    parser.add_argument("--smoke", action="store_true", help="the recipe's smoke variants")
+    parser.add_argument("recipe", type=Path, nargs="?", help="recipe YAML file")
+    add_smoke_argument(
+        parser, "the recipe's smoke variants (with NAME: those of its smokes.NAME block)"
+    )
     parser.add_argument("--entity", default=None, help="W&B entity (default: the recipe's)")
     parser.add_argument(
         "--project", default=None, help="W&B project (default: the recipe's, else seglit)"
@@ -359,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``python -m seglit.wandb.workspace``; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    recipe_and_smoke(parser, args)
     prog = "seglit.wandb.workspace"
     try:
         recipe = load_recipe(args.recipe, smoke=args.smoke)

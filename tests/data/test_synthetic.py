@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -12,11 +13,22 @@ from PIL import Image
 from scipy import ndimage
 
 from seglit.data.cityscapes import CityscapesDataset
-from seglit.data.datamodules import SyntheticCityscapesDataModule, SyntheticVOCDataModule
+from seglit.data.datamodules import (
+    SyntheticCityscapesDataModule,
+    SyntheticFarCueDataModule,
+    SyntheticVOCDataModule,
+)
 from seglit.data.palette import voc_palette
-from seglit.data.synthetic import MARKER_NAME, write_synthetic_cityscapes, write_synthetic_voc
+from seglit.data.synthetic import (
+    MARKER_NAME,
+    SyntheticSpec,
+    write_synthetic_cityscapes,
+    write_synthetic_voc,
+)
 from seglit.data.synthetic_render import (
     _CUE_COLOURS,
+    _FAR_BAND_WIDTH,
+    FAR_CUE_DISTANCE,
     LAB_FACTORS,
     SYNTHETIC_CLASSES,
     _cue_background,
@@ -123,6 +135,9 @@ def test_bad_arguments(tmp_path, kwargs):
 # --- The synthetic lab -------------------------------------------------------------------------
 
 LAB = tuple(LAB_FACTORS)
+# The factors the generic synthetic datamodules take (far_cue has its own datamodule, whose
+# defaults keep its geometry: SyntheticFarCueDataModule).
+DM_LAB = tuple(f for f in LAB if f in inspect.signature(SyntheticVOCDataModule).parameters)
 SMALL = {"num_train": 3, "num_val": 2}
 
 # sha256 of render_sample's (image, label) arrays for seeds 0 and 1, images 0..5, recorded with
@@ -189,7 +204,7 @@ def test_datamodule_cache_root_without_lab_is_unchanged(tmp_path, monkeypatch):
     key = json.dumps({"num_train": 3, "num_val": 2, "seed": 0}, sort_keys=True).encode()
     expected = str(tmp_path / f"synthetic_voc-{hashlib.sha1(key).hexdigest()[:10]}")
     assert SyntheticVOCDataModule(**SMALL).root == expected
-    assert SyntheticVOCDataModule(**SMALL, **dict.fromkeys(LAB, 0.0)).root == expected
+    assert SyntheticVOCDataModule(**SMALL, **dict.fromkeys(DM_LAB, 0.0)).root == expected
     assert SyntheticVOCDataModule(**SMALL, min_size=57, max_size=131).root == expected
 
 
@@ -230,8 +245,8 @@ def test_lab_factor_in_the_cityscapes_layout(tmp_path, factor):
 @pytest.mark.parametrize("datamodule", [SyntheticVOCDataModule, SyntheticCityscapesDataModule])
 def test_datamodule_lab_factors_give_their_own_cache_roots(tmp_path, monkeypatch, datamodule):
     monkeypatch.setenv("SEGLIT_CACHE", str(tmp_path))
-    settings = [{}] + [{factor: s} for factor in LAB for s in (0.5, 1.0)]
-    settings += [dict.fromkeys(LAB, 1.0), {"min_size": 96, "max_size": 160}]
+    settings = [{}] + [{factor: s} for factor in DM_LAB for s in (0.5, 1.0)]
+    settings += [dict.fromkeys(DM_LAB, 1.0), {"min_size": 96, "max_size": 160}]
     roots = [datamodule(**SMALL, **kwargs).root for kwargs in settings]
     assert len(set(roots)) == len(roots)
     dm = datamodule(**SMALL, fine_structure=0.5, batch_size=2)
@@ -506,3 +521,89 @@ def test_scale_variation_spans_sizes(tmp_path):
     print("per-class p90/p10 area ratio:", spans)
     assert all(span < 8 for span in spans[0.0].values())
     assert all(span > 32 for span in spans[1.0].values())
+
+
+# --- far_cue: the class is told only by a band cue_distance px away ----------------------------
+
+FAR_SIZES = {"min_size": 120, "max_size": 128}
+
+
+def _chroma(colour: np.ndarray) -> np.ndarray:
+    """A colour (or a mean colour) less its grey level: what tells the colour families apart."""
+    return colour - colour.mean(-1, keepdims=True)
+
+
+def _far_cue_samples(distance: int, count: int = 12):
+    for index in range(count):
+        yield render_sample(
+            np.random.default_rng([0, index]),
+            **FAR_SIZES,
+            far_cue=1.0,
+            cue_distance=distance,
+            lab_rng=np.random.default_rng([0, index, 99]),
+        )
+
+
+@pytest.mark.parametrize("distance", [FAR_CUE_DISTANCE, 2])
+def test_far_cue_band_lies_at_the_distance_in_the_class_colour(distance):
+    sides = []
+    boxes = 0
+    for image, label in _far_cue_samples(distance):
+        image = image.astype(np.float64)
+        classes = [c for c in range(1, len(SYNTHETIC_CLASSES)) if (label == c).any()]
+        assert classes, "every 120-128 px image holds at least one far-cue box"
+        for c in classes:  # one box per class: its interior, then its extent (1 px void edge)
+            (rows, cols), *others = ndimage.find_objects((label == c).astype(int))
+            assert not others
+            rows = slice(rows.start - 1, rows.stop + 1)
+            x0, x1 = cols.start - 1, cols.stop + 1
+            assert 8 <= x1 - x0 <= 16 and 20 <= rows.stop - rows.start <= 32
+            # grey: the box's own pixels say nothing of its class
+            assert np.abs(_chroma(image[rows, x0:x1].mean((0, 1)))).max() < 12
+            cue = _chroma(np.asarray(_CUE_COLOURS[c], dtype=np.float64))
+            band = {
+                "left": (x0 - distance - _FAR_BAND_WIDTH, x0 - distance),
+                "right": (x1 + distance, x1 + distance + _FAR_BAND_WIDTH),
+            }
+            found = []
+            for side, (start, stop) in band.items():
+                if start < 0 or stop > label.shape[1]:
+                    continue
+                columns = _chroma(image[rows, start:stop].mean(0))  # mean colour per column
+                if np.abs(columns - cue).max() < 20:
+                    found.append(side)
+                    assert (label[rows, start:stop] == 0).all()  # a cue, not an object
+                    for x in (start - 1, stop):  # the band starts and ends where it says
+                        if 0 <= x < label.shape[1]:
+                            assert np.abs(_chroma(image[rows, x].mean(0)) - cue).max() > 20
+            assert len(found) == 1, (c, found)
+            sides += found
+            boxes += 1
+    assert boxes >= 20 and {"left", "right"} == set(sides)
+
+
+def test_far_cue_checks_its_distance():
+    SyntheticSpec(far_cue=1.0, **FAR_SIZES).check()
+    with pytest.raises(ValueError, match="cue_distance=100 does not fit.*max_size is 128"):
+        SyntheticSpec(far_cue=1.0, cue_distance=100, **FAR_SIZES).check()
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="cue_distance must be an int >= 1"):
+            SyntheticSpec(far_cue=1.0, cue_distance=bad).check()
+    # without the factor the distance draws nothing, so it is not in the key either
+    assert SyntheticSpec(cue_distance=100).cache_key() == SyntheticSpec().cache_key()
+
+
+def test_far_cue_datamodule_keys_and_reads_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLIT_CACHE", str(tmp_path))
+    lab = SyntheticFarCueDataModule(**SMALL, batch_size=2)
+    assert lab.generator_args == {**SMALL, "seed": 0, **FAR_SIZES, "far_cue": 1.0}
+    control = SyntheticFarCueDataModule(**SMALL, cue_distance=2)
+    assert control.generator_args["cue_distance"] == 2 and control.root != lab.root
+    off = SyntheticFarCueDataModule(**SMALL, far_cue=0.0)
+    assert off.root == SyntheticVOCDataModule(**SMALL, **FAR_SIZES).root
+    with pytest.raises(ValueError, match="cue_distance=200 does not fit"):
+        SyntheticFarCueDataModule(**SMALL, cue_distance=200)
+    lab.setup("fit")
+    marker = json.loads(next(Path(lab.root).rglob(MARKER_NAME)).read_text())
+    assert marker["far_cue"] == 1.0 and "cue_distance" not in marker
+    assert len(lab.train_dataset) == 3 and len(lab.val_dataset) == 2

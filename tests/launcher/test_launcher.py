@@ -96,6 +96,7 @@ def test_launcher_gpus_enter_the_fingerprint_but_not_in_smoke(tmp_path, write_ti
     recipe = load_recipe(recipe_path)
     assert launcher_settings(recipe, smoke=False).trainer_overrides()["trainer.devices"] == 2
     assert launcher_settings(recipe, smoke=True).trainer_overrides() == {}
+    assert launcher_settings(recipe, smoke="context").trainer_overrides() == {}  # a named smoke
 
 
 def test_a_smoke_task_asks_for_the_threads_of_a_local_smoke(tmp_path, write_tiny_recipe):

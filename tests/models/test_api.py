@@ -11,6 +11,7 @@ import yaml
 from seglit.models import (
     DeepLabV1,
     DeepLabV3,
+    DeepLabV3Plus,
     FCN8s,
     UNet,
     build_model,
@@ -82,6 +83,20 @@ def test_unknown_model_lists_valid_names() -> None:
         ("unet_resnet", {"upsample": "nearest_conv"}, "upsample.*'nearest', 'bilinear'"),
         ("unet_resnet", {"decoder_channels": (64, 32, 16)}, "decoder_channels.*5 positive"),
         ("unet_resnet", {"decoder_channels": (64, 32, 16, 0, 8)}, "decoder_channels"),
+        ("deeplabv3", {"backbone_stages": 0}, "backbone_stages=0.*1, 2, 3 or 4"),
+        ("deeplabv3", {"backbone_stages": 1}, "backbone_stages=1.*output_stride=16"),
+        ("deeplabv3", {"backbone_stages": 3, "output_stride": 32}, "output_stride in \\[8, 16\\]"),
+        ("deeplabv3", {"backbone_stages": 1, "output_stride": 4}, "multi_grid.*backbone_stages=1"),
+        (
+            "deeplabv3",
+            {"backbone_stages": 2, "output_stride": 8, "multi_grid": None, "aux": True},
+            "aux=True.*backbone_stages=2",
+        ),
+        (
+            "deeplabv3plus",
+            {"backbone": "xception65", "backbone_stages": 1, "output_stride": 4},
+            "backbone_stages=1.*xception65",
+        ),
     ],
 )
 def test_bad_knob_lists_valid_values(name: str, kwargs: dict, match: str) -> None:
@@ -197,6 +212,48 @@ def test_receptive_field_of_known_stacks() -> None:
     v3 = DeepLabV3(3, backbone="resnet18", backbone_width=4)
     assert describe_model(v3, (64, 64))["receptive_field"] is None  # image pooling: global
     assert describe_model(v3, (64, 64))["output_stride"] == 16
+
+
+def shallow_knobs(rates: tuple[int, ...]) -> dict:
+    """The field-of-view smoke's DeepLab v3 knobs (stem + layer1, no image pooling)."""
+    return dict(
+        backbone="resnet18",
+        backbone_width=8,
+        backbone_stages=1,
+        output_stride=4,
+        multi_grid=None,
+        atrous_rates=rates,
+        image_pooling=False,
+    )
+
+
+@pytest.mark.parametrize("rates", [(3, 6, 9), (6, 12, 18), (12, 24, 36)])
+@pytest.mark.parametrize("model", [DeepLabV3, DeepLabV3Plus])
+def test_shallow_backbone_receptive_field_is_the_rates(model, rates) -> None:
+    """Stem + layer1 reach 43 px at stride 4; a 3x3 branch at rate r adds 2 * r * 4 px and
+    the final bilinear upsampling one stride (4 px): the rates, not the image, decide."""
+    net = model(5, **shallow_knobs(rates))
+    card = describe_model(net, (128, 128))
+    assert card["output_stride"] == 4
+    if model is DeepLabV3:  # v3+ also upsamples in its decoder; its 3x3 convs add more
+        assert card["receptive_field"] == 43 + 8 * max(rates) + 4
+    else:
+        assert card["receptive_field"] > 43 + 8 * max(rates)
+    assert not hasattr(net.backbone, "layer2")
+    assert net.eval()(torch.zeros(1, 3, 61, 70)).shape == (1, 5, 61, 70)
+
+
+def test_far_cue_distance_lies_between_the_rates_reaches() -> None:
+    """The synthetic lab's far_cue band (docs/datasets.md) is out of reach of rates (3, 6, 9)
+    for every pixel of a box and within reach of (6, 12, 18) for all of them."""
+    from seglit.data.synthetic_render import _FAR_BOX_WIDTH, FAR_CUE_DISTANCE
+
+    def reach(rates: tuple[int, ...]) -> int:  # px either side of a pixel
+        net = DeepLabV3(5, **shallow_knobs(rates))
+        return receptive_field(net, (128, 128)) // 2
+
+    assert reach((3, 6, 9)) < FAR_CUE_DISTANCE
+    assert FAR_CUE_DISTANCE + _FAR_BOX_WIDTH[1] <= reach((6, 12, 18))
 
 
 def test_cli_list_and_describe(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from seglit.models.blocks import (
     Upsample,
     align_to,
     bilinear_kernel,
+    scaled_width,
     transposed_output_size,
 )
 
@@ -129,3 +130,11 @@ def _check_state_dicts(torchvision) -> None:
         k for k in tv if k.startswith("features.")
     }
     assert own["fc6.weight"].numel() == tv["classifier.0.weight"].numel()
+
+
+@pytest.mark.parametrize(
+    ("channels", "backbone_width", "expected"),
+    [(256, None, 256), (256, 64, 256), (256, 4, 16), (512, 8, 64), (48, 1, 1), (16, 2, 1)],
+)
+def test_scaled_width_follows_the_backbone(channels, backbone_width, expected):
+    assert scaled_width(channels, backbone_width) == expected

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from wandb_records import read_offline_run
 
-from seglit.artifacts import read_json
+from seglit.io import read_json
 from seglit.wandb.offline import find_offline_runs
 
 VARIANTS = ("sum", "concat")
@@ -179,6 +179,52 @@ def test_smoke_results_never_stand_in_for_real_ones(tmp_path, write_recipe, run_
     assert json.loads(metrics.read_text())["epochs"] == 2
 
 
+def test_a_named_smoke_trains_in_its_own_folder(tmp_path, write_recipe, run_fit, tree_digest):
+    recipe = write_recipe(
+        tmp_path,
+        smoke={"trainer": {"max_epochs": 1}, "ablation": {"only": ["sum"]}},
+        smokes={
+            "wide": {
+                "trainer": {"max_epochs": 1},
+                "ablation": {  # its own axis: "sum" again, but a wider net
+                    "replace": ["model.net.init_args.fusion"],
+                    "model.net.init_args.fusion": {"sum": "sum"},
+                },
+                "model": {"net": {"init_args": {"base_width": 8}}},
+            }
+        },
+    )
+    default = run_fit(recipe, "--smoke", cwd=tmp_path)
+    assert default.returncode == 0, default.stdout + default.stderr
+    default_dir = tmp_path / "runs" / "smoke" / "tiny_skip"
+    before = tree_digest(default_dir)
+
+    named = run_fit(recipe, "--smoke", "wide", cwd=tmp_path)
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert "finished earlier" not in named.stdout  # not the default smoke's "sum"
+    named_dir = tmp_path / "runs" / "smoke" / "tiny_skip-wide"
+    assert [p.name for p in named_dir.glob("*/metrics.json")] == ["metrics.json"]
+    assert (named_dir / "sum" / "metrics.json").is_file()
+    config = yaml.safe_load((named_dir / "sum" / "config.yaml").read_text())
+    assert config["model"]["net"]["init_args"]["base_width"] == 8
+    assert tree_digest(default_dir) == before  # the default smoke's folder untouched
+
+    dry = run_fit(recipe, "--smoke", "wide", "--dry-run", cwd=tmp_path)
+    assert "outputs would go to runs/smoke/tiny_skip-wide/" in dry.stdout
+    typo = run_fit(recipe, "--smoke", "wdie", "--dry-run", cwd=tmp_path)
+    assert typo.returncode == 2
+    assert "no smoke of that name; the recipe's named smokes are ['wide'] (did you mean" in (
+        typo.stderr
+    )
+    sweep = run_fit(recipe, "--smoke", "wide", "--export-sweep", "s.yaml", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    command = yaml.safe_load((tmp_path / "s.yaml").read_text())["command"]
+    assert command[4:7] == [str(recipe), "--smoke", "wide"]
+    # `--smoke RECIPE`, the order that worked before named smokes: still the default smoke
+    swapped = run_fit("--smoke", recipe, "--dry-run", cwd=tmp_path)
+    assert "outputs would go to runs/smoke/tiny_skip/" in swapped.stdout
+
+
 def test_a_failing_variant_says_why_and_the_others_run_in_parallel(tmp_path, write_recipe, run_fit):
     recipe = write_recipe(
         tmp_path, ablation={"model.optimizer.init_args.lr": {"diverges": float("nan"), "ok": 0.05}}
@@ -257,12 +303,12 @@ def _plan(tmp_path, digest: str = "a" * 16):
 def test_a_result_written_in_full_is_kept_when_the_process_then_fails(tmp_path):
     from types import SimpleNamespace
 
-    from seglit.artifacts import FINISHED, read_metrics, write_metrics
+    from seglit.run_folder import FINISHED, RunMetrics, read_metrics, write_metrics
     from seglit.runner.console import Console
     from seglit.runner.train import _finish
 
     plan = _plan(tmp_path)
-    result = {"status": FINISHED, "fingerprint": plan.fingerprint.digest, "best": {"mIoU": 0.5}}
+    result = RunMetrics(FINISHED, plan.fingerprint.digest, best={"mIoU": 0.5})
     write_metrics(plan.run_dir, result)
     log = plan.run_dir / "train.log"
     log.write_text("wandb: error during teardown\n")
@@ -280,12 +326,12 @@ def test_a_result_written_in_full_is_kept_when_the_process_then_fails(tmp_path):
 
 
 def test_a_folder_another_config_wrote_meanwhile_is_not_started(tmp_path):
-    from seglit.artifacts import FINISHED, write_metrics
+    from seglit.run_folder import FINISHED, RunMetrics, write_metrics
     from seglit.runner.console import Console
     from seglit.runner.train import _start
 
     plan = _plan(tmp_path)
-    other = {"status": FINISHED, "fingerprint": "b" * 16, "best": {"mIoU": 0.9}}
+    other = RunMetrics(FINISHED, "b" * 16, best={"mIoU": 0.9})
     write_metrics(plan.run_dir, other)
     lines = []
     console = Console(stream=None)

@@ -1,6 +1,6 @@
 """Summary plots of an ablation: mIoU per variant and a per-class IoU heatmap.
 
-Both take the summary rows (:class:`seglit.artifacts.Row` or their ``summary.json`` dicts) and
+Both take the summary rows (:class:`seglit.summary.Row` or their ``summary.json`` dicts) and
 draw on matplotlib's Agg canvas (no display, no global pyplot state). ``*_figure`` builds and
 returns the :class:`~matplotlib.figure.Figure`; ``plot_*`` writes it to a PNG atomically.
 
@@ -24,10 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from seglit.artifacts import row_dict
-
-MIOU_PLOT = "summary_miou.png"
-CLASS_HEATMAP = "summary_class_iou.png"
+from seglit.run_folder import CLASS_HEATMAP, MIOU_PLOT
+from seglit.summary.rows import row_dict
 
 BASELINE_COLOUR = "tab:orange"
 VARIANT_COLOUR = "tab:blue"

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglit.artifacts import Row
-from seglit.plots import (
-    CLASS_HEATMAP,
-    MIOU_PLOT,
+from seglit.run_folder import CLASS_HEATMAP, MIOU_PLOT
+from seglit.summary import Row
+from seglit.summary.plots import (
     class_heatmap_figure,
     miou_figure,
     plot_class_heatmap,
@@ -91,7 +90,7 @@ def test_write_plots_names_both_files(tmp_path):
 
 
 def test_rows_of_the_wrong_type_are_rejected(tmp_path):
-    with pytest.raises(TypeError, match="seglit.artifacts.Row or dicts"):
+    with pytest.raises(TypeError, match="seglit.summary.Row or dicts"):
         plot_miou(["fcn8s"], tmp_path / "x.png")
 
 
