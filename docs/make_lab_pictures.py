@@ -25,12 +25,8 @@ from PIL import Image
 
 from seglit.data.palette import voc_palette
 from seglit.data.synthetic import write_synthetic_voc
-from seglit.data.synthetic_render import (
-    _LAB_STREAM,
-    LAB_FACTORS,
-    SYNTHETIC_CLASSES,
-    render_sample,
-)
+from seglit.data.synthetic_lab import _LAB_STREAM, LAB_FACTORS
+from seglit.data.synthetic_render import SYNTHETIC_CLASSES, render_sample
 
 SETTINGS = {"off": {}, **{name: {name: 1.0} for name in LAB_FACTORS}}
 SETTINGS["all three"] = dict.fromkeys(LAB_FACTORS, 1.0)

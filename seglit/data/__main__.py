@@ -18,7 +18,7 @@ from pathlib import Path
 
 from seglit.data.download import DownloadError, download, extract
 from seglit.data.synthetic import write_synthetic_cityscapes, write_synthetic_voc
-from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, FAR_CUE_DISTANCE, LAB_FACTORS
+from seglit.data.synthetic_lab import CONTEXT_CUE_SHARE, FAR_CUE_DISTANCE, LAB_FACTORS
 from seglit.text import plural
 
 

@@ -16,7 +16,8 @@ from seglit.data.synthetic import (
     write_synthetic_cityscapes,
     write_synthetic_voc,
 )
-from seglit.data.synthetic_render import CONTEXT_CUE_SHARE, FAR_CUE_DISTANCE, SYNTHETIC_CLASSES
+from seglit.data.synthetic_lab import CONTEXT_CUE_SHARE, FAR_CUE_DISTANCE
+from seglit.data.synthetic_render import SYNTHETIC_CLASSES
 from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset, voc_dir
 
 
@@ -149,7 +150,7 @@ class SyntheticVOCDataModule(_SyntheticDataModule):
         num_workers: DataLoader worker processes.
         **kwargs: other settings of ``SegmentationDataModule``.
 
-    The lab factors are described in ``seglit.data.synthetic_render.LAB_FACTORS`` and
+    The lab factors are described in ``seglit.data.synthetic_lab.LAB_FACTORS`` and
     ``docs/datasets.md`` ("The synthetic lab"); a recipe sets them as
     ``data.init_args.fine_structure: 1.0``.
     """

@@ -3,8 +3,8 @@
 
 The images and masks are drawn by ``seglit.data.synthetic_render`` (the shapes, textures and
 the **synthetic lab** factors ``fine_structure``, ``context``, ``scale_variation`` and
-``far_cue``; see
-``LAB_FACTORS`` / ``describe_lab()``). This module writes them: JPEG images and palette PNG
+``far_cue``, defined in ``seglit.data.synthetic_lab``: see ``LAB_FACTORS`` /
+``describe_lab()``). This module writes them: JPEG images and palette PNG
 masks (pixel value = class index, 255 = void band along object edges) exactly like VOC's
 ``SegmentationClass`` files, so the data is read by the same code that reads real VOC; or
 Cityscapes ``leftImg8bit`` / ``gtFine`` labelIds. A ``SyntheticSpec`` holds every setting the
@@ -30,19 +30,18 @@ import numpy as np
 from PIL import Image
 
 from seglit.data.palette import flat_palette, voc_palette
-from seglit.data.synthetic_render import (
+from seglit.data.synthetic_lab import (
     _LAB_STREAM,
     _LAB_VERSIONS,
     CONTEXT_CUE_SHARE,
     FAR_CUE_DISTANCE,
     LAB_FACTORS,
-    SYNTHETIC_CLASSES,
     LabFactor,
     describe_lab,
     far_cue_min_width,
     lab_params,
-    render_sample,
 )
+from seglit.data.synthetic_render import SYNTHETIC_CLASSES, render_sample
 
 __all__ = [
     "CONTEXT_CUE_SHARE",

@@ -25,14 +25,11 @@ from seglit.data.synthetic import (
     write_synthetic_cityscapes,
     write_synthetic_voc,
 )
+from seglit.data.synthetic_lab import _FAR_BAND_WIDTH, FAR_CUE_DISTANCE, LAB_FACTORS, describe_lab
 from seglit.data.synthetic_render import (
     _CUE_COLOURS,
-    _FAR_BAND_WIDTH,
-    FAR_CUE_DISTANCE,
-    LAB_FACTORS,
     SYNTHETIC_CLASSES,
     _cue_background,
-    describe_lab,
     render_sample,
 )
 from seglit.data.voc import VOCSegmentationDataset

@@ -246,7 +246,7 @@ def test_shallow_backbone_receptive_field_is_the_rates(model, rates) -> None:
 def test_far_cue_distance_lies_between_the_rates_reaches() -> None:
     """The synthetic lab's far_cue band (docs/datasets.md) is out of reach of rates (3, 6, 9)
     for every pixel of a box and within reach of (6, 12, 18) for all of them."""
-    from seglit.data.synthetic_render import _FAR_BOX_WIDTH, FAR_CUE_DISTANCE
+    from seglit.data.synthetic_lab import _FAR_BOX_WIDTH, FAR_CUE_DISTANCE
 
     def reach(rates: tuple[int, ...]) -> int:  # px either side of a pixel
         net = DeepLabV3(5, **shallow_knobs(rates))
