@@ -26,6 +26,9 @@ def write_recipe(write_tiny_recipe):
 # is what `python -m seglit.fit ARGS` does, without paying ~10 s of imports.
 _CHILD = """
 import os, resource, signal, sys
+# Ctrl-C as in a terminal: a runner started in the background of a non-interactive shell
+# (as CI may start pytest) inherits SIGINT ignored, and rightly keeps ignoring it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 if {session!r}:
     os.setsid()  # its own process group: os.killpg(pid, ...) reaches its variants too
 os.chdir({cwd!r})

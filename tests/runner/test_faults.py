@@ -301,8 +301,8 @@ def test_a_killed_runner_stops_its_variant_and_a_rerun_resumes_it(
 ):
     # a SIGINT is forwarded after 2 s (a Ctrl-C reaches the variants by itself): enough
     # epochs that the variant cannot finish in that time on an idle machine (60 epochs of
-    # this tiny net took under 3 s once); a variant that stops costs no more for it
-    epochs = 2000 if signum == signal.SIGINT else 6
+    # this tiny net once did), few enough that the rerun finishes them soon
+    epochs = 300 if signum == signal.SIGINT else 6
     recipe = write_recipe(
         tmp_path, ablation={"model.net.init_args.fusion": ["sum"]}, trainer={
             "accelerator": "cpu", "max_epochs": epochs, "enable_progress_bar": False,
