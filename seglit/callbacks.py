@@ -32,7 +32,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from seglit.evaluation import EvalResult
-from seglit.io import atomic_file, write_json
+from seglit.io import atomic_file, finite, write_json
 from seglit.run_folder import (
     CHECKPOINT_DIR,
     FINISHED,
@@ -157,7 +157,7 @@ class RunSummaryWriter(Callback):
             return
         if result.step != trainer.global_step:
             return  # not this validation's result
-        entry = _finite_record(result.record())
+        entry = finite(result.record())
         self.history = [h for h in self.history if h["step"] != entry["step"]] + [entry]
         if self.best is None or _score(entry) > _score(self.best):
             self.best = entry
@@ -178,7 +178,7 @@ class RunSummaryWriter(Callback):
         if not trainer.is_global_zero:
             return
         payload = {
-            **_finite_record(result.record()),
+            **finite(result.record()),
             "split": _dataset_split(trainer, result.stage),
             "fingerprint": self.fingerprint,
             "num_images": len(result.image_names),
@@ -355,13 +355,6 @@ def _gflops(trainer: L.Trainer, pl_module: L.LightningModule) -> float | None:
 def _score(entry: dict[str, Any]) -> float:
     """An entry's mIoU for ranking (an undefined mIoU ranks last)."""
     return -math.inf if entry.get("mIoU") is None else entry["mIoU"]
-
-
-def _finite_record(record: dict[str, Any]) -> dict[str, Any]:
-    """NaN -> None in a record's scalars and per-class IoU (JSON has no NaN)."""
-    out = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
-    out["IoU"] = {k: None if v is None or math.isnan(v) else v for k, v in record["IoU"].items()}
-    return out
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -78,7 +78,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as indented JSON, atomically (NaN written as ``null``)."""
-    atomic_write_text(path, json.dumps(_finite(payload), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(finite(payload), indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any | None:
@@ -98,11 +98,12 @@ def read_json(path: str | os.PathLike) -> Any | None:
         raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """``value`` with every NaN (nested in mappings and lists too) as ``None``: JSON has no NaN."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value

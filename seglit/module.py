@@ -368,7 +368,7 @@ class SegmentationModule(L.LightningModule):
         )
         loss_sums = pixel_loss.double().sum(dim=(-2, -1)).cpu()
         loss_weights = weights.sum(dim=(-2, -1)).cpu()
-        checker = self._checkerboard(log_probs.exp(), valid)
+        checker = self._checkerboard(log_probs, valid, probabilities=True)
         checker_logits = self._checkerboard(log_probs, valid)
         rank = self.global_rank
         names = batch.get("name") or [
@@ -387,12 +387,15 @@ class SegmentationModule(L.LightningModule):
                 )
             )
 
-    def _checkerboard(self, maps: Tensor, valid: Tensor) -> Tensor:
-        """Per-image checkerboard score of ``maps`` (probabilities or log-probabilities,
-        ``(N, C, H, W)``) at the net's output stride (NaN when off)."""
+    def _checkerboard(
+        self, log_probs: Tensor, valid: Tensor, probabilities: bool = False
+    ) -> Tensor:
+        """Per-image checkerboard score of ``log_probs`` (``(N, C, H, W)``), or of their
+        probabilities with ``probabilities``, at the net's output stride (NaN when off)."""
         period = getattr(self.net, "output_stride", None) or 2
         if not self.measure_checkerboard or period < 2:
-            return torch.full((maps.shape[0],), math.nan, dtype=torch.float64)
+            return torch.full((log_probs.shape[0],), math.nan, dtype=torch.float64)
+        maps = log_probs.exp() if probabilities else log_probs
         scores = []
         for probs, mask in zip(maps, valid):
             # a pad-collated image ends where its mask's last labelled row / column is

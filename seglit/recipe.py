@@ -498,14 +498,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
-                first = seen.setdefault(key, line)
+                first = seen.get(key)
+                seen.setdefault(key, line)
             except TypeError:
                 continue  # an unhashable key: the base loader says why
-            if first != line:
+            if first is not None:  # on another line, or twice in one {...} on the same line
+                where = f"lines {first} and {line}" if first != line else f"line {line} (twice)"
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"duplicate key {key!r} on lines {first} and {line} (only one may stay)",
+                    f"duplicate key {key!r} on {where} (only one may stay)",
                     key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)

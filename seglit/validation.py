@@ -102,7 +102,11 @@ LARGEST_IMAGES = {
 """``(height, width)`` bounding the images of seglit's real datasets, by datamodule class name.
 The synthetic datamodules' images are ``min_size``..``max_size`` px a side."""
 
-_SYNTHETIC = ("SyntheticVOCDataModule", "SyntheticCityscapesDataModule")
+_SYNTHETIC = (
+    "SyntheticVOCDataModule",
+    "SyntheticCityscapesDataModule",
+    "SyntheticFarCueDataModule",
+)
 
 
 def largest_image(data: Any) -> tuple[int, int] | None:

@@ -32,7 +32,7 @@ _private_temp_dir()
 # modules, as tests/launcher/conftest.py does for local_slurm (tests import in importlib mode).
 sys.path.append(str(Path(__file__).parent))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # never the network, whatever the shell says
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.pop("WANDB_API_KEY", None)
@@ -65,6 +65,7 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = tmp_path_factory.mktemp("cache")
     os.environ["SEGLIT_CACHE"] = str(cache / "seglit")
     os.environ["TORCH_HOME"] = str(cache / "torch")
+    os.environ["HF_HOME"] = str(cache / "hf")  # smp/timm weights: never the user's cache
     os.environ["WANDB_CONFIG_DIR"] = str(cache / "wandb_config")
     os.environ["WANDB_CACHE_DIR"] = str(cache / "wandb_cache")
 

@@ -133,8 +133,9 @@ def test_a_crop_larger_than_any_scaled_image_is_named_with_the_largest_useful_cr
     ]
     city = _data("seglit.data.CityscapesDataModule", [1024, 2100], [0.5, 1.0])
     assert "crop_size: [1024, 2100]; expected at most [1024, 2048]" in config_problems(city)[0]
-    lab = _data("seglit.data.SyntheticVOCDataModule", 197, [0.75, 1.5], max_size=131)
-    assert "crop_size: 197; expected at most [196, 196]" in config_problems(lab)[0]
+    for lab_class in ("SyntheticVOCDataModule", "SyntheticFarCueDataModule"):
+        lab = _data(f"seglit.data.{lab_class}", 197, [0.75, 1.5], max_size=131)
+        assert "crop_size: 197; expected at most [196, 196]" in config_problems(lab)[0]
 
 
 def test_crops_the_data_can_fill_and_unknown_data_are_fine():

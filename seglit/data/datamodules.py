@@ -12,7 +12,6 @@ from seglit.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, Citys
 from seglit.data.synthetic import (
     MARKER_NAME,
     SyntheticSpec,
-    cache_dir,  # noqa: F401  (seglit.data.datamodules.cache_dir, where it was defined)
     write_synthetic_cityscapes,
     write_synthetic_voc,
 )

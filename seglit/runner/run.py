@@ -147,8 +147,9 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
         overrides, block = split_overrides(overrides)  # --launcher.KEY=VALUE
         launcher = launcher_settings(recipe, options.smoke, block)
         overrides = {**launcher.trainer_overrides(), **overrides}
-    # Every problem found before training, one line each; other checks append to it too.
-    problems = runner_problems(options.progress_interval, options.parallel)
+    # Every problem found before training, one line each (quick_check raised on the runner's
+    # own flags and on what it can see without torch).
+    problems: list[str] = []
 
     def resolve(config: dict[str, Any], source: str) -> dict[str, Any] | None:
         try:

@@ -136,6 +136,22 @@ class _Tracked:
         return f"[{self.plan.index}/{self.total}] {self.plan.name}"
 
 
+def queued_job(
+    entry: dict[str, Any] | None, digest: str, states: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """``(job, stale)`` of a variant's recorded submission: ``job`` when it is queued or
+    running for this config (``digest``), ``stale`` when it is queued or running for another
+    one (a config changed since, its folder archived by ``--rerun-changed``): that job must
+    be cancelled, never taken for this config's run.
+    """
+    job = (entry or {}).get("job")
+    if not job or states.get(job) not in ACTIVE_STATES:
+        return None, None
+    if (entry or {}).get("fingerprint") != digest:
+        return None, job
+    return job, None
+
+
 def launch(
     launcher: str,
     recipe: Any,
@@ -173,10 +189,13 @@ def launch(
     to_submit, active = [], []
     for plan in selected:
         prefix = f"[{plan.index}/{total}] {plan.name}"
-        job = (record["variants"].get(plan.name) or {}).get("job")
+        job, stale = queued_job(record["variants"].get(plan.name), plan.fingerprint.digest, states)
+        if stale:
+            subprocess.run(["scancel", stale], check=False, capture_output=True)
+            console.line(f"{prefix}: job {stale} was for another config; cancelled")
         if plan.status == FINISHED:
             console.line(f"{prefix}: finished earlier, skipped")
-        elif job and states.get(job) in ACTIVE_STATES:
+        elif job:
             console.line(f"{prefix}: {states[job].lower()} as job {job}; not submitted again")
             active.append(_Tracked(plan, None, job, total))
         else:

@@ -14,7 +14,6 @@ from seglit.run_folder import (
     CONFIG_FILE,
     FAILED,
     FINISHED,
-    LOCK_FILE,
     MISMATCH,
     PROGRESS_FILE,
     TRAIN_LOG,
@@ -47,16 +46,13 @@ class VariantTask:
 
     def __call__(self) -> str:
         """Train the variant; returns its status (``finished``, ``failed``, ``skipped``)."""
-        from filelock import FileLock, Timeout
-
         from seglit.checkpoints import resume_checkpoint
+        from seglit.runner.lock import try_lock
 
         rank = int(os.environ.get("SLURM_PROCID", "0"))
         if rank == 0:
-            self._lock = FileLock(str(self.run_dir / LOCK_FILE))
-            try:
-                self._lock.acquire(timeout=0)
-            except Timeout:
+            self._lock = try_lock(self.run_dir)
+            if self._lock is None:
                 print(f"{self.name}: being trained by another process right now; skipped")
                 return "skipped"
             for note in restore_metrics(self.run_dir, self.digest):

@@ -12,11 +12,10 @@ nor Lightning (nor matplotlib, until a plot is drawn).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from seglit.io import atomic_write_text
+from seglit.io import atomic_write_text, write_json
 from seglit.run_folder import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD
 from seglit.summary.plots import write_plots
 from seglit.summary.rows import Row, build_rows, row_dict
@@ -44,5 +43,5 @@ def write_summary(recipe_dir: str | Path, recipe_name: str, rows: list[Row]) -> 
     atomic_write_text(markdown, f"# {recipe_name}\n\n{summary_text(rows)}\n")
     atomic_write_text(table, csv_text(rows))
     payload = {"recipe": recipe_name, "rows": [asdict(r) for r in rows]}
-    atomic_write_text(record, json.dumps(payload, indent=2))
+    write_json(record, payload)
     return [markdown, table, record, *write_plots(rows, recipe_dir)]

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from seglit import IGNORE_INDEX
 from seglit.evaluation import EvalResult
+from seglit.io import finite
 from seglit.visualize import comparison_panel, denormalize
 
 VOID_LABEL = "void"
@@ -48,7 +49,7 @@ def iou_table(iou: Mapping[str, float]):
     """A ``wandb.Table`` with one row ``(class, IoU)`` per class (``None`` if undefined)."""
     import wandb
 
-    rows = [[name, _finite_or_none(value)] for name, value in iou.items()]
+    rows = [[name, finite(value)] for name, value in iou.items()]
     return wandb.Table(columns=["class", "IoU"], data=rows)
 
 
@@ -296,7 +297,3 @@ def pad_samples(
     return out
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from seglit.io import finite
 from seglit.run_folder import SUMMARY_RUN_DIR, new_run_id
 from seglit.summary.rows import row_dict
 from seglit.summary.tables import CSV_FIELDS
@@ -39,9 +40,9 @@ def summary_table_rows(rows: Sequence[Any]) -> tuple[list[str], list[list[Any]]]
     for d in dicts:
         labels = d.get("labels") or {}
         ious = d.get("per_class_iou") or {}
-        line = [_finite_or_none(d.get(f)) for f in SUMMARY_FIELDS]
+        line = [finite(d.get(f)) for f in SUMMARY_FIELDS]
         line += [labels.get(a) for a in axes]
-        line += [_finite_or_none(ious.get(c)) for c in classes]
+        line += [finite(ious.get(c)) for c in classes]
         data.append(line)
     return columns, data
 
@@ -134,7 +135,3 @@ def _summary_run_id(save_dir: Path, recipe_name: str) -> str:
     return run_id
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -7,6 +7,7 @@ daemons run as root except ``munged`` (as user ``munge``, as Debian runs it). Cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -72,7 +73,8 @@ class LocalSlurm:
                     break
                 time.sleep(0.05)
             else:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.munge, ignore_errors=True)
 
 

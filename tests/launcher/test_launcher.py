@@ -18,7 +18,7 @@ from seglit.fit import main
 from seglit.recipe import RecipeError
 from seglit.runner.launch import Child
 from seglit.runner.launcher_block import LauncherSettings
-from seglit.runner.slurm import SUBMITTED_FILE
+from seglit.runner.slurm import SUBMITTED_FILE, queued_job
 from seglit.runner.slurm_task import VariantTask
 
 
@@ -200,3 +200,12 @@ def test_only_rank_0_locks_and_records_other_ranks_resume_alike(tmp_path, monkey
     assert started == [["fit", "--config", str(tmp_path / "config.yaml"),
                         "--ckpt_path", str(tmp_path / "checkpoints" / "last.ckpt")]]  # fmt: skip
     lock.release()
+
+
+def test_a_job_queued_for_another_config_is_cancelled_not_taken_for_this_one():
+    states = {"7": "PENDING", "8": "RUNNING", "9": "COMPLETED"}
+    same = {"job": "7", "fingerprint": "abc"}
+    assert queued_job(same, "abc", states) == ("7", None)  # this config's job: not resubmitted
+    assert queued_job({"job": "8", "fingerprint": "old"}, "abc", states) == (None, "8")
+    assert queued_job({"job": "9", "fingerprint": "abc"}, "abc", states) == (None, None)
+    assert queued_job(None, "abc", states) == (None, None)

@@ -82,8 +82,9 @@ def test_cancelled_and_preempted_tasks_resume(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     recipe = write_tiny_recipe(tmp_path / "r.yaml")
     out_dir = tmp_path / "runs" / "tiny_skip"
+    # 40 epochs: with 6, a variant could finish before the signals below reach it
     argv = [str(recipe), "--out", str(tmp_path / "runs"), "--launcher", "slurm",
-            "--trainer.max_epochs=6"]  # fmt: skip
+            "--trainer.max_epochs=40"]  # fmt: skip
     assert main(argv) == 0  # submits and returns
     assert "submitted 2 variants" in capsys.readouterr().out
     first = json.loads((out_dir / SLURM_DIR / SUBMITTED_FILE).read_text())["variants"]

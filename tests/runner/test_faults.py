@@ -107,15 +107,20 @@ def test_a_full_disk_fails_the_variant_cleanly_and_a_rerun_finishes(
     assert len(names) == 2 and names[1] == "last.ckpt" and names[0].startswith("best-")
 
 
-def test_a_damaged_metrics_file_is_kept_aside_and_restored_not_retrained(
-    tmp_path, write_recipe, run_fit
-):
+def _finished_variant(tmp_path, write_recipe, run_fit):
+    """A one-variant tiny recipe trained to the end: ``(recipe, out, run folder, metrics)``."""
     recipe = write_recipe(tmp_path, ablation={"model.net.init_args.fusion": ["sum"]})
     out = tmp_path / "runs"
     run = out / "tiny_skip" / "sum"
     assert run_fit(recipe, "--out", out, cwd=tmp_path).returncode == 0
-    original = json.loads((run / "metrics.json").read_text())
-    (run / "metrics.json").write_text('{"status": "fini')  # garbled (a deleted one: test_artifacts)
+    return recipe, out, run, json.loads((run / "metrics.json").read_text())
+
+
+def test_a_damaged_metrics_file_is_kept_aside_and_restored_not_retrained(
+    tmp_path, write_recipe, run_fit
+):
+    recipe, out, run, original = _finished_variant(tmp_path, write_recipe, run_fit)
+    (run / "metrics.json").write_text('{"status": "fini')  # garbled
     again = run_fit(recipe, "--out", out, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "restored from checkpoints/final_metrics.json" in again.stdout
@@ -345,6 +350,13 @@ def test_a_key_stated_twice_in_a_recipe_is_refused_with_both_lines(tmp_path, wri
     )
 
 
+def test_a_key_twice_in_one_flow_mapping_is_refused_too():
+    from seglit.recipe import RecipeError, load_yaml
+
+    with pytest.raises(RecipeError, match=r"duplicate key 'max_epochs' on line 1 \(twice\)"):
+        load_yaml("trainer: {max_epochs: 2, max_epochs: 5}\n", "r.yaml")
+
+
 def test_merge_keys_may_still_be_overridden():
     from seglit.recipe import load_yaml
 
@@ -355,11 +367,7 @@ def test_merge_keys_may_still_be_overridden():
 def test_a_record_rebuilt_from_a_checkpoint_says_so_and_marks_what_it_cannot_know(
     tmp_path, write_recipe, run_fit
 ):
-    recipe = write_recipe(tmp_path, ablation={"model.net.init_args.fusion": ["sum"]})
-    out = tmp_path / "runs"
-    run = out / "tiny_skip" / "sum"
-    assert run_fit(recipe, "--out", out, cwd=tmp_path).returncode == 0
-    original = json.loads((run / "metrics.json").read_text())
+    recipe, out, run, original = _finished_variant(tmp_path, write_recipe, run_fit)
     assert original["train_images_per_sec"] and original["peak_mem_mb"]
     (run / "metrics.json").unlink()
     (run / "checkpoints" / "final_metrics.json").unlink()
