@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from seglit.data.palette import flat_palette, voc_palette
-from seglit.data.synthetic import render_sample
+from seglit.data.synthetic import SyntheticSpec, render_sample
 from seglit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_train_transform
 from seglit.data.voc import VOCSegmentationDataset
 
@@ -57,7 +57,9 @@ def write_voc_sized_tree(root: Path, count: int) -> None:
     for index in range(count):
         rng = np.random.default_rng(index)
         size = 375 if index % 4 else 500  # mostly landscape, some portrait, like VOC
-        image, label = render_sample(rng, min_size=size, max_size=size, max_objects=6)
+        image, label = render_sample(
+            rng, SyntheticSpec(min_size=size, max_size=size, max_objects=6)
+        )
         image = cv2.resize(image, (500 if size == 375 else 375, size))
         label = cv2.resize(label, (image.shape[1], size), interpolation=cv2.INTER_NEAREST)
         image_id = f"bench_{index:05d}"

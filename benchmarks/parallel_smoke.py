@@ -1,12 +1,12 @@
 """Benchmark: a shipped smoke ablation one variant at a time against two side by side.
 
-On a CPU the recipe runner trains one variant at a time with every core (the default).
-``--parallel 2`` trains two at a time with ``cores // 2`` threads each (one per variant on
-2 cores). This script runs the same shipped smoke both ways, interleaved by round (A, B,
-then B, A, ...), each into its own fresh output folder with the synthetic data cached
-beforehand, and reports the runner's wall time per mode, the paired ratio, and whether the
-two modes gave the same summary digits (they need not: another thread count sums floats in
-another order).
+On a CPU with 2+ cores the recipe runner trains two variants at a time with ``cores // 2``
+threads each (the default, ``--parallel 2``: one thread per variant on 2 cores);
+``--parallel 1`` trains one at a time with every core. This script runs the same shipped
+smoke both ways, interleaved by round (A, B, then B, A, ...), each into its own fresh output
+folder with the synthetic data cached beforehand, and reports the runner's wall time per
+mode, the paired ratio, and whether the two modes gave the same summary digits (they need
+not: another thread count sums floats in another order).
 
     python benchmarks/parallel_smoke.py recipes/ablation_upsample.yaml            # 1 round
     python benchmarks/parallel_smoke.py recipes/ablation_skip.yaml --rounds 2
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import fmt, print_table, ratio  # noqa: E402
 from runner_overhead import write_recipe  # noqa: E402
 
-MODES = {"default": [], "parallel2": ["--parallel", "2"]}
+MODES = {"serial": ["--parallel", "1"], "parallel2": ["--parallel", "2"]}
 
 
 def run(recipe: Path, extra: list[str], out: Path) -> tuple[float, float, dict[str, float | None]]:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         [
             [
                 mode,
-                str(cores if mode == "default" else max(1, (cores or 1) // 2)),
+                str(cores if mode == "serial" else max(1, (cores or 1) // 2)),
                 fmt(statistics.median(walls[mode]), ".1f"),
                 fmt(min(walls[mode]), ".1f"),
                 fmt(max(walls[mode]), ".1f"),
@@ -123,17 +123,17 @@ def main(argv: list[str] | None = None) -> None:
             for mode in MODES
         ],
     )
-    paired = [ratio(p, d) for p, d in zip(walls["parallel2"], walls["default"])]
+    paired = [ratio(p, d) for p, d in zip(walls["parallel2"], walls["serial"])]
     median = fmt(statistics.median(paired))
-    print(f"ratio parallel2 / default (runner wall, paired by round): {median}")
-    mem = ratio(statistics.median(peaks["parallel2"]), statistics.median(peaks["default"]))
-    print(f"mem ratio parallel2 / default (peak of the runner's process tree): {fmt(mem)}")
-    same = results["default"] == results["parallel2"]
+    print(f"ratio parallel2 / serial (runner wall, paired by round): {median}")
+    mem = ratio(statistics.median(peaks["parallel2"]), statistics.median(peaks["serial"]))
+    print(f"mem ratio parallel2 / serial (peak of the runner's process tree): {fmt(mem)}")
+    same = results["serial"] == results["parallel2"]
     print(f"same mean mIoU per variant in both modes: {same}")
     if not same:
-        for name, value in results["default"].items():
+        for name, value in results["serial"].items():
             other = results["parallel2"].get(name)
-            print(f"  {name}: {fmt(value, '.4f')} (default) vs {fmt(other, '.4f')} (parallel2)")
+            print(f"  {name}: {fmt(value, '.4f')} (serial) vs {fmt(other, '.4f')} (parallel2)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from seglit.data.palette import voc_palette
-from seglit.data.synthetic import write_synthetic_voc
+from seglit.data.synthetic import SyntheticSpec, write_synthetic_voc
 from seglit.data.synthetic_lab import _LAB_STREAM, LAB_FACTORS
 from seglit.data.synthetic_render import SYNTHETIC_CLASSES, render_sample
 
@@ -36,8 +36,8 @@ def sample(seed: int, index: int, **factors) -> tuple[np.ndarray, np.ndarray]:
     """Image ``index`` of ``write_synthetic_voc(seed=seed, **factors)``, as arrays."""
     return render_sample(
         np.random.default_rng([seed, index]),
+        SyntheticSpec(seed=seed, **factors),
         lab_rng=np.random.default_rng([seed, index, _LAB_STREAM]),
-        **factors,
     )
 
 

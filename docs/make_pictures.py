@@ -23,7 +23,7 @@ from PIL import Image
 from scipy import ndimage
 
 from seglit.data.palette import voc_palette
-from seglit.data.synthetic import SYNTHETIC_CLASSES, render_sample
+from seglit.data.synthetic import SYNTHETIC_CLASSES, SyntheticSpec, render_sample
 from seglit.summary.plots import plot_class_heatmap, plot_miou
 from seglit.visualize import comparison_panel, legend_below, overlay
 
@@ -73,7 +73,7 @@ def main() -> None:
         save_small(plot(rows, OUT / name), OUT / name)
 
     rng = np.random.default_rng(2)
-    image, label = render_sample(rng, min_size=200, max_size=240, max_objects=4)
+    image, label = render_sample(rng, SyntheticSpec(min_size=200, max_size=240, max_objects=4))
     pred = simulated_prediction(label, rng)
     palette = voc_palette(len(SYNTHETIC_CLASSES))
     tinted = legend_below(overlay(image, pred, palette), pred, SYNTHETIC_CLASSES, palette)

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from seglit.fit import main as run_recipe
 
         # like `python -m seglit.fit`: nothing has touched torch yet, so variants may fork
-        raise SystemExit(run_recipe(args[1:], fork=True))
+        raise SystemExit(run_recipe(args[1:], fork=True, prog="seglit run"))
     if command == "export":
         from seglit.export import main as export
 

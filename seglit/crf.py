@@ -55,12 +55,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DenseCRF", "synthetic_scene"]
+__all__ = ["DEEPLAB_V1", "DEEPLAB_V2", "CRFParams", "DenseCRF", "synthetic_scene"]
 
 UNARY_CLIP = 1e-5  # pydensecrf.utils.unary_from_softmax's default ``clip``
 _MAX_KEY = 2**62  # packed lattice keys (with the blur neighbours' margin) must stay below this
@@ -304,8 +305,35 @@ class _Filter:
         return self.filter(ones, values, spare, bound).view(-1)
 
 
+@dataclass(frozen=True)
+class CRFParams:
+    """Values of :class:`DenseCRF`'s arguments (same names); the defaults are DeepLab v2's.
+
+    The one place the defaults are written: :class:`DenseCRF`'s arguments and the ``crf_*``
+    fields of :class:`seglit.inference.InferenceConfig` take theirs from :data:`DEEPLAB_V2`.
+    """
+
+    iterations: int = 10
+    gaussian_weight: float = 3.0
+    gaussian_sxy: float = 3.0
+    bilateral_weight: float = 4.0
+    bilateral_sxy: float = 67.0
+    bilateral_srgb: float = 3.0
+
+
+DEEPLAB_V2 = CRFParams()
+"""DeepLab v2's VOC values (Chen et al., TPAMI 2018; ``deeplab-public-ver2`` ResNet-101):
+``w_b = 4, s_xy = 67, s_rgb = 3, w_g = 3, s_g = 3``, 10 iterations."""
+DEEPLAB_V1 = CRFParams(bilateral_sxy=121.0, bilateral_srgb=5.0)
+"""DeepLab v1's VOC values (Chen et al., ICLR 2015; ``deeplab-public``):
+``w_b = 4, s_xy = 121, s_rgb = 5, w_g = 3, s_g = 3``, 10 iterations: DeepLab-CRF-LargeFOV's
+cross-validated ``w_1, sigma_alpha, sigma_beta`` (the paper fixes ``w_2 = sigma_gamma = 3``)."""
+
+
 class DenseCRF(nn.Module):
     """Mean-field dense CRF refinement of class probabilities (pydensecrf's algorithm).
+
+    The defaults are :data:`DEEPLAB_V2`'s.
 
     Args:
         iterations: mean-field steps (DeepLab: 10).
@@ -318,12 +346,12 @@ class DenseCRF(nn.Module):
 
     def __init__(
         self,
-        iterations: int = 10,
-        gaussian_weight: float = 3.0,
-        gaussian_sxy: float = 3.0,
-        bilateral_weight: float = 4.0,
-        bilateral_sxy: float = 67.0,
-        bilateral_srgb: float = 3.0,
+        iterations: int = DEEPLAB_V2.iterations,
+        gaussian_weight: float = DEEPLAB_V2.gaussian_weight,
+        gaussian_sxy: float = DEEPLAB_V2.gaussian_sxy,
+        bilateral_weight: float = DEEPLAB_V2.bilateral_weight,
+        bilateral_sxy: float = DEEPLAB_V2.bilateral_sxy,
+        bilateral_srgb: float = DEEPLAB_V2.bilateral_srgb,
     ) -> None:
         super().__init__()
         checks = {
@@ -345,22 +373,19 @@ class DenseCRF(nn.Module):
         self.bilateral_srgb = float(bilateral_srgb)
 
     @classmethod
-    def deeplab_v2(cls, iterations: int = 10) -> DenseCRF:
-        """DeepLab v2's VOC values (Chen et al., TPAMI 2018; ``deeplab-public-ver2`` ResNet-101).
-
-        ``w_b = 4, s_xy = 67, s_rgb = 3, w_g = 3, s_g = 3`` (the constructor's defaults).
-        """
-        return cls(iterations, 3.0, 3.0, 4.0, 67.0, 3.0)
+    def from_params(cls, params: CRFParams) -> DenseCRF:
+        """The CRF with the values of ``params``."""
+        return cls(**asdict(params))
 
     @classmethod
-    def deeplab_v1(cls, iterations: int = 10) -> DenseCRF:
-        """DeepLab v1's VOC values (Chen et al., ICLR 2015; ``deeplab-public``).
+    def deeplab_v2(cls, iterations: int = DEEPLAB_V2.iterations) -> DenseCRF:
+        """:data:`DEEPLAB_V2`'s values (the constructor's defaults), ``iterations`` steps."""
+        return cls.from_params(replace(DEEPLAB_V2, iterations=iterations))
 
-        ``w_b = 4, s_xy = 121, s_rgb = 5, w_g = 3, s_g = 3``: DeepLab-CRF-LargeFOV's
-        cross-validated ``w_1, sigma_alpha, sigma_beta`` (the paper fixes
-        ``w_2 = sigma_gamma = 3``).
-        """
-        return cls(iterations, 3.0, 3.0, 4.0, 121.0, 5.0)
+    @classmethod
+    def deeplab_v1(cls, iterations: int = DEEPLAB_V1.iterations) -> DenseCRF:
+        """:data:`DEEPLAB_V1`'s values, ``iterations`` steps."""
+        return cls.from_params(replace(DEEPLAB_V1, iterations=iterations))
 
     def extra_repr(self) -> str:
         return (

@@ -53,10 +53,11 @@ def parse_overrides(extra: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m seglit.fit``."""
+def build_parser(prog: str = "python -m seglit.fit") -> argparse.ArgumentParser:
+    """The argument parser of ``python -m seglit.fit`` (``prog``: the name usage lines show,
+    ``seglit run`` for the same command there)."""
     parser = argparse.ArgumentParser(
-        prog="python -m seglit.fit",
+        prog=prog,
         description="Run every variant of an ablation recipe and summarise the results.",
         epilog="Any --dotted.key=value argument overrides that config key in every variant. "
         "Exit status: 0 all finished, 1 a variant failed, 2 a recipe/config/data problem "
@@ -87,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--parallel",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="run N variants side by side: variant i on GPU slot i %% N "
-        "(CUDA_VISIBLE_DEVICES), CPU variants sharing the cores; default 1",
+        "(CUDA_VISIBLE_DEVICES), CPU variants sharing the cores; default 2 on a CPU with "
+        "2+ cores (cores // 2 threads each), else 1",
     )
     parser.add_argument(
         "--rerun-changed",
@@ -134,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, fork: bool = False) -> int:
+def main(
+    argv: list[str] | None = None, fork: bool = False, prog: str = "python -m seglit.fit"
+) -> int:
     """Entry point; returns the exit status (0 when every selected variant finished).
 
     Args:
@@ -143,8 +147,9 @@ def main(argv: list[str] | None = None, fork: bool = False) -> int:
             the ~10 s of imports per variant. Only the command line (``python -m
             seglit.fit``) does: a process that already ran torch work cannot fork safely
             (see :mod:`seglit.runner.launch`).
+        prog: The command's name in usage and error lines.
     """
-    parser = build_parser()
+    parser = build_parser(prog)
     args, extra = parser.parse_known_args(argv)
     recipe_and_smoke(parser, args)
     try:
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None, fork: bool = False) -> int:
         stray = ["--wait"] * args.wait + [f"--{k}" for k in overrides if k.startswith("launcher.")]
         if stray and not args.launcher:
             raise RecipeError(f"{' '.join(stray)}: only with --launcher slurm")
-        if args.parallel < 1:
+        if args.parallel is not None and args.parallel < 1:
             raise RecipeError(f"--parallel must be >= 1, got {args.parallel}")
         if args.recipe.is_dir():
             raise RecipeError(

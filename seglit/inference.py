@@ -19,14 +19,14 @@ TTA is used, because ``log_softmax`` is idempotent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglit.crf import DenseCRF
+from seglit.crf import DEEPLAB_V2, CRFParams, DenseCRF
 from seglit.models.blocks import scaled_length
 
 __all__ = [
@@ -55,7 +55,9 @@ def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
 class InferenceConfig:
     """How validation/test/predict turn images into per-pixel class scores.
 
-    Set from YAML as ``model.inference.mode: slide`` etc.
+    Set from YAML as ``model.inference.mode: slide`` etc. The ``crf_*`` fields are
+    :class:`seglit.crf.DenseCRF`'s arguments of the same name, with its defaults
+    (:data:`seglit.crf.DEEPLAB_V2`).
 
     Args:
         mode: ``"whole"`` (one forward pass per image) or ``"slide"`` (sliding window).
@@ -91,12 +93,12 @@ class InferenceConfig:
     slide_batch_size: int = 1
     align_corners: bool = False
     crf: bool = False
-    crf_iterations: int = 10
-    crf_gaussian_weight: float = 3.0
-    crf_gaussian_sxy: float = 3.0
-    crf_bilateral_weight: float = 4.0
-    crf_bilateral_sxy: float = 67.0
-    crf_bilateral_srgb: float = 3.0
+    crf_iterations: int = DEEPLAB_V2.iterations
+    crf_gaussian_weight: float = DEEPLAB_V2.gaussian_weight
+    crf_gaussian_sxy: float = DEEPLAB_V2.gaussian_sxy
+    crf_bilateral_weight: float = DEEPLAB_V2.bilateral_weight
+    crf_bilateral_sxy: float = DEEPLAB_V2.bilateral_sxy
+    crf_bilateral_srgb: float = DEEPLAB_V2.bilateral_srgb
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -133,15 +135,9 @@ class InferenceConfig:
 
     def build_crf(self) -> DenseCRF:
         """The :class:`DenseCRF` described by the ``crf_*`` fields."""
+        params = {f.name: getattr(self, f"crf_{f.name}") for f in fields(CRFParams)}
         try:
-            return DenseCRF(
-                iterations=self.crf_iterations,
-                gaussian_weight=self.crf_gaussian_weight,
-                gaussian_sxy=self.crf_gaussian_sxy,
-                bilateral_weight=self.crf_bilateral_weight,
-                bilateral_sxy=self.crf_bilateral_sxy,
-                bilateral_srgb=self.crf_bilateral_srgb,
-            )
+            return DenseCRF(**params)
         except ValueError as err:
             raise ValueError(f"inference.crf_*: {err}") from None
 

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from seglit.iou import class_iou
+
 __all__ = [
     "SegmentationMetrics",
     "checkerboard_score",
@@ -166,13 +168,11 @@ def metrics_from_confmat(confmat: Tensor) -> dict[str, Tensor]:
     cm = confmat.to(torch.float64)
     tp = cm.diagonal()
     gt = cm.sum(dim=1)  # TP + FN
-    pred = cm.sum(dim=0)  # TP + FP
-    union = gt + pred - tp
     total = cm.sum()
     nan = torch.tensor(math.nan, dtype=torch.float64, device=cm.device)
 
-    iou = torch.where(union > 0, tp / union.clamp(min=1), nan)
-    has_union = union > 0
+    iou = class_iou(cm, torch)
+    has_union = ~iou.isnan()  # counts are finite: NaN exactly where the union is empty
     miou = iou[has_union].mean() if bool(has_union.any()) else nan
     present = gt > 0
     macc = (tp[present] / gt[present]).mean() if bool(present.any()) else nan

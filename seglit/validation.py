@@ -194,14 +194,14 @@ def config_problems(config: dict[str, Any], source: str = "") -> list[str]:
     return [prefix + problem for problem in found]
 
 
-def runner_problems(progress_interval: float, parallel: int) -> list[str]:
+def runner_problems(progress_interval: float, parallel: int | None) -> list[str]:
     """The recipe runner's own flags."""
     problems = []
     if not progress_interval > 0:
         problems.append(
             f"--progress-interval: {progress_interval}; expected seconds > 0 between progress lines"
         )
-    if parallel < 1:
+    if parallel is not None and parallel < 1:
         problems.append(f"--parallel: {parallel}; expected >= 1")
     return problems
 

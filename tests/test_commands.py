@@ -88,7 +88,7 @@ def test_seglit_help_lists_the_command_family_without_loading_torch() -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("command", "expected"),
-    [("run", "usage: python -m seglit.fit"), ("predict", "seglit predict RUN_DIR IMAGES")],
+    [("run", "usage: seglit run"), ("predict", "seglit predict RUN_DIR IMAGES")],
 )
 def test_the_non_lightning_verbs_help_without_loading_torch(command, expected) -> None:
     result = _help(command, "--help")

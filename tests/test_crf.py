@@ -8,13 +8,15 @@ relies on: distributions out, determinism, batch independence, no autograd graph
 from __future__ import annotations
 
 import statistics
+from dataclasses import asdict, fields
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from seglit.crf import DenseCRF, synthetic_scene
+from seglit.crf import DEEPLAB_V1, DEEPLAB_V2, DenseCRF, synthetic_scene
+from seglit.inference import InferenceConfig
 
 H, W = 64, 64
 REFERENCE_REASON = "pydensecrf2 (the C++ reference, pip install 'seglit[crf]') is not installed"
@@ -311,6 +313,16 @@ def test_presets():
     for crf in (v1, v2):
         assert (crf.gaussian_sxy, crf.gaussian_weight, crf.iterations) == (3.0, 3.0, 10)
     assert vars(DenseCRF()) == vars(v2)
+    v1_short = DenseCRF(3, bilateral_sxy=121.0, bilateral_srgb=5.0)
+    assert vars(DenseCRF.deeplab_v1(3)) == vars(v1_short)
+    assert vars(DenseCRF.from_params(DEEPLAB_V1)) == vars(v1)
+
+
+def test_inference_config_has_the_crfs_arguments_and_defaults():
+    """``inference.crf_<name>`` is DenseCRF's ``<name>``, with DenseCRF's default."""
+    defaults = {f.name: f.default for f in fields(InferenceConfig) if f.name.startswith("crf_")}
+    assert defaults == {f"crf_{name}": value for name, value in asdict(DEEPLAB_V2).items()}
+    assert vars(InferenceConfig(crf=True).build_crf()) == vars(DenseCRF())
 
 
 def test_synthetic_scene_is_deterministic():

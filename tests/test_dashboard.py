@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from seglit.recipe import load_recipe, parse_recipe
+from seglit.recipe import Recipe, load_recipe, parse_recipe
 from seglit.wandb import workspace as dashboard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +41,11 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         import wandb
 
         monkeypatch.setattr(wandb, "Api", refuse)
+
+
+def spec_of(recipe: Recipe, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The JSON spec of the recipe's workspace (arguments as ``workspace_for``)."""
+    return dashboard.workspace_spec(dashboard.workspace_for(recipe, *args, **kwargs))
 
 
 def sections(spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -90,7 +95,7 @@ def run_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProces
 @pytest.mark.parametrize("path", [SKIP, DILATION], ids=["skip", "dilation"])
 def test_runset_is_the_recipe_group_grouped_by_recipe_and_config(path: Path) -> None:
     recipe = load_recipe(path)
-    spec = dashboard.workspace_spec(recipe, entity="team", project="proj")
+    spec = spec_of(recipe, entity="team", project="proj")
     assert (spec["entity"], spec["project"], spec["displayName"]) == ("team", "proj", recipe.name)
     (runset,) = spec["spec"]["section"]["runSets"]
     filters = {(f["key"]["name"], f["op"]): f["value"] for f in runset["filters"]["filters"]}
@@ -115,7 +120,7 @@ def test_parallel_coordinates_columns_are_the_axes_then_miou(
     path: Path, columns: list[str]
 ) -> None:
     recipe = load_recipe(path)
-    spec = dashboard.workspace_spec(recipe)
+    spec = spec_of(recipe)
     (panel,) = panels_of(spec, "Parallel Coordinates Plot", "Ablation axes")
     accessors = [c["accessor"] for c in panel["config"]["columns"]]
     assert accessors == [*columns, "summary:val/mIoU"]
@@ -139,7 +144,7 @@ def test_scalar_axes_are_their_own_config_keys_in_recipe_order() -> None:
         "seglit.axes.net",
         "data.init_args.crop_size",
     ]
-    (panel,) = panels_of(dashboard.workspace_spec(recipe), "Parallel Coordinates Plot")
+    (panel,) = panels_of(spec_of(recipe), "Parallel Coordinates Plot")
     assert [c["accessor"] for c in panel["config"]["columns"]] == [
         "config:model.value.optimizer.init_args.lr",
         "config:seglit.value.axes.net",
@@ -150,7 +155,7 @@ def test_scalar_axes_are_their_own_config_keys_in_recipe_order() -> None:
 
 @needs_library
 def test_curves_are_grouped_by_config_with_the_seed_spread() -> None:
-    spec = dashboard.workspace_spec(load_recipe(SKIP))
+    spec = spec_of(load_recipe(SKIP))
     lines = {
         tuple(p["config"]["metrics"]): p["config"]
         for p in panels_of(spec, "Run History Line Plot", "mIoU")
@@ -167,7 +172,7 @@ def test_curves_are_grouped_by_config_with_the_seed_spread() -> None:
 
 @needs_library
 def test_summary_section_shows_the_summary_table_and_plots() -> None:
-    spec = dashboard.workspace_spec(load_recipe(SKIP))
+    spec = spec_of(load_recipe(SKIP))
     (table,) = panels_of(spec, "Weave", "Summary")
     assert weave_key(table) == "summary/table"
     media = [p["config"]["mediaKeys"] for p in panels_of(spec, "Media Browser", "Summary")]
@@ -177,14 +182,14 @@ def test_summary_section_shows_the_summary_table_and_plots() -> None:
 @needs_library
 def test_per_class_section_regex_and_bars_when_classes_are_known() -> None:
     recipe = load_recipe(SKIP)
-    spec = dashboard.workspace_spec(recipe)
+    spec = spec_of(recipe)
     (line,) = panels_of(spec, "Run History Line Plot", "Per class")
     assert line["config"]["metricRegex"] == "val/IoU/.*"
     assert line["config"]["useMetricRegex"] is True
     assert [weave_key(p) for p in panels_of(spec, "Weave", "Per class")] == ["val/per_class_iou"]
     assert panels_of(spec, "Bar Chart", "Per class") == []
 
-    spec = dashboard.workspace_spec(recipe, class_names=["background", "aeroplane"])
+    spec = spec_of(recipe, class_names=["background", "aeroplane"])
     (bar,) = panels_of(spec, "Bar Chart", "Per class")
     assert bar["config"]["metrics"] == ["val/IoU/background", "val/IoU/aeroplane"]
 
@@ -192,7 +197,7 @@ def test_per_class_section_regex_and_bars_when_classes_are_known() -> None:
 @needs_library
 def test_artifacts_section_compares_the_crf_only_when_a_variant_uses_it() -> None:
     def metrics(path: Path) -> list[list[str]]:
-        spec = dashboard.workspace_spec(load_recipe(path))
+        spec = spec_of(load_recipe(path))
         return [
             p["config"]["metrics"] for p in panels_of(spec, "Run History Line Plot", "Artifacts")
         ]
@@ -207,8 +212,8 @@ def test_spec_is_stable_and_loads_back_into_the_library() -> None:
     from wandb_workspaces.workspaces import Workspace, internal
 
     recipe = load_recipe(DILATION)
-    spec = dashboard.workspace_spec(recipe, entity="team")
-    assert spec == dashboard.workspace_spec(recipe, entity="team")  # panel ids included
+    spec = spec_of(recipe, entity="team")
+    assert spec == spec_of(recipe, entity="team")  # panel ids included
     assert json.loads(json.dumps(spec)) == spec
     workspace = Workspace._from_model(internal.View.model_validate(spec))
     assert [s.name for s in workspace.sections] == list(sections(spec))
@@ -229,7 +234,7 @@ def test_command_writes_the_spec_offline(tmp_path: Path) -> None:
     written = tmp_path / "runs" / "ablation_skip" / "wandb_workspace.json"
     assert str(written.relative_to(tmp_path)) in result.stdout
     spec = json.loads(written.read_text())
-    expected = dashboard.workspace_spec(load_recipe(SKIP), class_names=["background", "cat"])
+    expected = spec_of(load_recipe(SKIP), class_names=["background", "cat"])
     assert spec == expected
 
     result = run_command(str(SKIP), "--smoke", "--project", "p", "--entity", "e", cwd=tmp_path)
@@ -286,7 +291,7 @@ def test_missing_library_is_named_and_the_runner_hook_only_warns(
     monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # as if not installed
     recipe = load_recipe(SKIP)
     with pytest.raises(dashboard.DashboardError, match=r"seglit\[dashboard\]"):
-        dashboard.workspace_spec(recipe)
+        dashboard.workspace_for(recipe)
     with pytest.warns(UserWarning, match=r"not written: .*seglit\[dashboard\]"):
         assert dashboard.write_workspace_spec(recipe, tmp_path) is None
     assert dashboard.main([str(SKIP), "--out", str(tmp_path / "w.json")]) == 2
@@ -300,7 +305,7 @@ def test_runner_hook_writes_next_to_the_summary_and_never_raises(tmp_path: Path)
     recipe = load_recipe(SKIP, smoke=True)
     path = dashboard.write_workspace_spec(recipe, tmp_path, project="p", entity="e")
     assert path == tmp_path / "wandb_workspace.json"
-    assert json.loads(path.read_text()) == dashboard.workspace_spec(recipe, "e", "p")
+    assert json.loads(path.read_text()) == spec_of(recipe, "e", "p")
 
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the recipe folder should be")

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from seglit.iou import class_iou
 from seglit.metrics import (
     SegmentationMetrics,
     confusion_matrix,
     metrics_from_confmat,
     per_image_confusion,
 )
+from seglit.summary.stats import mean_iou
 
 C = 6
 
@@ -110,6 +112,20 @@ def test_miou_skips_empty_unions():
     assert out["acc"].item() == pytest.approx(7 / 10)
     assert out["mAcc"].item() == pytest.approx((5 / 6 + 2 / 4) / 2)
     assert out["fwIoU"].item() == pytest.approx(0.6 * 5 / 8 + 0.4 * 2 / 5)
+
+
+def test_numpy_and_torch_share_one_iou_formula():
+    """The summary's numpy mIoU and the logged torch mIoU are the same numbers, bit for bit."""
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 1000, (8, 8))
+    cm[3, :] = cm[:, 3] = 0  # a class with an empty union: NaN, skipped
+    iou = class_iou(cm.astype(np.float64), np)
+    assert np.isnan(iou[3])
+    assert iou.tobytes() == class_iou(torch.from_numpy(cm).double(), torch).numpy().tobytes()
+    assert metrics_from_confmat(torch.from_numpy(cm))["IoU"].numpy().tobytes() == iou.tobytes()
+    assert metrics_from_confmat(torch.from_numpy(cm))["mIoU"].item() == pytest.approx(
+        mean_iou(cm), abs=1e-15
+    )
 
 
 def test_empty_confmat_is_nan_not_zero():

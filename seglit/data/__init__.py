@@ -27,7 +27,7 @@ _EXPORTS = {
     "ImageFolderDataset": "seglit.data.folder",
     "UnpaddedDistributedSampler": "seglit.data.samplers",
     "SYNTHETIC_CLASSES": "seglit.data.synthetic_render",
-    "SyntheticSpec": "seglit.data.synthetic",
+    "SyntheticSpec": "seglit.data.synthetic_spec",
     "write_synthetic_voc": "seglit.data.synthetic",
     "write_synthetic_cityscapes": "seglit.data.synthetic",
     "voc_palette": "seglit.data.palette",
@@ -76,12 +76,9 @@ if TYPE_CHECKING:
     from seglit.data.folder import ImageFolderDataset
     from seglit.data.palette import voc_palette
     from seglit.data.samplers import UnpaddedDistributedSampler
-    from seglit.data.synthetic import (
-        SyntheticSpec,
-        write_synthetic_cityscapes,
-        write_synthetic_voc,
-    )
+    from seglit.data.synthetic import write_synthetic_cityscapes, write_synthetic_voc
     from seglit.data.synthetic_render import SYNTHETIC_CLASSES
+    from seglit.data.synthetic_spec import SyntheticSpec
     from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset
 
 

@@ -20,14 +20,16 @@ from seglit.data.synthetic_render import SYNTHETIC_CLASSES
 from seglit.data.voc import VOC_CLASSES, VOCSegmentationDataset, voc_dir
 
 
-class VOCDataModule(SegmentationDataModule):
-    """Pascal VOC 2012 segmentation (21 classes, 255 void).
+class _SplitsDataModule(SegmentationDataModule):
+    """Shared part of the datamodules of real datasets: the dataset's ``root`` and the split
+    each stage reads (``splits``).
 
     Args:
-        root: folder holding ``VOCdevkit/VOC2012`` (torchvision's ``VOCSegmentation`` root).
-        train_split: split trained on (``train`` or ``trainaug``).
+        root: the dataset's folder.
+        train_split: split trained on.
         val_split: split validated on.
-        test_split: split tested on (VOC test labels are not public, so ``val`` by default).
+        test_split: split tested on (``val`` by default: the test labels of VOC and
+            Cityscapes are not public).
         **kwargs: loader and augmentation settings of ``SegmentationDataModule``.
     """
 
@@ -42,6 +44,18 @@ class VOCDataModule(SegmentationDataModule):
         super().__init__(**kwargs)
         self.root = root
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+
+class VOCDataModule(_SplitsDataModule):
+    """Pascal VOC 2012 segmentation (21 classes, 255 void).
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2012`` (torchvision's ``VOCSegmentation`` root).
+        train_split: split trained on (``train`` or ``trainaug``).
+        val_split: split validated on.
+        test_split: split tested on (VOC test labels are not public, so ``val`` by default).
+        **kwargs: loader and augmentation settings of ``SegmentationDataModule``.
+    """
 
     CLASSES = VOC_CLASSES
 
@@ -212,31 +226,20 @@ class SyntheticFarCueDataModule(SyntheticVOCDataModule):
             self.root = str(self.spec.cache_root(self.layout))
 
 
-class CityscapesDataModule(SegmentationDataModule):
+class CityscapesDataModule(_SplitsDataModule):
     """Cityscapes fine annotations: 19 evaluated classes (trainIds), everything else 255.
 
     Args:
         root: folder holding ``leftImg8bit/`` and ``gtFine/`` (torchvision's ``Cityscapes``
             root).
-        train_split: split trained on.
-        val_split: split validated on.
-        test_split: split tested on (the public test labels are empty, so ``val`` by default).
         crop_size: training crop (the common 512x1024 by default).
-        **kwargs: loader and augmentation settings of ``SegmentationDataModule``.
+        **kwargs: the splits (``train_split``, ``val_split``, ``test_split``: ``train``, ``val``,
+            ``val``; the public test labels are empty) and the loader and augmentation settings
+            of ``SegmentationDataModule``.
     """
 
-    def __init__(
-        self,
-        root: str,
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str = "val",
-        crop_size: int | tuple[int, int] = (512, 1024),
-        **kwargs,
-    ):
-        super().__init__(crop_size=crop_size, **kwargs)
-        self.root = root
-        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+    def __init__(self, root: str, *, crop_size: int | tuple[int, int] = (512, 1024), **kwargs):
+        super().__init__(root, crop_size=crop_size, **kwargs)
 
     CLASSES = CITYSCAPES_CLASSES
     PALETTE = CITYSCAPES_PALETTE

@@ -10,13 +10,18 @@ strength in [0, 1]; ``LAB_FACTORS`` / ``describe_lab()`` describe them. With eve
 the output is bit for bit the original dataset.
 
 This module holds what names and checks the factors (``lab_params``, the defaults, the far-cue
-geometry); ``seglit.data.synthetic_render`` draws them and ``seglit.data.synthetic`` writes and
-caches the data.
+geometry); ``seglit.data.synthetic_spec.SyntheticSpec`` holds their settings,
+``seglit.data.synthetic_render`` draws them and ``seglit.data.synthetic`` writes and caches the
+data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from seglit.data.synthetic_spec import SyntheticSpec
 
 _LAB_VERSIONS = {"context": 3}
 """Design version of each lab factor whose drawing has changed since it was introduced; it is
@@ -119,27 +124,17 @@ def describe_lab() -> str:
     return "\n".join(rows) + "\n"
 
 
-def lab_params(
-    fine_structure: float = 0.0,
-    context: float = 0.0,
-    scale_variation: float = 0.0,
-    context_cue_share: float = CONTEXT_CUE_SHARE,
-    far_cue: float = 0.0,
-    cue_distance: int = FAR_CUE_DISTANCE,
-) -> dict[str, float]:
-    """The non-zero lab factors as a dict (what goes into the marker file and cache keys).
+def lab_params(spec: SyntheticSpec) -> dict[str, float]:
+    """The non-zero lab factors of ``spec`` as a dict (what goes into the marker file and cache
+    keys).
 
     Factors at 0 are left out, and ``context_cue_share`` / ``cue_distance`` are kept only
     when their factor (``context`` / ``far_cue``) is on and they are not the default, so data
     made without them keeps its original cache key.
 
     Args:
-        fine_structure: strength in [0, 1] of the ``fine_structure`` factor.
-        context: strength in [0, 1] of the ``context`` factor.
-        scale_variation: strength in [0, 1] of the ``scale_variation`` factor.
-        context_cue_share: share in (0.5, 1] of the background in the cue's colour family.
-        far_cue: strength in [0, 1] of the ``far_cue`` factor.
-        cue_distance: gap in px (>= 1) between a far-cue box and its cue band.
+        spec: the settings; only the lab factors (``LAB_FACTORS``: strengths in [0, 1]),
+            ``context_cue_share`` (in (0.5, 1]) and ``cue_distance`` (px, >= 1) are read.
 
     Returns:
         Factor (and non-default share or distance) name -> value.
@@ -149,19 +144,15 @@ def lab_params(
             number in (0.5, 1], or ``cue_distance`` is not an int >= 1.
     """
     params = {}
-    for name, value in (
-        ("fine_structure", fine_structure),
-        ("context", context),
-        ("scale_variation", scale_variation),
-        ("far_cue", far_cue),
-    ):
+    for name in LAB_FACTORS:
+        value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
         if not 0.0 <= value <= 1.0:  # also rejects nan
             raise ValueError(f"{name} must be in [0, 1] (0 = off), got {value}")
         if value > 0:
             params[name] = float(value)
-    share = context_cue_share
+    share = spec.context_cue_share
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0.5 < share <= 1.0:
         raise ValueError(
             "context_cue_share must be a number in (0.5, 1] (the cue's colour family must "
@@ -169,6 +160,7 @@ def lab_params(
         )
     if "context" in params and share != CONTEXT_CUE_SHARE:
         params["context_cue_share"] = float(share)
+    cue_distance = spec.cue_distance
     if isinstance(cue_distance, bool) or not isinstance(cue_distance, int) or cue_distance < 1:
         raise ValueError(f"cue_distance must be an int >= 1 (px), got {cue_distance!r}")
     if "far_cue" in params and cue_distance != FAR_CUE_DISTANCE:

@@ -25,10 +25,9 @@ from seglit.data.synthetic_lab import (
     _FAR_BOX_HEIGHT,
     _FAR_BOX_WIDTH,
     _FAR_GAP,
-    CONTEXT_CUE_SHARE,
-    FAR_CUE_DISTANCE,
     lab_params,
 )
+from seglit.data.synthetic_spec import SyntheticSpec
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "box", "triangle", "blob")
 """Class names of the synthetic dataset; the label value is the index in this tuple."""
@@ -58,17 +57,8 @@ _CUE_PATCH_SIGMA = 6.0  # scale (px) of the smoothed noise that draws the cue / 
 
 def render_sample(
     rng: np.random.Generator,
-    min_size: int = 57,
-    max_size: int = 131,
-    max_objects: int = 4,
-    void_width: int = 1,
+    spec: SyntheticSpec = SyntheticSpec(),
     *,
-    fine_structure: float = 0.0,
-    context: float = 0.0,
-    scale_variation: float = 0.0,
-    context_cue_share: float = CONTEXT_CUE_SHARE,
-    far_cue: float = 0.0,
-    cue_distance: int = FAR_CUE_DISTANCE,
     lab_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic image and its label map.
@@ -117,17 +107,9 @@ def render_sample(
 
     Args:
         rng: source of randomness (the sample is a pure function of its state).
-        min_size: smallest image side.
-        max_size: largest image side.
-        max_objects: most shapes in the image.
-        void_width: half-width of the 255 band along label boundaries (0: no band).
-        fine_structure: lab factor strength in [0, 1].
-        context: lab factor strength in [0, 1].
-        scale_variation: lab factor strength in [0, 1].
-        context_cue_share: share in (0.5, 1] of the visible background in the cue class's
-            colour family (``context`` only).
-        far_cue: lab factor strength in [0, 1].
-        cue_distance: gap in px between a far-cue box and its band (``far_cue`` only).
+        spec: the image settings (``min_size``, ``max_size``, ``max_objects``, ``void_width``)
+            and lab settings; ``num_train``, ``num_val`` and ``seed`` are not read (``rng``
+            holds the randomness).
         lab_rng: randomness of the lab factors; ``None`` seeds one from ``rng`` (which then
             no longer gives the factor-0 scene).
 
@@ -135,25 +117,21 @@ def render_sample(
         ``(image, label)``: uint8 arrays of shapes (H, W, 3) and (H, W); label values are class
         indices into ``SYNTHETIC_CLASSES`` or 255.
     """
-    lab_on = bool(
-        lab_params(
-            fine_structure, context, scale_variation, context_cue_share, far_cue, cue_distance
-        )
-    )
+    lab_on = bool(lab_params(spec))
     if lab_on and lab_rng is None:
         lab_rng = np.random.default_rng(int(rng.integers(2**63)))
     lab = lab_rng
-    height, width = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
+    height, width = (int(v) for v in rng.integers(spec.min_size, spec.max_size + 1, size=2))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = _background(rng, height, width, yy, xx)
     label = np.zeros((height, width), dtype=np.uint8)
     cue = 0
-    if context > 0:
+    if spec.context > 0:
         cue = int(lab.integers(1, len(SYNTHETIC_CLASSES)))
         ambiguous_cover = np.zeros((height, width), dtype=bool)
-    background = image.copy() if fine_structure > 0 else None
+    background = image.copy() if spec.fine_structure > 0 else None
 
-    num_objects = int(rng.integers(1, max_objects + 1))
+    num_objects = int(rng.integers(1, spec.max_objects + 1))
     short = min(height, width)
     objects = []  # (drawing order key, shape, texture, class index)
     far_boxes = 0  # objects replaced by far-cue boxes
@@ -162,54 +140,55 @@ def render_sample(
         size = float(rng.uniform(0.25, 0.6)) * short
         cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
         scale = 1.0
-        if scale_variation > 0:
-            varied = _vary_size(size, short, scale_variation)
+        if spec.scale_variation > 0:
+            varied = _vary_size(size, short, spec.scale_variation)
             size, scale = varied, varied / size
         shape = _shape_mask(rng, class_index, height, width, cy, cx, size)
         if not shape.any():
             continue
         texture = _texture(rng, class_index, yy, xx, cy, cx, scale)
         ambiguous = False
-        if context > 0 and lab.random() < context:
+        if spec.context > 0 and lab.random() < spec.context:
             blob = _ambiguous_shape(lab, height, width)
             if (ambiguous_cover | blob).mean() > _MAX_AMBIGUOUS_COVER:
                 continue
             ambiguous_cover |= blob
             shape, texture, class_index = blob, _ambiguous_texture(lab, height, width), cue
             ambiguous = True
-        if far_cue > 0 and not ambiguous and lab.random() < far_cue:
+        if spec.far_cue > 0 and not ambiguous and lab.random() < spec.far_cue:
             far_boxes += 1
             continue
-        if fine_structure > 0:
-            shape = _ragged(lab, shape, 2.0 * fine_structure)
-            if not ambiguous and lab.random() < fine_structure / 2:
+        if spec.fine_structure > 0:
+            shape = _ragged(lab, shape, 2.0 * spec.fine_structure)
+            if not ambiguous and lab.random() < spec.fine_structure / 2:
                 shape = shape & ~ndimage.binary_erosion(shape, iterations=int(lab.integers(1, 4)))
-        order = (not ambiguous, -size if scale_variation > 0 else 0.0)
+        order = (not ambiguous, -size if spec.scale_variation > 0 else 0.0)
         objects.append((order, shape, texture, class_index))
     if lab_on:
         objects.sort(key=lambda obj: obj[0])  # stable: ambiguous first, then large to small
-    if context > 0:  # the cue patchwork, balanced on the background the objects leave visible
+    # the cue patchwork, balanced on the background the objects leave visible
+    if spec.context > 0:
         covered = np.zeros((height, width), dtype=bool)
         for _, shape, _, _ in objects:
             covered |= shape
-        image = _cue_background(lab, image, cue, ~covered, context_cue_share)
+        image = _cue_background(lab, image, cue, ~covered, spec.context_cue_share)
         if background is not None:
             background = image.copy()
     for _, shape, texture, class_index in objects:
         image[shape] = texture[shape]
         label[shape] = class_index
     if far_boxes:
-        _far_cue_boxes(lab, image, label, far_boxes, cue_distance)
-    if fine_structure > 0:
-        _fine_structures(lab, image, label, background, fine_structure, short)
+        _far_cue_boxes(lab, image, label, far_boxes, spec.cue_distance)
+    if spec.fine_structure > 0:
+        _fine_structures(lab, image, label, background, spec.fine_structure, short)
 
     image += rng.normal(0.0, 8.0, size=image.shape).astype(np.float32)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    if void_width > 0:
-        size = 2 * void_width + 1
+    if spec.void_width > 0:
+        size = 2 * spec.void_width + 1
         edge = ndimage.grey_dilation(label, size=size) != ndimage.grey_erosion(label, size=size)
         if lab_on:
-            edge = _spare_thin(label, edge, void_width)
+            edge = _spare_thin(label, edge, spec.void_width)
         label[edge] = 255
     return image, label
 

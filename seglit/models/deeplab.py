@@ -20,7 +20,6 @@ aligned, so the max fuses logits of the same place).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 
 from seglit.models.backbones import dropout_layer
 from seglit.models.blocks import SeparableConv2d, Upsample, conv_bn_relu, scaled_width
-from seglit.models.deeplab_base import _check_rates, _DeepLabBase, _v3_backbone, _v12_backbone
+from seglit.models.deeplab_base import _check_rates, _DeepLabBase, _DeepLabV3Base, _v12_backbone
 from seglit.models.heads import ASPP, DeepLabHead, V3Head
 from seglit.models.knobs import (
     BackboneName,
@@ -219,15 +218,8 @@ class DeepLabV2(_DeepLabBase):
         return [b[-1] if isinstance(b, nn.Sequential) else b for b in self.aspp]
 
 
-def _v3_rates(atrous_rates: Sequence[int] | None, output_stride: int) -> tuple[int, ...]:
-    """(6, 12, 18) at output stride 16, scaled by 16 / output_stride otherwise."""
-    if atrous_rates is not None:
-        return tuple(atrous_rates)
-    return tuple(max(1, r * 16 // output_stride) for r in (6, 12, 18))
-
-
 @register_model("deeplabv3", tiny=TINY_RESNET)
-class DeepLabV3(_DeepLabBase):
+class DeepLabV3(_DeepLabV3Base):
     """DeepLab v3: dilated ResNet or aligned Xception-65 (output stride 8/16), multi-grid,
     ASPP with image pooling, branches **concatenated**, then the head (``head``).
 
@@ -289,7 +281,7 @@ class DeepLabV3(_DeepLabBase):
     ) -> None:
         super().__init__(num_classes)
         check_choice("head", head, V3Head)
-        self.backbone = _v3_backbone(
+        rates, ch = self._init_encoder(
             backbone,
             output_stride,
             pretrained,
@@ -298,12 +290,12 @@ class DeepLabV3(_DeepLabBase):
             multi_grid,
             aux,
             backbone_stages,
+            aspp_channels,
         )
-        ch = aspp_channels or scaled_width(256, backbone_width)
         self.classifier = DeepLabHead(
             self.backbone.channels["out"],
             num_classes,
-            _v3_rates(atrous_rates, output_stride),
+            rates,
             ch,
             image_pooling,
             separable,
@@ -322,7 +314,7 @@ class DeepLabV3(_DeepLabBase):
 
 
 @register_model("deeplabv3plus", tiny=TINY_RESNET)
-class DeepLabV3Plus(_DeepLabBase):
+class DeepLabV3Plus(_DeepLabV3Base):
     """DeepLab v3+: v3 encoder (ASPP output, no classifier) + a decoder that upsamples it to
     the stride-4 features, fuses them with the low-level features reduced to 48 channels
     (1x1 conv + BN + ReLU), refines with 3x3 convs and classifies.
@@ -397,7 +389,7 @@ class DeepLabV3Plus(_DeepLabBase):
         super().__init__(num_classes)
         check_choice("fusion", fusion, FusionMode)
         check_choice("decoder_layout", decoder_layout, DecoderLayout)
-        self.backbone = _v3_backbone(
+        rates, ch = self._init_encoder(
             backbone,
             output_stride,
             pretrained,
@@ -406,8 +398,8 @@ class DeepLabV3Plus(_DeepLabBase):
             multi_grid,
             aux,
             backbone_stages,
+            aspp_channels,
         )
-        ch = aspp_channels or scaled_width(256, backbone_width)
         self.fusion = fusion
         smp = decoder_layout == "smp"
 
@@ -423,7 +415,7 @@ class DeepLabV3Plus(_DeepLabBase):
         }[decoder_layout]
         self.aspp = ASPP(
             self.backbone.channels["out"],
-            _v3_rates(atrous_rates, output_stride),
+            rates,
             ch,
             image_pooling,
             separable,

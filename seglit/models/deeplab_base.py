@@ -1,9 +1,9 @@
 """What the DeepLab models of :mod:`seglit.models.deeplab` share.
 
 The forward (backbone -> logits -> upsampling to the input, the auxiliary head, DeepLab v2's
-multi-scale inputs), the backbones of v1/v2 and of v3/v3+, and the checks of the knobs they
-have in common. The resizes' geometry (``align_corners``) is described in
-:mod:`seglit.models.deeplab`.
+multi-scale inputs), the backbone of v1/v2, the encoder of v3/v3+ (backbone, ASPP rates and
+width), and the checks of the knobs they have in common. The resizes' geometry
+(``align_corners``) is described in :mod:`seglit.models.deeplab`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from seglit.models.backbones import build_backbone
 from seglit.models.base import SegmentationModel
-from seglit.models.blocks import Upsample, scaled_length
+from seglit.models.blocks import Upsample, scaled_length, scaled_width
 from seglit.models.heads import FCNHead
 from seglit.models.knobs import DeepLabV3BackboneName, DropoutKind, check_choice
 
@@ -63,27 +63,6 @@ def _v12_backbone(
     check_choice("fc_dropout", fc_dropout, DropoutKind)
     return build_backbone(
         name, output_stride, pretrained, backbone_width, vgg_fc=False, vgg_pool="3x3"
-    )
-
-
-def _v3_backbone(
-    name: str,
-    output_stride: int,
-    pretrained: bool,
-    backbone_width: int | None,
-    atrous_rates: Sequence[int] | None,
-    multi_grid: Sequence[int] | None,
-    aux: bool,
-    stages: int,
-) -> nn.Module:
-    """DeepLab v3/v3+'s backbone (a dilated ResNet or Xception-65), after checking the
-    knobs the two models share."""
-    check_choice("backbone", name, DeepLabV3BackboneName)
-    _check_rates("atrous_rates", atrous_rates)
-    _check_rates("multi_grid", multi_grid)
-    _check_aux_stages(aux, stages)
-    return build_backbone(
-        name, output_stride, pretrained, backbone_width, multi_grid=multi_grid, stages=stages
     )
 
 
@@ -188,3 +167,48 @@ class _DeepLabBase(SegmentationModel):
         if not self.training:
             return out
         return {"out": out, "aux": [self._resize(t, size) for t in logits]}
+
+
+def _v3_rates(atrous_rates: Sequence[int] | None, output_stride: int) -> tuple[int, ...]:
+    """(6, 12, 18) at output stride 16, scaled by 16 / output_stride otherwise."""
+    if atrous_rates is not None:
+        return tuple(atrous_rates)
+    return tuple(max(1, r * 16 // output_stride) for r in (6, 12, 18))
+
+
+class _DeepLabV3Base(_DeepLabBase):
+    """DeepLab v3 and v3+: :class:`_DeepLabBase` plus the encoder the two share, a dilated
+    ResNet or Xception-65 read by an ASPP."""
+
+    def _init_encoder(
+        self,
+        backbone: str,
+        output_stride: int,
+        pretrained: bool,
+        backbone_width: int | None,
+        atrous_rates: Sequence[int] | None,
+        multi_grid: Sequence[int] | None,
+        aux: bool,
+        backbone_stages: int,
+        aspp_channels: int | None,
+    ) -> tuple[tuple[int, ...], int]:
+        """Check the knobs v3 and v3+ share and build ``self.backbone``.
+
+        Returns:
+            The ASPP's rates (``atrous_rates``, or (6, 12, 18) scaled to the output stride)
+            and width (``aspp_channels``, or 256 scaled with ``backbone_width``).
+        """
+        check_choice("backbone", backbone, DeepLabV3BackboneName)
+        _check_rates("atrous_rates", atrous_rates)
+        _check_rates("multi_grid", multi_grid)
+        _check_aux_stages(aux, backbone_stages)
+        self.backbone = build_backbone(
+            backbone,
+            output_stride,
+            pretrained,
+            backbone_width,
+            multi_grid=multi_grid,
+            stages=backbone_stages,
+        )
+        width = aspp_channels or scaled_width(256, backbone_width)
+        return _v3_rates(atrous_rates, output_stride), width

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from seglit.recipe import get_dotted
-from seglit.run_folder import PROGRESS_ENV, PROGRESS_FILE, TRAIN_LOG
+from seglit.run_folder import (
+    PROGRESS_ENV,
+    PROGRESS_FILE,
+    TRAIN_LOG,
+    failure_record,
+    write_metrics,
+)
 
 
 @dataclass
@@ -319,6 +325,21 @@ class catch_stop_signals:
     def __exit__(self, *exc: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def fit_argv(config: Path, ckpt: Path | None) -> list[str]:
+    """The ``seglit fit`` arguments of a variant: its config, and its checkpoint to resume."""
+    return ["fit", "--config", str(config)] + (["--ckpt_path", str(ckpt)] if ckpt else [])
+
+
+def record_failure(run_dir: Path, digest: str, code: int, error: str) -> None:
+    """Write a failed variant's ``metrics.json``: exit code, error, the tail of its
+    ``train.log`` (best effort: the disk may be full)."""
+    try:
+        tail = log_tail(run_dir / TRAIN_LOG)
+        write_metrics(run_dir, failure_record(digest, code, error, tail))
+    except OSError:
+        pass
 
 
 def stop_children(children: list[Child], signum: int, grace_s: float = 120.0) -> None:

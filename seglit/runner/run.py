@@ -82,7 +82,9 @@ class RunnerOptions:
     variants: list[str] | None = None
     out: Path | None = None
     verbose: bool = False
-    parallel: int = 1
+    parallel: int | None = None
+    """Variants trained at once; ``None``: 2 on a CPU with 2+ cores, else 1
+    (:func:`seglit.runner.train.slots_and_threads`)."""
     export_sweep: Path | None = None
     rerun_changed: bool = False
     progress_interval: float = 30.0
@@ -160,7 +162,8 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
 
     plans = plan_variants(recipe, variants, recipe_dir, overrides, resolve)
     selected = [p for p in plans if not options.variants or p.name in options.variants]
-    fetching = not (options.dry_run or options.export_sweep)
+    # a config already refused: name it without downloading weights or datasets first
+    fetching = not (options.dry_run or options.export_sweep or problems)
     missing = fetch_before_start(selected, fetching, options.download, problems, console)
     check_variants(selected, checker, problems)
     drop_covered(problems, missing)

@@ -17,11 +17,9 @@ from seglit.run_folder import (
     MISMATCH,
     PROGRESS_FILE,
     TRAIN_LOG,
-    failure_record,
     read_metrics,
     restore_metrics,
     run_status,
-    write_metrics,
 )
 from seglit.runner.console import Console
 
@@ -47,6 +45,7 @@ class VariantTask:
     def __call__(self) -> str:
         """Train the variant; returns its status (``finished``, ``failed``, ``skipped``)."""
         from seglit.checkpoints import resume_checkpoint
+        from seglit.runner.launch import fit_argv
         from seglit.runner.lock import try_lock
 
         rank = int(os.environ.get("SLURM_PROCID", "0"))
@@ -68,9 +67,7 @@ class VariantTask:
             ckpt = _newest_checkpoint(self.run_dir)  # rank 0 has set unreadable ones aside
         for note in notes:
             print(f"{self.name}: {note}")
-        argv = ["fit", "--config", str(self.run_dir / CONFIG_FILE)]
-        if ckpt is not None:
-            argv += ["--ckpt_path", str(ckpt)]
+        argv = fit_argv(self.run_dir / CONFIG_FILE, ckpt)
         print(f"{self.name}: {'resuming from ' + str(ckpt) if ckpt else 'running'}", flush=True)
         try:
             code = self._run(argv)
@@ -98,19 +95,14 @@ class VariantTask:
         return code
 
     def _finish(self, code: int) -> str:
-        from seglit.runner.launch import error_lines, log_tail
+        from seglit.runner.launch import error_lines, record_failure
 
         if run_status(self.run_dir, self.digest) == FINISHED:
             miou = read_metrics(self.run_dir).best_miou
             print(f"{self.name}: done, val mIoU {miou}")
             return FINISHED
         errors = error_lines(self.run_dir / TRAIN_LOG, self._child.log_start)
-        try:
-            tail = log_tail(self.run_dir / TRAIN_LOG)
-            record = failure_record(self.digest, code or 1, " | ".join(errors), tail)
-            write_metrics(self.run_dir, record)
-        except OSError:
-            pass
+        record_failure(self.run_dir, self.digest, code or 1, " | ".join(errors))
         print(f"{self.name}: FAILED (exit {code}): {' | '.join(errors)}")
         return FAILED
 

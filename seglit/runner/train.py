@@ -18,20 +18,18 @@ from seglit.run_folder import (
     FINISHED,
     MISMATCH,
     PROGRESS_FILE,
-    TRAIN_LOG,
-    failure_record,
     read_fingerprint,
     read_metrics,
     restore_metrics,
     run_status,
-    write_metrics,
 )
 from seglit.runner.console import Console, progress_text, read_progress
 from seglit.runner.launch import (
     Child,
     catch_stop_signals,
     error_lines,
-    log_tail,
+    fit_argv,
+    record_failure,
     start_variant,
     stop_children,
 )
@@ -66,8 +64,13 @@ def train(plans: list[VariantPlan], options: RunnerOptions, console: Console) ->
             console.line(f"[{plan.index}/{total}] {plan.name}: finished earlier, skipped")
         else:
             queue.append(plan)
-    parallel = max(1, options.parallel)
-    threads = max(1, _cpu_count() // parallel) if parallel > 1 else None
+    parallel, threads = slots_and_threads(options.parallel, len(queue))
+    spread_gpus = options.parallel is not None and parallel > 1  # --parallel N: slot i, GPU i
+    if options.parallel is None and parallel > 1:
+        console.line(
+            f"training {parallel} variants at a time on {_cpu_count()} CPU cores, {threads} "
+            f"thread(s) each (--parallel 1: one at a time with every core)"
+        )
     free = list(range(parallel))
     running: list[_Launch] = []
     failures = 0
@@ -76,7 +79,7 @@ def train(plans: list[VariantPlan], options: RunnerOptions, console: Console) ->
         while queue or running:
             while queue and free:
                 plan = queue.pop(0)
-                launch = _start(plan, total, free[0], parallel, threads, console)
+                launch = _start(plan, total, free[0], spread_gpus, threads, console)
                 if launch is None:
                     failures += plan.status == FAILED
                     continue
@@ -111,7 +114,7 @@ def _start(
     plan: VariantPlan,
     total: int,
     slot: int,
-    parallel: int,
+    spread_gpus: bool,
     threads: int | None,
     console: Console,
 ) -> _Launch | None:
@@ -142,15 +145,13 @@ def _start(
         ckpt, notes = resume_checkpoint(plan.run_dir)
         for note in notes:
             console.line(f"{prefix}: {note}")
-        config_path = write_run_config(plan)
-        argv = ["fit", "--config", str(config_path)]
-        if ckpt is not None:
-            argv += ["--ckpt_path", str(ckpt)]
+        argv = fit_argv(write_run_config(plan), ckpt)
         (plan.run_dir / PROGRESS_FILE).unlink(missing_ok=True)
-        gpu = slot if parallel > 1 else None
+        gpu = slot if spread_gpus else None
         child = start_variant(plan.name, plan.run_dir, argv, plan.resolved, gpu, threads)
     except OSError as err:
-        _record_failure(plan, 1, f"cannot write in {plan.run_dir}: {err}")
+        error = f"cannot write in {plan.run_dir}: {err}"
+        record_failure(plan.run_dir, plan.fingerprint.digest, 1, error)
         console.line(f"{prefix}: FAILED before it started: {err}")
         plan.status = FAILED
         return None
@@ -181,7 +182,7 @@ def _finish(launch: _Launch, total: int, console: Console) -> bool:
                 )
             return True
         errors = error_lines(child.log_path, child.log_start)
-        _record_failure(plan, code if code else 1, " | ".join(errors))
+        record_failure(plan.run_dir, plan.fingerprint.digest, code or 1, " | ".join(errors))
         reason = f": {' | '.join(errors)}" if errors else ""
         console.line(
             f"{prefix}: FAILED (exit {code}) after {elapsed:.0f}s{reason}; see {child.log_path}"
@@ -189,15 +190,6 @@ def _finish(launch: _Launch, total: int, console: Console) -> bool:
         return False
     finally:
         launch.lock.release()
-
-
-def _record_failure(plan: VariantPlan, code: int, error: str) -> None:
-    """Write the failed variant's ``metrics.json`` (best effort: the disk may be full)."""
-    try:
-        tail = log_tail(plan.run_dir / TRAIN_LOG)
-        write_metrics(plan.run_dir, failure_record(plan.fingerprint.digest, code, error, tail))
-    except OSError:
-        pass
 
 
 def _live(launch: _Launch, total: int) -> str:
@@ -218,6 +210,33 @@ def _stream_log(child: Child, console: Console) -> None:
         return
     for line in text.splitlines():
         console.line(line)
+
+
+def slots_and_threads(requested: int | None, waiting: int) -> tuple[int, int | None]:
+    """How many variants train at once, and the torch threads of each (``None``: torch's own).
+
+    ``--parallel N`` is taken as given, with ``cores // N`` threads each when ``N > 1``.
+    Without it, a machine without a CUDA GPU and with two or more cores trains two variants
+    at a time with half the cores each, when two or more wait: on 2 idle cores the shipped
+    skip smoke takes 0.55x the wall time that way (``benchmarks/parallel_smoke.py``,
+    docs/performance.md). With a GPU, one at a time (``--parallel N`` spreads over N GPUs).
+
+    Args:
+        requested: ``--parallel`` (``None`` when not given).
+        waiting: variants left to train.
+    """
+    if requested is None:
+        requested = 1
+        if waiting >= 2 and _cpu_count() >= 2 and not _cuda_available():
+            requested = 2
+    parallel = max(1, requested)
+    return parallel, (max(1, _cpu_count() // parallel) if parallel > 1 else None)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _cpu_count() -> int:

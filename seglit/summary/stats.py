@@ -5,13 +5,15 @@ bootstrap (validation images paired across the two sides, then seed runs, paired
 configs finished the same seeds) and its power: the minimum detectable effect at 80% power,
 the seeds needed to detect the observed difference, and the verdict (answered, no effect
 larger than the MDE, or inconclusive). numpy only: the summary imports neither torch nor
-Lightning, so the mIoU of confusion matrices is computed here (:func:`mean_iou`; the same
-definition as :func:`seglit.metrics.metrics_from_confmat`, which works on torch tensors).
+Lightning. :func:`mean_iou` takes the per-class IoU from :func:`seglit.iou.class_iou`, the
+formula :func:`seglit.metrics.metrics_from_confmat` applies to torch tensors.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from seglit.iou import class_iou
 
 BOOTSTRAP_SAMPLES = 1000
 Z_95 = 1.959964  # two-sided 5% level
@@ -23,11 +25,7 @@ INCONCLUSIVE = "inconclusive"
 
 def mean_iou(confmats: np.ndarray) -> np.ndarray:
     """mIoU of confusion matrices ``(..., C, C)``: mean over classes with a non-empty union."""
-    tp = np.diagonal(confmats, axis1=-2, axis2=-1).astype(np.float64)
-    union = confmats.sum(-1) + confmats.sum(-2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
-    return np.nanmean(iou, axis=-1)
+    return np.nanmean(class_iou(np.asarray(confmats, dtype=np.float64), np), axis=-1)
 
 
 def bootstrap_delta_draws(
@@ -120,7 +118,8 @@ def power(
     Returns:
         ``(mde, seeds_needed, verdict)``: ``seeds_needed`` is ``None`` when ``delta`` is 0;
         ``verdict`` is ``"answered"`` when the interval excludes 0, ``"no effect larger than
-        MDE"`` when it lies inside ``(-MDE, +MDE)``, ``"inconclusive"`` otherwise.
+        MDE"`` when it lies inside ``[-MDE, +MDE]`` (so two sides equal on every draw, an
+        interval and MDE of exactly 0, say no difference), ``"inconclusive"`` otherwise.
     """
     low = delta - Z_95 * se if low is None else low
     high = delta + Z_95 * se if high is None else high
@@ -128,7 +127,7 @@ def power(
     needed = None if delta == 0 else float(max(seeds, 1) * (mde / abs(delta)) ** 2)
     if low > 0 or high < 0:
         verdict = ANSWERED
-    elif -mde < low and high < mde:
+    elif -mde <= low and high <= mde:
         verdict = NO_LARGER_EFFECT
     else:
         verdict = INCONCLUSIVE

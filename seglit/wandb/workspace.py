@@ -244,21 +244,18 @@ def _stable_ids(workspace: Any, salt: str) -> None:
             panel._id = hashlib.sha1(f"{salt}/{s}/{p}".encode()).hexdigest()[:11]
 
 
-def workspace_spec(
-    recipe: Recipe,
-    entity: str | None = None,
-    project: str = "seglit",
-    class_names: Sequence[str] = (),
-    name: str | None = None,
-) -> dict[str, Any]:
-    """The workspace as a JSON-ready dict: the library's own model of the W&B view.
+def workspace_spec(workspace: Any) -> dict[str, Any]:
+    """A workspace as a JSON-ready dict: the library's own model of the W&B view.
 
     It is what ``Workspace.save()`` sends (entity, project, display name and the view
     ``spec``: sections, panels, runset filters and grouping), built without contacting
-    W&B. Arguments as :func:`workspace_for`.
+    W&B.
+
+    Args:
+        workspace: A :class:`wandb_workspaces.workspaces.Workspace`, e.g. the recipe's from
+            :func:`workspace_for`.
     """
-    model = workspace_for(recipe, entity, project, class_names, name)._to_model()
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return workspace._to_model().model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def class_names_from_summary(recipe_dir: str | Path) -> list[str]:
@@ -293,8 +290,8 @@ def write_workspace_spec(
         The spec file, or ``None`` when it could not be written (a warning says why).
     """
     try:
-        spec = workspace_spec(recipe, entity, project, class_names_from_summary(recipe_dir))
-        return write_spec(spec, Path(recipe_dir) / SPEC_FILE)
+        workspace = workspace_for(recipe, entity, project, class_names_from_summary(recipe_dir))
+        return write_spec(workspace_spec(workspace), Path(recipe_dir) / SPEC_FILE)
     except Exception as err:
         warnings.warn(f"W&B workspace spec for {recipe.name!r} not written: {err}", stacklevel=2)
         return None
@@ -385,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or recipe_dir / SPEC_FILE
     class_names = class_names_from_summary(recipe_dir)
     try:
-        spec = workspace_spec(recipe, entity, project, class_names)
+        spec = workspace_spec(workspace_for(recipe, entity, project, class_names))
     except DashboardError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_ERROR

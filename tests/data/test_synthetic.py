@@ -534,9 +534,7 @@ def _far_cue_samples(distance: int, count: int = 12):
     for index in range(count):
         yield render_sample(
             np.random.default_rng([0, index]),
-            **FAR_SIZES,
-            far_cue=1.0,
-            cue_distance=distance,
+            SyntheticSpec(**FAR_SIZES, far_cue=1.0, cue_distance=distance),
             lab_rng=np.random.default_rng([0, index, 99]),
         )
 

@@ -255,3 +255,24 @@ def test_download_prepares_a_missing_voc_root_once(tmp_path, monkeypatch):
     fetch_before_start(plans, True, True, problems, console)
     assert prepared == [("voc", root, True), ("sbd", root, True)]  # once per root
     assert problems == [] and "prepare voc --download" in console.lines[0]
+
+
+def test_a_refused_config_is_named_before_anything_is_fetched(
+    tmp_path, write_tiny_recipe, monkeypatch, capsys
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    import torchvision.models as tvm
+
+    fetched = []
+    monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", lambda *a, **k: fetched.append(a))
+    recipe = _pretrained_recipe(write_tiny_recipe, tmp_path / "recipe.yaml")
+    raw = yaml.safe_load(recipe.read_text())
+    # one variant the CLI parser refuses (the quick check cannot tell), one that needs weights
+    raw["ablation"] = {"model.optimizer.init_args.momentum": {"ok": 0.9, "bad": "lots"}}
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main([str(recipe), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "momentum" in err and "lots" in err  # the refused config, named
+    assert "resnet18-f37072fd.pth" in err  # the valid variant's weights: listed, not fetched
+    assert fetched == []
+    assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing started

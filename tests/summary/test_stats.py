@@ -153,6 +153,9 @@ def test_power_verdicts():
     mde, needed, verdict = power(0.01, 0.01, 3, -0.01, 0.03)
     assert verdict == INCONCLUSIVE and needed == pytest.approx(3 * (mde / 0.01) ** 2)
     assert power(0.0, 0.01, 3)[1] is None
+    # Both sides equal on every draw (a CRF's rows share the network's checkerboard score):
+    # no difference, not "inconclusive" for want of seeds.
+    assert power(0.0, 0.0, 3, 0.0, 0.0) == (0.0, None, NO_LARGER_EFFECT)
 
 
 def _simulated_runs(rng, effect, seeds, images, seed_sd=0.01, image_sd=0.05, pixels=200):
