@@ -60,7 +60,7 @@ from torch.export import Dim, ExportedProgram
 import seglit
 from seglit.io import atomic_write_text
 from seglit.models.registry import EXPORT_FORMATS
-from seglit.predict import new_output_dir
+from seglit.run_folder import new_output_dir
 from seglit.trained import BEST, TrainedRunError, check_trained, load_trained
 
 if TYPE_CHECKING:

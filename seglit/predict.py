@@ -43,8 +43,8 @@ from urllib.parse import quote
 import numpy as np
 
 from seglit.data.io import read_image
-from seglit.io import atomic_file, atomic_write_text, unwritable_reason
-from seglit.run_folder import next_version_dir
+from seglit.io import atomic_file, atomic_write_text
+from seglit.run_folder import new_output_dir
 from seglit.trained import BEST, TrainedRunError, check_trained
 from seglit.visualize import prediction_file_names, write_prediction_files
 
@@ -145,38 +145,13 @@ def read_records(files: Sequence[Path]) -> list[ImageRecord]:
     return records
 
 
-def new_output_dir(
-    run_dir: Path, out: str | None, kind: str, error: type[Exception] = PredictError
-) -> Path:
-    """The folder a command writes to: ``out``, or ``<run_dir>/<kind>/version_<n>``.
-
-    Shared by ``seglit predict`` and ``seglit export``: neither ever overwrites files.
-
-    Args:
-        run_dir: The finished run's folder.
-        out: The ``--out`` folder, or ``None`` for the next version folder of the run.
-        kind: The run's subfolder for versions (``predict``, ``export``).
-        error: The exception type the command raises.
-
-    Raises:
-        error: ``out`` already holds files, or the folder cannot be written.
-    """
-    path = next_version_dir(run_dir, kind) if out is None else Path(out)
-    if out is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise error(f"--out {path} already holds files; choose a new folder")
-    reason = unwritable_reason(path)
-    if reason:
-        raise error(f"--out {reason}; choose another output folder with --out")
-    return path
-
-
 def output_dir(run_dir: Path, out: str | None) -> Path:
     """The folder to write to: ``out``, or ``<run_dir>/predict/version_<n>``.
 
     Raises:
         PredictError: ``out`` already holds files (predictions never overwrite others).
     """
-    return new_output_dir(run_dir, out, "predict")
+    return new_output_dir(run_dir, out, "predict", PredictError)
 
 
 # ------------------------------------------------------------------------------ inference

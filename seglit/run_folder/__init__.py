@@ -74,6 +74,7 @@ from seglit.run_folder.metrics import (
     write_metrics_backup,
 )
 from seglit.run_folder.status import (
+    new_output_dir,
     new_run_id,
     next_version_dir,
     read_fingerprint,
@@ -123,6 +124,7 @@ __all__ = [
     "choose_checkpoint",
     "eval_metrics_file",
     "failure_record",
+    "new_output_dir",
     "new_run_id",
     "next_version_dir",
     "read_fingerprint",

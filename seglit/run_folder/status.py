@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 
 from seglit.fingerprint import Fingerprint
-from seglit.io import read_json, write_json
+from seglit.io import read_json, unwritable_reason, write_json
 from seglit.run_folder.layout import (
     CHECKPOINT_DIR,
     CHECKPOINT_GLOB,
@@ -76,3 +76,26 @@ def next_version_dir(parent: str | os.PathLike, job: str) -> Path:
     while (base / f"version_{n}").exists():
         n += 1
     return base / f"version_{n}"
+
+
+def new_output_dir(run_dir: Path, out: str | None, job: str, error: type[Exception]) -> Path:
+    """The folder a later job on a finished run writes to: ``out``, or the run's next
+    ``<run_dir>/<job>/version_<n>``. ``seglit predict`` and ``seglit export`` use it: neither
+    ever overwrites files.
+
+    Args:
+        run_dir: The finished run's folder.
+        out: The ``--out`` folder, or ``None`` for the run's next version folder.
+        job: The run's subfolder for versions (``predict``, ``export``).
+        error: The exception type the command raises.
+
+    Raises:
+        error: ``out`` already holds files, or the folder cannot be written.
+    """
+    path = next_version_dir(run_dir, job) if out is None else Path(out)
+    if out is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise error(f"--out {path} already holds files; choose a new folder")
+    reason = unwritable_reason(path)
+    if reason:
+        raise error(f"--out {reason}; choose another output folder with --out")
+    return path

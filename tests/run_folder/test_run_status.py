@@ -15,6 +15,7 @@ from seglit.run_folder import (
     PENDING,
     RunMetrics,
     failure_record,
+    new_output_dir,
     next_version_dir,
     read_fingerprint,
     read_metrics,
@@ -67,3 +68,13 @@ def test_next_version_dir_never_reuses_a_folder(tmp_path):
     assert first == tmp_path / "validate" / "version_0"
     first.mkdir(parents=True)
     assert next_version_dir(tmp_path, "validate") == tmp_path / "validate" / "version_1"
+
+
+def test_a_later_job_writes_to_a_new_folder_and_never_over_files(tmp_path):
+    assert new_output_dir(tmp_path, None, "export", KeyError) == tmp_path / "export" / "version_0"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert new_output_dir(tmp_path, str(empty), "export", KeyError) == empty
+    (empty / "model.onnx").write_text("x")
+    with pytest.raises(KeyError, match="already holds files"):
+        new_output_dir(tmp_path, str(empty), "export", KeyError)

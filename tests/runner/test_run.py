@@ -261,9 +261,10 @@ def test_kill_then_corrupt_last_checkpoint_then_rerun_resumes_from_the_best(
     out = tmp_path / "runs"
     proc, _, _ = start_fit(recipe, "--out", out, cwd=tmp_path, session=True)
     long = out / "tiny_skip" / "long" / "checkpoints"
+    short_done = out / "tiny_skip" / "short" / "metrics.json"  # it trains beside long (CPU)
     deadline = time.time() + 300
     while proc.is_alive() and time.time() < deadline:
-        if (long / "last.ckpt").exists() and any(long.glob("best-*.ckpt")):
+        if short_done.exists() and (long / "last.ckpt").exists() and any(long.glob("best-*.ckpt")):
             progress = read_json(long.parent / "progress.json") or {}
             if progress.get("epoch", 0) >= 2:
                 break
