@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seglit.recipe import get_dotted
+from seglit.text import plural
 
 
 def _number(value: Any) -> bool:
@@ -80,12 +81,104 @@ def trainer_problems(config: dict[str, Any]) -> list[str]:
             f"or check_val_every_n_epoch <= {max_epochs}"
         )
     interval = trainer.get("val_check_interval")
-    if every is None and isinstance(interval, int) and steps_set and 1 <= max_steps < interval:
+    # an int interval counts training batches, max_steps optimizer steps: equal without
+    # gradient accumulation only
+    one_batch_a_step = _accumulation(trainer) == 1
+    if (
+        every is None
+        and isinstance(interval, int)
+        and steps_set
+        and one_batch_a_step
+        and 1 <= max_steps < interval
+    ):
         problems.append(
             f"trainer.max_steps: {max_steps} is less than trainer.val_check_interval: "
             f"{interval}; no validation would run: set max_steps >= {interval}"
         )
     return problems
+
+
+def _count(value: Any) -> bool:
+    """A plain int >= 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _accumulation(trainer: dict[str, Any]) -> int | None:
+    """Training batches per optimizer step (``accumulate_grad_batches``); ``None`` when it is
+    not a plain int or a ``GradientAccumulationScheduler`` callback changes it by epoch."""
+    if "GradientAccumulationScheduler" in str(trainer.get("callbacks")):
+        return None
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    return accumulate if _count(accumulate) else None
+
+
+def _world_size(trainer: dict[str, Any]) -> int | None:
+    """Training processes: ``devices`` (a count, or a list of devices) x ``num_nodes``;
+    ``None`` when that is not plain ints (``auto``, ``-1``, ``"0,1"``)."""
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    return devices * nodes if _count(devices) and _count(nodes) else None
+
+
+def _whole(value: Any) -> bool:
+    """``None`` or the float ``1.0``: the whole train split (the int ``1`` is one batch)."""
+    return value is None or (isinstance(value, float) and value == 1.0)
+
+
+def max_steps_problems(config: dict[str, Any], train_size: int, batch_size: int) -> list[str]:
+    """``trainer.max_steps`` against the data: a run that stops before its first end-of-epoch
+    validation has no best epoch and no result.
+
+    seglit's train loader gives each of the ``world`` processes ``train_size // world``
+    samples in batches of ``batch_size``, the ragged last batch dropped unless it is the only
+    one; Lightning steps the optimizer every ``accumulate_grad_batches`` batches and at the
+    end of each epoch, and validates at the end of every ``check_val_every_n_epoch``-th
+    epoch, also when that epoch's last step reaches ``max_steps``. Nothing is named when
+    anything makes the count uncertain (a limit on the train batches, a validation inside
+    the epoch, devices chosen at run time, an accumulation schedule).
+
+    Args:
+        config: The resolved config.
+        train_size: Samples in the train split.
+        batch_size: Training batch size per process.
+
+    Returns:
+        At most one problem line.
+    """
+    trainer = get_dotted(config, "trainer") or {}
+    if not isinstance(trainer, dict) or trainer.get("fast_dev_run"):
+        return []
+    max_steps, every = trainer.get("max_steps"), trainer.get("check_val_every_n_epoch")
+    world, accumulate = _world_size(trainer), _accumulation(trainer)
+    if not (_count(max_steps) and _count(every) and world and accumulate and _count(batch_size)):
+        return []
+    if not (
+        _whole(trainer.get("val_check_interval"))
+        and _whole(trainer.get("limit_train_batches"))
+        and not trainer.get("overfit_batches")
+    ):
+        return []
+    max_epochs = trainer.get("max_epochs")
+    if _number(max_epochs) and max_epochs != -1 and max_epochs < every:
+        return []  # trainer_problems names it
+    per_process = train_size // world
+    if per_process < 1:
+        return []  # the train loader refuses it, naming the sizes
+    batches = per_process // batch_size if per_process >= batch_size else 1
+    per_epoch = -(-batches // accumulate)  # the epoch's last batch steps too
+    first = per_epoch * every
+    if max_steps >= first:
+        return []
+    split = f"{train_size} train images" + (f" / {world} processes" if world > 1 else "")
+    split += f" / batch {batch_size}"
+    if accumulate > 1:
+        split += f" = {plural(batches, 'batch', 'batches')} / accumulate_grad_batches {accumulate}"
+    return [
+        f"trainer.max_steps: {max_steps} ends before the first validation (after {first} "
+        f"steps: {split} = {plural(per_epoch, 'step')} per epoch x check_val_every_n_epoch "
+        f"{every}); no validation would run: set max_steps >= {first}"
+    ]
 
 
 def _size_problem(key: str, value: Any) -> str | None:

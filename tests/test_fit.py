@@ -174,6 +174,35 @@ def test_missing_data_stop_the_runner_before_training_with_the_fix(tmp_path, cap
     assert not (tmp_path / "runs" / "real_voc" / "base").exists()  # nothing started
 
 
+def test_max_steps_ending_before_the_first_validation_are_named_before_training(
+    tmp_path, write_recipe, synthetic_root, capsys
+):
+    import shutil
+
+    from seglit.data.synthetic import MARKER_NAME
+
+    # the synthetic tree without its marker reads as Pascal VOC: 16 train images
+    voc = tmp_path / "voc"
+    shutil.copytree(synthetic_root, voc)
+    (voc / "VOCdevkit" / "VOC2012" / MARKER_NAME).unlink()
+    recipe = write_recipe(tmp_path / "r.yaml")
+    raw = yaml.safe_load(recipe.read_text())
+    raw["trainer"]["devices"] = 1
+    raw["data"] = {
+        "class_path": "seglit.data.VOCDataModule",
+        "init_args": {"root": str(voc), "batch_size": 8, "crop_size": 48, "num_workers": 0},
+    }
+    recipe.write_text(yaml.safe_dump(raw))
+    assert main([str(recipe), "--dry-run", "--trainer.max_steps=1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "seglit.fit: error: variants sum-s0, concat-s0: trainer.max_steps: 1 ends before the "
+        "first validation (after 2 steps: 16 train images / batch 8 = 2 steps per epoch x "
+        "check_val_every_n_epoch 1); no validation would run: set max_steps >= 2"
+    ]
+    assert main([str(recipe), "--dry-run", "--trainer.max_steps=2"]) == 0  # validates at 2
+    assert "2 variants valid" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("module", ["seglit.fit", "seglit.data"])
 def test_help_imports_neither_torch_nor_lightning_nor_wandb(module):
     code = (
@@ -188,3 +217,17 @@ def test_help_imports_neither_torch_nor_lightning_nor_wandb(module):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "LOADED []" in out.stdout, out.stdout[-500:] + out.stderr[-2000:]
+
+
+def test_max_steps_are_checked_against_the_synthetic_lab_s_train_split(
+    tmp_path, write_recipe, capsys
+):
+    recipe = write_recipe(tmp_path / "r.yaml")
+    raw = yaml.safe_load(recipe.read_text())
+    raw["trainer"]["devices"] = 1
+    raw["data"]["init_args"].update(batch_size=4)  # the tiny synthetic lab: 16 train images
+    recipe.write_text(yaml.safe_dump(raw))
+    assert main([str(recipe), "--dry-run", "--trainer.max_steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer.max_steps: 3 ends before the first validation (after 4 steps" in err
+    assert main([str(recipe), "--dry-run", "--trainer.max_steps=4"]) == 0

@@ -174,3 +174,97 @@ def test_dry_run_names_a_crop_that_cannot_work(
     assert fit.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"seglit.fit: error: {line}") and len(err.splitlines()) == 1
+
+
+# --------------------------------------------- trainer.max_steps against the train split
+
+
+def _steps(steps: object, **trainer: object) -> dict:
+    """A config of ``steps`` max_steps on one device, validating every epoch."""
+    return {"trainer": {"devices": 1, "num_nodes": 1, "max_steps": steps,
+                        "check_val_every_n_epoch": 1, **trainer}}  # fmt: skip
+
+
+def test_max_steps_that_end_before_the_first_validation_are_named():
+    from seglit.validation import max_steps_problems
+
+    assert max_steps_problems(_steps(5), 160, 8) == [
+        "trainer.max_steps: 5 ends before the first validation (after 20 steps: 160 train "
+        "images / batch 8 = 20 steps per epoch x check_val_every_n_epoch 1); no validation "
+        "would run: set max_steps >= 20"
+    ]
+    assert max_steps_problems(_steps(20), 160, 8) == []  # the 20th step ends the epoch
+    several = _steps(9, devices=[0, 1], check_val_every_n_epoch=2, accumulate_grad_batches=2)
+    assert max_steps_problems(several, 160, 8) == [
+        "trainer.max_steps: 9 ends before the first validation (after 10 steps: 160 train "
+        "images / 2 processes / batch 8 = 10 batches / accumulate_grad_batches 2 = 5 steps "
+        "per epoch x check_val_every_n_epoch 2); no validation would run: set max_steps >= 10"
+    ]
+
+
+# (train images, batch, devices, check_val_every_n_epoch, accumulate_grad_batches): the step
+# of the first validation, as measured with Lightning 2.6 on the tiny config (a run with
+# max_steps at that step validated; one step fewer did not)
+MEASURED = [
+    ((16, 4, 1, 1, 1), 4),
+    ((16, 5, 1, 1, 1), 3),  # the ragged batch is dropped
+    ((16, 32, 1, 1, 1), 1),  # unless it is the only one
+    ((16, 4, 1, 2, 1), 8),
+    ((16, 5, 1, 1, 2), 2),  # the epoch's last batch steps the optimizer
+    ((16, 4, 1, 1, 3), 2),
+    ((16, 4, 1, 2, 3), 4),
+    ((16, 4, 2, 1, 1), 2),  # 2 CPU processes (DDP): 8 images each
+    ((16, 5, 2, 1, 1), 1),
+]
+
+
+@pytest.mark.parametrize(("setting", "first"), MEASURED)
+def test_the_first_validation_step_is_the_one_lightning_validates_at(setting, first):
+    from seglit.validation import max_steps_problems
+
+    size, batch, devices, every, accumulate = setting
+    trainer = {"devices": devices, "check_val_every_n_epoch": every,
+               "accumulate_grad_batches": accumulate}  # fmt: skip
+    assert max_steps_problems(_steps(first, **trainer), size, batch) == []
+    if first > 1:
+        refused = max_steps_problems(_steps(first - 1, **trainer), size, batch)
+        assert len(refused) == 1 and refused[0].endswith(f"set max_steps >= {first}")
+
+
+CALLBACKS = "lightning.pytorch.callbacks"
+
+
+@pytest.mark.parametrize(
+    "trainer",
+    [
+        {"limit_train_batches": 0.5},
+        {"limit_train_batches": 1},  # one batch, not the whole split
+        {"val_check_interval": 0.5},
+        {"val_check_interval": 4},
+        {"overfit_batches": 2},
+        {"devices": "auto"},
+        {"devices": -1},
+        {"devices": "0,1"},
+        {"num_nodes": "2"},
+        {"accumulate_grad_batches": None},
+        {"callbacks": [{"class_path": f"{CALLBACKS}.GradientAccumulationScheduler"}]},
+        {"fast_dev_run": True},
+        {"max_steps": -1},
+        {"max_steps": None},
+        {"max_epochs": 0},  # named by trainer_problems
+    ],
+)
+def test_max_steps_are_not_judged_when_the_count_is_uncertain(trainer):
+    from seglit.validation import max_steps_problems
+
+    assert max_steps_problems(_steps(5, **trainer), 160, 8) == []
+
+
+def test_an_int_val_check_interval_counts_batches_not_optimizer_steps():
+    # measured: max_steps 1 x 2 accumulated batches reaches the validation at batch 2
+    every_2_batches = {"check_val_every_n_epoch": None, "val_check_interval": 2}
+    assert config_problems(_steps(1, **every_2_batches, accumulate_grad_batches=2)) == []
+    assert config_problems(_steps(1, **every_2_batches)) == [
+        "trainer.max_steps: 1 is less than trainer.val_check_interval: 2; no validation "
+        "would run: set max_steps >= 2"
+    ]

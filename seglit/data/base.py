@@ -189,23 +189,30 @@ class SegmentationDataModule(L.LightningDataModule):
         """Normalisation std (0..1 scale), as given to ``Normalize``."""
         return self._std
 
-    def check_data(self) -> None:
+    def check_data(self) -> int | None:
         """Check, cheaply, that the data exist and read: build the ``train`` and ``val``
         datasets and read the first sample of each (``python -m seglit.data check`` reads them
         all).
+
+        Returns:
+            The number of samples in the train split (``None`` from a subclass that cannot
+            tell without reading its data).
 
         Raises:
             DataError: naming the file or folder and, where there is one, the command that
                 fixes it.
         """
+        sizes = []
         for stage in ("train", "val"):
             try:
                 dataset = self.build_dataset(stage, None)
-                if len(dataset) == 0:
+                sizes.append(len(dataset))
+                if sizes[-1] == 0:
                     raise ValueError(f"the {stage} split holds no samples")
                 dataset[0]
             except (OSError, ValueError) as err:
                 raise DataError(f"{type(self).__name__}, {stage} split: {err}") from None
+        return sizes[0]
 
     # ----- Lightning hooks ---------------------------------------------------------------------
 

@@ -115,8 +115,13 @@ class _SyntheticDataModule(SegmentationDataModule):
     def write(self) -> None:
         """Write the dataset under ``root`` (a no-op when it is already there)."""
 
-    def check_data(self) -> None:
-        """Nothing to check: the data are generated (and cached) on first use."""
+    def check_data(self) -> int:
+        """Nothing to read: the data are generated (and cached) on first use.
+
+        Returns:
+            ``num_train``: the size of the train split it generates.
+        """
+        return self.spec.num_train
 
     def prepare_data(self) -> None:
         """Generate the dataset under ``root`` unless it is already there."""

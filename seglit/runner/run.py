@@ -58,7 +58,12 @@ from seglit.runner.plan import (
 )
 from seglit.runner.train import train
 from seglit.text import plural
-from seglit.validation import config_problems, quick_problems, runner_problems
+from seglit.validation import (
+    config_problems,
+    max_steps_problems,
+    quick_problems,
+    runner_problems,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -253,12 +258,13 @@ def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list
 
 
 def check_variants(plans: list[VariantPlan], checker: Any, problems: list[str]) -> None:
-    """Check each variant's values, build it cheaply and check its data (once per distinct
-    data config); every problem found is appended to ``problems``, one line each."""
+    """Check each variant's values, build it cheaply, check its data (once per distinct
+    data config) and its ``trainer.max_steps`` against the train split's size; every problem
+    found is appended to ``problems``, one line each."""
     from seglit.config_builder import ConfigError
     from seglit.data.base import DataError
 
-    checked: set[str] = set()
+    train_sizes: dict[str, int | None] = {}  # by data config; None: unknown or unreadable
     for plan in plans:
         source = f"variant {plan.name}"
         found = config_problems(plan.resolved, source)
@@ -271,13 +277,25 @@ def check_variants(plans: list[VariantPlan], checker: Any, problems: list[str]) 
             problems.append(str(err))
             continue
         key = json.dumps(plan.resolved.get("data"), sort_keys=True, default=str)
-        if key in checked:
-            continue
-        checked.add(key)
-        try:
-            datamodule.check_data()
-        except DataError as err:
-            problems.append(f"{source}: data: {err}")
+        if key not in train_sizes:
+            train_sizes[key] = None
+            try:
+                train_sizes[key] = datamodule.check_data()
+            except DataError as err:
+                problems.append(f"{source}: data: {err}")
+        size = train_sizes[key]
+        if size is not None and _seglit_train_loader(datamodule):
+            found = max_steps_problems(plan.resolved, size, datamodule.batch_size)
+            problems += [f"{source}: {problem}" for problem in found]
+
+
+def _seglit_train_loader(datamodule: Any) -> bool:
+    """Whether seglit's own code builds the train loader of ``datamodule`` (an epoch is then
+    the train split in batches of ``batch_size``); a user's class may load it its own way."""
+    methods = [
+        getattr(type(datamodule), name, None) for name in ("setup", "train_dataloader", "_loader")
+    ]
+    return all(getattr(m, "__module__", "").startswith("seglit.") for m in methods)
 
 
 _VARIANT_PROBLEM = re.compile(r"^(.*?)variant ([^\s:)]+)(\)?: )(.*)$")

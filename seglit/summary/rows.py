@@ -145,10 +145,9 @@ def build_rows(
             labels=dict(members[0].labels),
         )
         if finished:
-            _fill_row(row, [m for _, m in finished])
-            checker_ends[group] = {
-                v.seed: ends[0] for v, m in finished if (ends := checkerboard_course([m])[1])
-            }
+            courses = {v.seed: course for v, m in finished if (course := checkerboard_course(m))}
+            _fill_row(row, [m for _, m in finished], list(courses.values()))
+            checker_ends[group] = {seed: end for seed, (_, end) in courses.items()}
             confmats[group] = {
                 v.seed: cm
                 for v, _ in finished
@@ -192,32 +191,28 @@ def build_rows(
     return rows
 
 
-def checkerboard_course(finished: list[RunMetrics]) -> tuple[list[float], list[float]]:
-    """Per seed run, the log-probabilities' checkerboard score at its first and at its last
-    validation (``metrics.json`` history); runs that did not measure it are left out."""
-    starts, ends = [], []
-    for metrics in finished:
-        scores = [
-            h["checkerboard_logits"]
-            for h in metrics.history or []
-            if h.get("checkerboard_logits") is not None
-        ]
-        if scores:
-            starts.append(scores[0])
-            ends.append(scores[-1])
-    return starts, ends
+def checkerboard_course(metrics: RunMetrics) -> tuple[float, float] | None:
+    """A seed run's log-probability checkerboard score at its first and at its last
+    validation (``metrics.json`` history); ``None`` when the run did not measure it."""
+    scores = [
+        h["checkerboard_logits"]
+        for h in metrics.history or []
+        if h.get("checkerboard_logits") is not None
+    ]
+    return (scores[0], scores[-1]) if scores else None
 
 
-def _fill_row(row: Row, finished: list[RunMetrics]) -> None:
-    """Aggregate the finished seed runs' metrics into ``row``."""
+def _fill_row(row: Row, finished: list[RunMetrics], courses: list[tuple[float, float]]) -> None:
+    """Aggregate the finished seed runs' metrics (and the checkerboard courses of those
+    that measured it, :func:`checkerboard_course`) into ``row``."""
     mious = [m.best["mIoU"] for m in finished]
     row.mIoU_mean = float(np.mean(mious))
     row.mIoU_std = float(np.std(mious, ddof=1)) if len(mious) > 1 else None
     row.acc = _mean([m.best.get("acc") for m in finished])
     row.mIoU_before_crf = _mean([m.best.get("mIoU_before_crf") for m in finished])
     row.checkerboard = _mean([m.best.get("checkerboard") for m in finished])
-    starts, ends = checkerboard_course(finished)
-    if ends:
+    if courses:
+        starts, ends = [start for start, _ in courses], [end for _, end in courses]
         row.checkerboard_logits_start = _mean(starts)
         row.checkerboard_logits = float(np.mean(ends))
         row.checkerboard_logits_std = float(np.std(ends, ddof=1)) if len(ends) > 1 else None
