@@ -1,7 +1,8 @@
 """Benchmark: a shipped smoke ablation one variant at a time against two side by side.
 
-On a CPU with 2+ cores the recipe runner trains two variants at a time with ``cores // 2``
-threads each (the default, ``--parallel 2``: one thread per variant on 2 cores);
+Variants with ``trainer.accelerator: cpu`` (every smoke) on 2+ cores train two at a time
+with ``cores // 2`` threads each (the runner's default, ``--parallel 2``: one thread per
+variant on 2 cores);
 ``--parallel 1`` trains one at a time with every core. This script runs the same shipped
 smoke both ways, interleaved by round (A, B, then B, A, ...), each into its own fresh output
 folder with the synthetic data cached beforehand, and reports the runner's wall time per

@@ -91,8 +91,9 @@ def build_parser(prog: str = "python -m seglit.fit") -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="run N variants side by side: variant i on GPU slot i %% N "
-        "(CUDA_VISIBLE_DEVICES), CPU variants sharing the cores; default 2 on a CPU with "
-        "2+ cores (cores // 2 threads each), else 1",
+        "(CUDA_VISIBLE_DEVICES), CPU variants sharing the cores; default 2 when every "
+        "variant has trainer.accelerator cpu and there are 2+ cores (cores // 2 threads "
+        "each), else 1",
     )
     parser.add_argument(
         "--rerun-changed",

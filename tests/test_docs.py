@@ -1,6 +1,7 @@
 """The docs' examples, executed, so they cannot drift from the code.
 
-* ``docs/tracking.md``: the offline-run reading example runs on a real offline W&B run;
+* ``docs/tracking.md``: the offline-run reading example runs on a real offline W&B run, and
+  the workspace example up to its upload;
 * ``docs/recipes.md``: every row of the "Mistakes are errors" table is made in a recipe (or
   on the command line) and its error compared with the documented message.
 """
@@ -43,6 +44,19 @@ def test_the_offline_run_reading_example_of_tracking_md_runs(tmp_path, monkeypat
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("unet-sum-s0 ablation_skip") for line in out), out
     assert "[0.5]" in out
+
+
+def test_the_workspace_example_of_tracking_md_runs_up_to_its_upload(monkeypatch):
+    pytest.importorskip("wandb_workspaces", reason="pip install 'seglit[dashboard]'")
+    code = python_block(DOCS / "tracking.md", "In Python:")
+    assert code.rstrip().endswith("workspace.save()  # online: creates it in W&B")
+    offline = code.rstrip().rsplit("\n", 1)[0]  # everything but the upload
+    monkeypatch.chdir(DOCS.parent)
+    namespace: dict = {}
+    exec(compile(offline, "docs/tracking.md", "exec"), namespace)
+    spec = namespace["spec"]
+    assert spec["entity"] == "my-team" and spec["spec"]["section"]
+    assert "ablation_skip" in str(spec)
 
 
 def mistakes_table() -> dict[str, str]:

@@ -88,7 +88,7 @@ class RunnerOptions:
     out: Path | None = None
     verbose: bool = False
     parallel: int | None = None
-    """Variants trained at once; ``None``: 2 on a CPU with 2+ cores, else 1
+    """Variants trained at once; ``None``: 2 when all train on the CPU on 2+ cores, else 1
     (:func:`seglit.runner.train.slots_and_threads`)."""
     export_sweep: Path | None = None
     rerun_changed: bool = False

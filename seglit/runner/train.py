@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from seglit.recipe import get_dotted
 from seglit.run_folder import (
     FAILED,
     FINISHED,
@@ -64,7 +65,7 @@ def train(plans: list[VariantPlan], options: RunnerOptions, console: Console) ->
             console.line(f"[{plan.index}/{total}] {plan.name}: finished earlier, skipped")
         else:
             queue.append(plan)
-    parallel, threads = slots_and_threads(options.parallel, len(queue))
+    parallel, threads = slots_and_threads(options.parallel, [p.resolved for p in queue])
     spread_gpus = options.parallel is not None and parallel > 1  # --parallel N: slot i, GPU i
     if options.parallel is None and parallel > 1:
         console.line(
@@ -212,31 +213,29 @@ def _stream_log(child: Child, console: Console) -> None:
         console.line(line)
 
 
-def slots_and_threads(requested: int | None, waiting: int) -> tuple[int, int | None]:
+def slots_and_threads(
+    requested: int | None, waiting: list[dict[str, Any]]
+) -> tuple[int, int | None]:
     """How many variants train at once, and the torch threads of each (``None``: torch's own).
 
     ``--parallel N`` is taken as given, with ``cores // N`` threads each when ``N > 1``.
-    Without it, a machine without a CUDA GPU and with two or more cores trains two variants
-    at a time with half the cores each, when two or more wait: on 2 idle cores the shipped
-    skip smoke takes 0.55x the wall time that way (``benchmarks/parallel_smoke.py``,
-    docs/performance.md). With a GPU, one at a time (``--parallel N`` spreads over N GPUs).
+    Without it, two or more waiting variants that all train on the CPU
+    (``trainer.accelerator: cpu``, as every smoke block sets) on two or more cores train two
+    at a time with half the cores each: on 2 idle cores the shipped skip smoke takes 0.57x
+    the wall time that way (``benchmarks/parallel_smoke.py``, docs/performance.md). Any
+    other accelerator (``gpu``, ``auto``): one at a time (``--parallel N`` spreads over N
+    GPUs). The choice reads the configs, not the machine: asking CUDA whether a GPU is there
+    would initialise it in the runner, and variants forked from it could not use it.
 
     Args:
         requested: ``--parallel`` (``None`` when not given).
-        waiting: variants left to train.
+        waiting: the resolved configs of the variants left to train.
     """
     if requested is None:
-        requested = 1
-        if waiting >= 2 and _cpu_count() >= 2 and not _cuda_available():
-            requested = 2
+        on_cpu = all(get_dotted(c, "trainer.accelerator") == "cpu" for c in waiting)
+        requested = 2 if len(waiting) >= 2 and on_cpu and _cpu_count() >= 2 else 1
     parallel = max(1, requested)
     return parallel, (max(1, _cpu_count() // parallel) if parallel > 1 else None)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _cpu_count() -> int:

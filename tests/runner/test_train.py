@@ -6,20 +6,39 @@ import pytest
 
 from seglit.runner import train
 
+CPU = {"trainer": {"accelerator": "cpu"}}
+GPU = {"trainer": {"accelerator": "gpu"}}
+AUTO = {"trainer": {"accelerator": "auto"}}
+
 
 @pytest.mark.parametrize(
-    ("requested", "waiting", "cores", "cuda", "expected"),
+    ("requested", "waiting", "cores", "expected"),
     [
-        (None, 9, 2, False, (2, 1)),  # the CPU default: two at a time, a core each
-        (None, 9, 16, False, (2, 8)),
-        (None, 1, 2, False, (1, None)),  # one variant left: it gets every core
-        (None, 9, 1, False, (1, None)),
-        (None, 9, 8, True, (1, None)),  # a GPU: one at a time unless --parallel says more
-        (1, 9, 2, False, (1, None)),  # --parallel 1: one at a time with every core
-        (4, 9, 2, True, (4, 1)),  # --parallel N is taken as given
+        (None, [CPU] * 9, 2, (2, 1)),  # the CPU default: two at a time, a core each
+        (None, [CPU] * 9, 16, (2, 8)),
+        (None, [CPU], 2, (1, None)),  # one variant left: it gets every core
+        (None, [CPU] * 9, 1, (1, None)),
+        (None, [GPU] * 9, 8, (1, None)),  # a GPU: one at a time unless --parallel says more
+        (None, [AUTO] * 9, 8, (1, None)),  # "auto" may pick a GPU: one at a time
+        (None, [CPU, GPU], 8, (1, None)),  # any variant off the CPU: one at a time
+        (1, [CPU] * 9, 2, (1, None)),  # --parallel 1: one at a time with every core
+        (4, [GPU] * 9, 2, (4, 1)),  # --parallel N is taken as given
     ],
 )
-def test_slots_and_threads(monkeypatch, requested, waiting, cores, cuda, expected) -> None:
+def test_slots_and_threads(monkeypatch, requested, waiting, cores, expected) -> None:
     monkeypatch.setattr(train, "_cpu_count", lambda: cores)
-    monkeypatch.setattr(train, "_cuda_available", lambda: cuda)
     assert train.slots_and_threads(requested, waiting) == expected
+
+
+def test_the_choice_never_asks_cuda(monkeypatch) -> None:
+    """Asking CUDA would initialise it in the runner, and forked variants could not use it."""
+    import torch
+
+    def refuse() -> bool:
+        raise AssertionError("CUDA was asked")
+
+    monkeypatch.setattr(torch.cuda, "is_available", refuse)
+    monkeypatch.setattr(torch.cuda, "device_count", refuse)
+    monkeypatch.setattr(train, "_cpu_count", lambda: 2)
+    assert train.slots_and_threads(None, [CPU, CPU]) == (2, 1)
+    assert train.slots_and_threads(None, [AUTO, AUTO]) == (1, None)
