@@ -57,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "run":
         from seglit.fit import main as run_recipe
 
-        # like `python -m seglit.fit`: nothing has touched torch yet, so variants may fork
-        raise SystemExit(run_recipe(args[1:], fork=True, prog="seglit run"))
+        # As the console script (no argv given), like `python -m seglit.fit`: nothing has
+        # touched torch yet, so variants may fork. Called from Python (a test, a notebook),
+        # torch may have run threaded work already: variants start as subprocesses.
+        fork = argv is None
+        raise SystemExit(run_recipe(args[1:], fork=fork, prog="seglit run"))
     if command == "export":
         from seglit.export import main as export
 

@@ -34,6 +34,29 @@ def test_seglit_run_is_python_m_seglit_fit(write_tiny_recipe, tmp_path, capsys) 
     assert "missing.yaml" in capsys.readouterr().err
 
 
+def test_seglit_run_forks_only_as_the_console_script(monkeypatch) -> None:
+    calls: list[bool] = []
+
+    def fake_fit(argv, fork, prog):
+        calls.append(fork)
+        return 0
+
+    monkeypatch.setattr(fit, "main", fake_fit)
+    assert run(["run", "r.yaml"]) == 0  # from Python: torch may have run threaded work
+    monkeypatch.setattr(sys, "argv", ["seglit", "run", "r.yaml"])
+    assert run_console_script() == 0
+    assert calls == [False, True]
+
+
+def run_console_script() -> int:
+    """``seglit`` as installed: ``main()`` reading ``sys.argv``; the exit status."""
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
 def test_seglit_predict_with_a_folder_writes_the_folder_modes_files(
     finished_run: Path, synthetic_root: Path, tmp_path: Path, capsys
 ) -> None:

@@ -147,13 +147,18 @@ def keep_parent_fork_safe() -> None:
         torch.set_num_threads(1)
 
 
-def can_fork(resolved: dict[str, Any]) -> bool:
+def can_fork(resolved: dict[str, Any], fork: bool) -> bool:
     """Whether the variant can run in a forked child of this process.
 
-    Needs ``os.fork``, :func:`keep_parent_fork_safe` called, a single-process Trainer, and
-    no CUDA initialised in this process (a CUDA context does not survive a fork).
+    Needs forking asked for by this run (``fork``: its runner is the command line),
+    ``os.fork``, :func:`keep_parent_fork_safe` called, a single-process Trainer, and no CUDA
+    initialised in this process (a CUDA context does not survive a fork). Asked per run: a
+    process that once ran the command line in-process (a test, a notebook) and then ran
+    torch work must not fork for a later run.
     """
-    if _parent_threads is None or not hasattr(os, "fork") or not single_process(resolved):
+    if not fork or _parent_threads is None or not hasattr(os, "fork"):
+        return False
+    if not single_process(resolved):
         return False
     import torch
 
@@ -167,6 +172,7 @@ def start_variant(
     resolved: dict[str, Any],
     gpu: int | None = None,
     threads: int | None = None,
+    fork: bool = False,
 ) -> Child:
     """Start ``seglit <argv>`` for one variant; its output is appended to ``train.log``.
 
@@ -177,6 +183,8 @@ def start_variant(
         resolved: Its resolved config (decides fork or subprocess).
         gpu: Pin it to this GPU (``CUDA_VISIBLE_DEVICES``).
         threads: CPU threads for torch (when variants share the CPU).
+        fork: Fork it from this process where :func:`can_fork` allows (the command line
+            runner); else a ``python -m seglit`` subprocess.
     """
     env = {PROGRESS_ENV: str(run_dir / PROGRESS_FILE), "PYTHONUNBUFFERED": "1"}
     if gpu is not None:
@@ -185,7 +193,7 @@ def start_variant(
         env["OMP_NUM_THREADS"] = str(threads)
     log_path = run_dir / TRAIN_LOG
     prefix = " ".join(f"{k}={v}" for k, v in env.items() if k in ("CUDA_VISIBLE_DEVICES",))
-    fork = can_fork(resolved)
+    fork = can_fork(resolved, fork)
     command = ["seglit", *argv] if fork else [sys.executable, "-m", "seglit", *argv]  # as logged
     with open(log_path, "a") as log:
         log_start = log.tell()
@@ -225,6 +233,10 @@ def _fork_cli(argv: list[str], log_path: Path, env: dict[str, str], threads: int
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+        # Python's own streams onto the log too, should the parent have replaced them (a
+        # capture): a traceback of this child must reach train.log
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         os.environ.update(env)
         sys.argv = ["seglit", *argv]  # what Lightning sees as this process's command line
         import torch

@@ -80,7 +80,7 @@ def train(plans: list[VariantPlan], options: RunnerOptions, console: Console) ->
         while queue or running:
             while queue and free:
                 plan = queue.pop(0)
-                launch = _start(plan, total, free[0], spread_gpus, threads, console)
+                launch = _start(plan, total, free[0], spread_gpus, threads, options.fork, console)
                 if launch is None:
                     failures += plan.status == FAILED
                     continue
@@ -117,6 +117,7 @@ def _start(
     slot: int,
     spread_gpus: bool,
     threads: int | None,
+    fork: bool,
     console: Console,
 ) -> _Launch | None:
     """Lock the variant's folder, pick its checkpoint and start it (``None`` if not started)."""
@@ -149,7 +150,7 @@ def _start(
         argv = fit_argv(write_run_config(plan), ckpt)
         (plan.run_dir / PROGRESS_FILE).unlink(missing_ok=True)
         gpu = slot if spread_gpus else None
-        child = start_variant(plan.name, plan.run_dir, argv, plan.resolved, gpu, threads)
+        child = start_variant(plan.name, plan.run_dir, argv, plan.resolved, gpu, threads, fork)
     except OSError as err:
         error = f"cannot write in {plan.run_dir}: {err}"
         record_failure(plan.run_dir, plan.fingerprint.digest, 1, error)

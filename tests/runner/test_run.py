@@ -337,7 +337,7 @@ def test_a_folder_another_config_wrote_meanwhile_is_not_started(tmp_path):
     lines = []
     console = Console(stream=None)
     console.line = lines.append
-    assert _start(plan, 1, 0, 1, None, console) is None
+    assert _start(plan, 1, 0, False, None, False, console) is None
     assert plan.status == "mismatch" and "not started" in lines[-1]
     assert not (plan.run_dir / "config.yaml").exists()  # nothing of this config written
 
