@@ -45,10 +45,11 @@ from seglit.callbacks import (
 )
 from seglit.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from seglit.config_builder import ConfigError as ConfigError  # re-exported
-from seglit.config_builder import check_config, describe_parse_error
+from seglit.config_builder import check_config, describe_parse_error, instantiate
 from seglit.config_builder import resolve_config as resolve_config  # re-exported
 from seglit.config_builder import validate_config as validate_config  # re-exported
 from seglit.data import SegmentationDataModule
+from seglit.data.base import DataError
 from seglit.fingerprint import Fingerprint
 from seglit.module import NonFiniteLossError, SegmentationModule
 from seglit.run_folder import (
@@ -64,7 +65,7 @@ from seglit.run_folder import (
     read_metrics,
     write_fingerprint,
 )
-from seglit.validation import config_problems
+from seglit.validation import config_problems, max_steps_problems, uses_seglit_train_loader
 from seglit.wandb.media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
@@ -170,7 +171,7 @@ class SeglitCLI(LightningCLI):
             return
         check_config(config)
         if subcommand == "fit":
-            problems = config_problems(config.as_dict())
+            problems = config_problems(config.as_dict()) or max_steps_problem(config)
             if problems:
                 raise ConfigError("; ".join(problems))
         if subcommand == "predict":
@@ -192,6 +193,27 @@ class SeglitCLI(LightningCLI):
             if isinstance(callback, RunSummaryWriter) and self.fingerprint is not None:
                 callback.fingerprint = self.fingerprint.digest
         return trainer
+
+
+def max_steps_problem(config: Any) -> list[str]:
+    """A ``trainer.max_steps`` that ends before the first validation (a fit without a
+    result), counted from the train split as the recipe runner counts it; named before the
+    run's folder is written. Empty when ``max_steps`` is unset or the count is uncertain.
+
+    Args:
+        config: The ``fit`` subcommand's parsed config.
+    """
+    resolved = config.as_dict()
+    if (resolved.get("trainer") or {}).get("max_steps") in (None, -1) or not resolved.get("data"):
+        return []
+    datamodule = instantiate("data", resolved["data"], SegmentationDataModule)
+    if not uses_seglit_train_loader(datamodule):
+        return []
+    try:
+        size = datamodule.check_data()
+    except DataError:
+        return []  # the datamodule's setup names it
+    return [] if size is None else max_steps_problems(resolved, size, datamodule.batch_size)
 
 
 def check_predict_input(config: Any) -> None:

@@ -266,9 +266,11 @@ def _gpu_requested(trainer: Any) -> bool:
         return True
     if accelerator != "auto":
         return False
-    import torch
+    # Lightning's own test, through NVML (lightning.fabric sets PYTORCH_NVML_BASED_CUDA_CHECK):
+    # it does not initialise CUDA in this process, which may fork variants later
+    from lightning.fabric.accelerators.cuda import is_cuda_available
 
-    return torch.cuda.is_available()
+    return is_cuda_available()
 
 
 # ------------------------------------------------------------------------------ errors

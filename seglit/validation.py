@@ -181,6 +181,15 @@ def max_steps_problems(config: dict[str, Any], train_size: int, batch_size: int)
     ]
 
 
+def uses_seglit_train_loader(datamodule: Any) -> bool:
+    """Whether seglit's own code builds the train loader of ``datamodule`` (an epoch is then
+    the train split in batches of ``batch_size``); a user's class may load it its own way."""
+    methods = [
+        getattr(type(datamodule), name, None) for name in ("setup", "train_dataloader", "_loader")
+    ]
+    return all(getattr(m, "__module__", "").startswith("seglit.") for m in methods)
+
+
 def _size_problem(key: str, value: Any) -> str | None:
     sizes = value if isinstance(value, (list, tuple)) else [value]
     if len(sizes) not in (1, 2) or not all(isinstance(s, int) and s >= 1 for s in sizes):

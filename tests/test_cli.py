@@ -121,10 +121,42 @@ def test_linked_num_classes_cannot_be_set_twice(tmp_path, make_fit_config):
         validate_config(config)
 
 
+def test_fit_names_max_steps_that_end_before_the_first_validation(
+    tmp_path, make_fit_config, capsys
+):
+    run = tmp_path / "run"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(make_fit_config(run, max_steps=3, max_epochs=5)))
+    err = _main_error(capsys, "fit", "--config", str(path))
+    assert err.strip() == (
+        "seglit: error: trainer.max_steps: 3 ends before the first validation (after 4 steps: "
+        "16 train images / batch 4 = 4 steps per epoch x check_val_every_n_epoch 1); no "
+        "validation would run: set max_steps >= 4"
+    )
+    assert not run.exists()  # named before the run's folder is written
+
+
 def test_sync_batchnorm_on_cpu_is_a_clear_error(tmp_path, make_fit_config):
     config = make_fit_config(tmp_path, sync_batchnorm=True)
     with pytest.raises(ConfigError, match="sync_batchnorm=true needs GPUs"):
         validate_config(config)
+
+
+@pytest.mark.parametrize("gpus", [False, True])
+def test_sync_batchnorm_with_accelerator_auto_asks_lightning_for_gpus(
+    tmp_path, make_fit_config, monkeypatch, gpus
+):
+    # Lightning's NVML-based test: asking torch.cuda directly could initialise CUDA in a
+    # runner that forks its variants afterwards
+    from lightning.fabric.accelerators import cuda
+
+    monkeypatch.setattr(cuda, "is_cuda_available", lambda: gpus)
+    config = make_fit_config(tmp_path, sync_batchnorm=True, accelerator="auto")
+    if gpus:
+        validate_config(config)
+    else:
+        with pytest.raises(ConfigError, match="sync_batchnorm=true needs GPUs"):
+            validate_config(config)
 
 
 def test_predict_writes_palette_masks_and_overlays(tmp_path, make_fit_config, synthetic_root):

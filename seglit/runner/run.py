@@ -63,6 +63,7 @@ from seglit.validation import (
     max_steps_problems,
     quick_problems,
     runner_problems,
+    uses_seglit_train_loader,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -284,18 +285,9 @@ def check_variants(plans: list[VariantPlan], checker: Any, problems: list[str]) 
             except DataError as err:
                 problems.append(f"{source}: data: {err}")
         size = train_sizes[key]
-        if size is not None and _seglit_train_loader(datamodule):
+        if size is not None and uses_seglit_train_loader(datamodule):
             found = max_steps_problems(plan.resolved, size, datamodule.batch_size)
             problems += [f"{source}: {problem}" for problem in found]
-
-
-def _seglit_train_loader(datamodule: Any) -> bool:
-    """Whether seglit's own code builds the train loader of ``datamodule`` (an epoch is then
-    the train split in batches of ``batch_size``); a user's class may load it its own way."""
-    methods = [
-        getattr(type(datamodule), name, None) for name in ("setup", "train_dataloader", "_loader")
-    ]
-    return all(getattr(m, "__module__", "").startswith("seglit.") for m in methods)
 
 
 _VARIANT_PROBLEM = re.compile(r"^(.*?)variant ([^\s:)]+)(\)?: )(.*)$")
