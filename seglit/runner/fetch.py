@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,19 @@ def config_weights(resolved: dict[str, Any]) -> list[WeightsNeed]:
         if need is not None:
             needs.append(need)
     return needs
+
+
+def without_weights(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` whose models load no pretrained weights (``pretrained: false``,
+    ``encoder_weights: null``): built before the fetch, it names a model that cannot be
+    built without downloading anything."""
+    copy = deepcopy(config)
+    for _class_path, init in _walk(copy.get("model", {})):
+        if init.get("pretrained") is True:
+            init["pretrained"] = False
+        if init.get("encoder_weights") is not None:
+            init["encoder_weights"] = None
+    return copy
 
 
 def needed_weights(plans: list[Any]) -> list[WeightsNeed]:

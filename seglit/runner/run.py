@@ -44,7 +44,12 @@ from seglit.run_folder import (
     WANDB_LOGGER_CLASSES,
 )
 from seglit.runner.console import Console
-from seglit.runner.fetch import drop_covered, fetch_before_start
+from seglit.runner.fetch import (
+    drop_covered,
+    fetch_before_start,
+    missing_weights,
+    without_weights,
+)
 from seglit.runner.launch import (
     keep_parent_fork_safe,
 )
@@ -168,10 +173,16 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
 
     plans = plan_variants(recipe, variants, recipe_dir, overrides, resolve)
     selected = [p for p in plans if not options.variants or p.name in options.variants]
-    # a config already refused: name it without downloading weights or datasets first
+    # a config already refused, or a model that cannot be built: named without downloading
+    # weights or datasets first
     fetching = not (options.dry_run or options.export_sweep or problems)
+    refused: set[str] = set()
+    todo = [plan for plan in selected if plan.status != FINISHED]
+    if fetching and (options.download or missing_weights(todo)):
+        refused = build_without_weights(selected, checker, problems)
+        fetching = not refused
     missing = fetch_before_start(selected, fetching, options.download, problems, console)
-    check_variants(selected, checker, problems)
+    check_variants([p for p in selected if p.name not in refused], checker, problems)
     drop_covered(problems, missing)
     if options.export_sweep is not None:
         if problems:
@@ -256,6 +267,24 @@ def _requested_variants(recipe: Recipe, requested: list[str], path: str) -> list
 
 
 # ------------------------------------------------------------------------------ before training
+
+
+def build_without_weights(plans: list[VariantPlan], checker: Any, problems: list[str]) -> set[str]:
+    """Build each unfinished variant cheaply with its pretrained weights off
+    (:func:`~seglit.runner.fetch.without_weights`), before anything is fetched; every
+    problem is appended to ``problems``. Returns the names of the variants refused."""
+    from seglit.config_builder import ConfigError
+
+    refused = set()
+    for plan in plans:
+        if plan.status == FINISHED:
+            continue
+        try:
+            checker.build(without_weights(plan.config), f"variant {plan.name}")
+        except ConfigError as err:
+            problems.append(str(err))
+            refused.add(plan.name)
+    return refused
 
 
 def check_variants(plans: list[VariantPlan], checker: Any, problems: list[str]) -> None:

@@ -276,3 +276,25 @@ def test_a_refused_config_is_named_before_anything_is_fetched(
     assert "resnet18-f37072fd.pth" in err  # the valid variant's weights: listed, not fetched
     assert fetched == []
     assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing started
+
+
+def test_a_model_that_cannot_be_built_is_named_before_anything_is_fetched(
+    tmp_path, write_tiny_recipe, monkeypatch, capsys
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    import torchvision.models as tvm
+
+    fetched = []
+    monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", lambda *a, **k: fetched.append(a))
+    recipe = _pretrained_recipe(write_tiny_recipe, tmp_path / "recipe.yaml")
+    raw = yaml.safe_load(recipe.read_text())
+    # the parser takes both; FCN's constructor refuses the reference padding on ResNet-18
+    raw["ablation"] = {"model.net.init_args.input_padding": {"ok": 0, "bad": 100}}
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main([str(recipe), "--out", str(tmp_path / "runs")]) == 2
+    assert fetched == []
+    err = capsys.readouterr().err
+    assert "variant bad" in err and "input_padding" in err  # the build's own reason
+    assert "variant ok" not in err  # the valid variant: only its weights, listed
+    assert "resnet18-f37072fd.pth" in err
+    assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing started
