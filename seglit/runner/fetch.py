@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seglit.recipe import get_dotted
 from seglit.text import plural
 
 WEIGHTS_LOCK = "seglit-fetch.lock"
@@ -134,17 +135,18 @@ def smp_need(encoder: str, weights: Any) -> WeightsNeed | None:
     return _hf_need("smp", encoder, settings["repo_id"], settings.get("revision"))
 
 
-def _walk(node: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Every ``(class_path, init_args)`` pair in a config tree."""
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every ``(dotted path, init_args)`` of a ``class_path``/``init_args`` block in a config
+    tree (inside a list the path is ``""``: only the first use needs it)."""
     found = []
     if isinstance(node, dict):
         if isinstance(node.get("class_path"), str) and isinstance(node.get("init_args"), dict):
-            found.append((node["class_path"], node["init_args"]))
-        for value in node.values():
-            found += _walk(value)
+            found.append((path, node["init_args"]))
+        for key, value in node.items():
+            found += _walk(value, f"{path}.{key}" if path else "")
     elif isinstance(node, list):
         for value in node:
-            found += _walk(value)
+            found += _walk(value, "")
     return found
 
 
@@ -156,7 +158,7 @@ def config_weights(resolved: dict[str, Any]) -> list[WeightsNeed]:
     ``encoder_weights``.
     """
     needs = []
-    for _class_path, init in _walk(resolved.get("model", {})):
+    for _path, init in _walk(resolved.get("model", {})):
         if init.get("pretrained") is True:
             backbone = init.get("backbone", "vgg16")
             need = torchvision_need(backbone) if isinstance(backbone, str) else None
@@ -169,16 +171,31 @@ def config_weights(resolved: dict[str, Any]) -> list[WeightsNeed]:
     return needs
 
 
-def without_weights(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` whose models load no pretrained weights (``pretrained: false``,
-    ``encoder_weights: null``): built before the fetch, it names a model that cannot be
-    built without downloading anything."""
+def without_weights(config: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any] | None:
+    """A copy of ``config`` whose models load no pretrained weights: built before the fetch,
+    it names a model that cannot be built, without downloading anything.
+
+    The weights are found in ``resolved`` (a class's default included, as
+    :func:`config_weights` finds them) and switched off in the copy (``pretrained: false``,
+    ``encoder_weights: null``).
+
+    Returns:
+        The copy, or ``None`` when a block that loads weights cannot be located in
+        ``config`` (e.g. a class given by name only): that variant is built after the fetch.
+    """
     copy = deepcopy(config)
-    for _class_path, init in _walk(copy.get("model", {})):
+    for path, init in _walk(resolved.get("model", {}), "model"):
+        off = {}
         if init.get("pretrained") is True:
-            init["pretrained"] = False
+            off["pretrained"] = False
         if init.get("encoder_weights") is not None:
-            init["encoder_weights"] = None
+            off["encoder_weights"] = None
+        if not off:
+            continue
+        block = get_dotted(copy, path) if path else None
+        if not isinstance(block, dict) or "class_path" not in block:
+            return None
+        block.setdefault("init_args", {}).update(off)
     return copy
 
 

@@ -279,8 +279,11 @@ def build_without_weights(plans: list[VariantPlan], checker: Any, problems: list
     for plan in plans:
         if plan.status == FINISHED:
             continue
+        config = without_weights(plan.config, plan.resolved)
+        if config is None:
+            continue  # built after the fetch
         try:
-            checker.build(without_weights(plan.config), f"variant {plan.name}")
+            checker.build(config, f"variant {plan.name}")
         except ConfigError as err:
             problems.append(str(err))
             refused.add(plan.name)

@@ -298,3 +298,35 @@ def test_a_model_that_cannot_be_built_is_named_before_anything_is_fetched(
     assert "variant ok" not in err  # the valid variant: only its weights, listed
     assert "resnet18-f37072fd.pth" in err
     assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing started
+
+
+def _net(init: dict | None = None, class_path: str = "seglit.models.FCN8s") -> dict:
+    block = {"class_path": class_path}
+    if init is not None:
+        block["init_args"] = init
+    return {"model": {"net": block}}
+
+
+@pytest.mark.parametrize(
+    ("config", "resolved", "expected"),
+    [
+        # stated in the config: switched off
+        (_net({"pretrained": True}), _net({"pretrained": True}), _net({"pretrained": False})),
+        # a class's default, seen only in the resolved config: switched off too
+        (
+            _net(None, "segmentation_models_pytorch.Unet"),
+            _net({"encoder_weights": "imagenet"}, "segmentation_models_pytorch.Unet"),
+            _net({"encoder_weights": None}, "segmentation_models_pytorch.Unet"),
+        ),
+        # nothing to switch off: the config as it is
+        (_net({"pretrained": False}), _net({"pretrained": False}), _net({"pretrained": False})),
+        # a block the config does not spell out: not located, built after the fetch
+        ({"model": {"net": "FCN8s"}}, _net({"pretrained": True}), None),
+    ],
+)
+def test_without_weights_switches_off_every_weight_load(config, resolved, expected):
+    from seglit.runner.fetch import without_weights
+
+    before = yaml.safe_dump(config)
+    assert without_weights(config, resolved) == expected
+    assert yaml.safe_dump(config) == before  # a copy: the variant's own config is untouched
