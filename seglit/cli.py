@@ -26,6 +26,7 @@ status 2 and one line naming the key, before anything is instantiated.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -206,9 +207,15 @@ def max_steps_problem(config: Any) -> list[str]:
     resolved = config.as_dict()
     if (resolved.get("trainer") or {}).get("max_steps") in (None, -1) or not resolved.get("data"):
         return []
+    class_path = str(resolved["data"].get("class_path", ""))
+    module, _, name = class_path.rpartition(".")
+    try:
+        data_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []  # instantiation names it
+    if not uses_seglit_train_loader(data_class):
+        return []  # a user's class, which may load its own way: not built twice
     datamodule = instantiate("data", resolved["data"], SegmentationDataModule)
-    if not uses_seglit_train_loader(datamodule):
-        return []
     try:
         size = datamodule.check_data()
     except DataError:

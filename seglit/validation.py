@@ -182,11 +182,11 @@ def max_steps_problems(config: dict[str, Any], train_size: int, batch_size: int)
 
 
 def uses_seglit_train_loader(datamodule: Any) -> bool:
-    """Whether seglit's own code builds the train loader of ``datamodule`` (an epoch is then
-    the train split in batches of ``batch_size``); a user's class may load it its own way."""
-    methods = [
-        getattr(type(datamodule), name, None) for name in ("setup", "train_dataloader", "_loader")
-    ]
+    """Whether seglit's own code builds the train loader of ``datamodule`` (a datamodule or
+    its class; an epoch is then the train split in batches of ``batch_size``); a user's class
+    may load it its own way."""
+    cls = datamodule if isinstance(datamodule, type) else type(datamodule)
+    methods = [getattr(cls, name, None) for name in ("setup", "train_dataloader", "_loader")]
     return all(getattr(m, "__module__", "").startswith("seglit.") for m in methods)
 
 

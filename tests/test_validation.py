@@ -268,3 +268,20 @@ def test_an_int_val_check_interval_counts_batches_not_optimizer_steps():
         "trainer.max_steps: 1 is less than trainer.val_check_interval: 2; no validation "
         "would run: set max_steps >= 2"
     ]
+
+
+def test_max_steps_are_counted_only_for_seglit_s_own_train_loader():
+    from seglit.data import SyntheticVOCDataModule
+    from seglit.validation import uses_seglit_train_loader
+
+    class Renamed(SyntheticVOCDataModule):  # a user's subclass that loads as seglit does
+        pass
+
+    class OwnLoader(SyntheticVOCDataModule):  # a user's subclass with its own train loader
+        def train_dataloader(self):
+            return None
+
+    assert uses_seglit_train_loader(SyntheticVOCDataModule)
+    assert uses_seglit_train_loader(Renamed)
+    assert not uses_seglit_train_loader(OwnLoader)
+    assert not uses_seglit_train_loader(OwnLoader(root="unused"))  # an instance too

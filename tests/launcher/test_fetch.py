@@ -257,8 +257,18 @@ def test_download_prepares_a_missing_voc_root_once(tmp_path, monkeypatch):
     assert problems == [] and "prepare voc --download" in console.lines[0]
 
 
-def test_a_refused_config_is_named_before_anything_is_fetched(
-    tmp_path, write_tiny_recipe, monkeypatch, capsys
+@pytest.mark.parametrize(
+    ("ablation", "reason"),
+    [
+        # the CLI parser refuses "bad" (the quick check cannot tell)
+        ({"model.optimizer.init_args.momentum": {"ok": 0.9, "bad": "lots"}}, "lots"),
+        # the parser takes both; FCN's constructor refuses the reference padding on ResNet-18
+        ({"model.net.init_args.input_padding": {"ok": 0, "bad": 100}}, "input_padding=100"),
+    ],
+    ids=["parser", "model build"],
+)
+def test_a_refused_variant_is_named_before_anything_is_fetched(
+    tmp_path, write_tiny_recipe, monkeypatch, capsys, ablation, reason
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     import torchvision.models as tvm
@@ -267,34 +277,12 @@ def test_a_refused_config_is_named_before_anything_is_fetched(
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", lambda *a, **k: fetched.append(a))
     recipe = _pretrained_recipe(write_tiny_recipe, tmp_path / "recipe.yaml")
     raw = yaml.safe_load(recipe.read_text())
-    # one variant the CLI parser refuses (the quick check cannot tell), one that needs weights
-    raw["ablation"] = {"model.optimizer.init_args.momentum": {"ok": 0.9, "bad": "lots"}}
-    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert main([str(recipe), "--out", str(tmp_path / "runs")]) == 2
-    err = capsys.readouterr().err
-    assert "momentum" in err and "lots" in err  # the refused config, named
-    assert "resnet18-f37072fd.pth" in err  # the valid variant's weights: listed, not fetched
-    assert fetched == []
-    assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing started
-
-
-def test_a_model_that_cannot_be_built_is_named_before_anything_is_fetched(
-    tmp_path, write_tiny_recipe, monkeypatch, capsys
-):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    import torchvision.models as tvm
-
-    fetched = []
-    monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", lambda *a, **k: fetched.append(a))
-    recipe = _pretrained_recipe(write_tiny_recipe, tmp_path / "recipe.yaml")
-    raw = yaml.safe_load(recipe.read_text())
-    # the parser takes both; FCN's constructor refuses the reference padding on ResNet-18
-    raw["ablation"] = {"model.net.init_args.input_padding": {"ok": 0, "bad": 100}}
+    raw["ablation"] = ablation  # "ok" needs weights, "bad" is refused
     recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main([str(recipe), "--out", str(tmp_path / "runs")]) == 2
     assert fetched == []
     err = capsys.readouterr().err
-    assert "variant bad" in err and "input_padding" in err  # the build's own reason
+    assert "variant bad" in err and reason in err  # the refused variant, with its reason
     assert "variant ok" not in err  # the valid variant: only its weights, listed
     assert "resnet18-f37072fd.pth" in err
     assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing started
