@@ -425,4 +425,5 @@ class PredictionWriter(BasePredictionWriter):
                 panel = comparison_panel(
                     rgb, target, label_map, palette, class_names, self.overlay_alpha
                 )
-                Image.fromarray(panel).save(out / f"{stem}_panel.png")
+                with atomic_file(out / f"{stem}_panel.png", "wb") as handle:
+                    Image.fromarray(panel).save(handle, format="PNG")

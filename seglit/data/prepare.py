@@ -23,6 +23,7 @@ from seglit.data.voc import (
     read_sbd_mat,
     voc_dir,
 )
+from seglit.io import atomic_file, atomic_write_text
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
@@ -77,6 +78,13 @@ def sbd_split(root: str | os.PathLike, split: str) -> list[str]:
     return read_split_file(Path(root) / SBD_DIR / f"{split}.txt")
 
 
+def _save_png(image: Image.Image, target: Path) -> None:
+    """Write a PNG in one step: the converters keep the files that exist, so an interrupted
+    conversion must leave no half-written mask behind for the next run to keep."""
+    with atomic_file(target, "wb") as handle:
+        image.save(handle, format="PNG")
+
+
 def convert_sbd(root: str | os.PathLike) -> int:
     """Convert every SBD ``cls/*.mat`` to a VOC palette PNG in ``VOC2012/SegmentationClassAug``.
 
@@ -102,7 +110,7 @@ def convert_sbd(root: str | os.PathLike) -> int:
             continue
         mask = Image.fromarray(read_sbd_mat(mat), mode="P")
         mask.putpalette(palette)
-        mask.save(target)
+        _save_png(mask, target)
         written += 1
     return written
 
@@ -118,7 +126,7 @@ def make_trainaug(root: str | os.PathLike) -> list[str]:
     voc_val = set(read_split_file(splits / "val.txt"))
     sbd = set(sbd_split(root, "train")) | set(sbd_split(root, "val"))
     ids = sorted((voc_train | sbd) - voc_val)
-    (splits / "trainaug.txt").write_text("".join(f"{i}\n" for i in ids))
+    atomic_write_text(splits / "trainaug.txt", "".join(f"{i}\n" for i in ids))
     return ids
 
 
@@ -139,7 +147,7 @@ def convert_cityscapes(root: str | os.PathLike) -> int:
         target = label_ids.with_name(label_ids.name.replace("_labelIds.png", "_labelTrainIds.png"))
         if target.is_file():
             continue
-        Image.fromarray(label_ids_to_train_ids(read_label(label_ids)), mode="L").save(target)
+        _save_png(Image.fromarray(label_ids_to_train_ids(read_label(label_ids)), mode="L"), target)
         written += 1
     return written
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -124,3 +126,86 @@ def test_label_id_out_of_range(cs_copy):
     Image.fromarray(values, mode="L").save(dataset.masks[0])
     with pytest.raises(ValueError, match=rf"{dataset.masks[0].name} holds values \[34\]"):
         dataset.read(0)
+
+
+# ------------------------------------------------- against cityscapesScripts, the official tools
+
+
+def test_label_table_is_cityscapesscripts_own():
+    labels = pytest.importorskip(
+        "cityscapesscripts.helpers.labels", reason="cityscapesscripts (the dev extra) is absent"
+    )
+    from seglit.data.cityscapes import CITYSCAPES_LABELS
+
+    official = [(lab.name, lab.id, lab.trainId, lab.color) for lab in labels.labels if lab.id >= 0]
+    ours = [(lab.name, lab.id, lab.train_id, lab.color) for lab in CITYSCAPES_LABELS]
+    assert ours == official
+    evaluated = [lab.id for lab in sorted(labels.labels, key=lambda x: x.trainId)]
+    assert [i for i in evaluated if not labels.id2label[i].ignoreInEval] == EVALUATED_IDS
+
+
+def _in_repo_official_miou(predictions: list[Path], ground_truths: list[Path]) -> float:
+    """cityscapesScripts' ``evalPixelLevelSemanticLabeling`` restated on labelId PNGs.
+
+    A labelId confusion matrix over all pixels; for each evaluated label, FN = its GT row
+    minus TP (whatever was predicted there), FP = its predicted column over the GT rows of
+    evaluated labels only (ignored GT ids never make a false positive); the mean skips labels
+    with an empty union.
+    """
+    confusion = np.zeros((256, 256), dtype=np.int64)
+    for prediction, ground_truth in zip(predictions, ground_truths):
+        pred = np.array(Image.open(prediction)).astype(np.int64)
+        gt = np.array(Image.open(ground_truth)).astype(np.int64)
+        np.add.at(confusion, (gt.ravel(), pred.ravel()), 1)
+    scores = []
+    for label in EVALUATED_IDS:
+        tp = confusion[label, label]
+        fn = confusion[label].sum() - tp
+        fp = confusion[[i for i in EVALUATED_IDS if i != label], label].sum()
+        if tp + fp + fn:
+            scores.append(tp / (tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def _cityscapesscripts_miou(predictions: list[Path], ground_truths: list[Path]) -> float:
+    evaluation = pytest.importorskip(
+        "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling",
+        reason="cityscapesscripts (the dev extra) is absent",
+    )
+    args = evaluation.CArgs()
+    vars(args).update(vars(evaluation.args))
+    args.evalInstLevelScore = False  # the instance-weighted score needs *_instanceIds.png
+    args.JSONOutput = False
+    args.quiet = True
+    result = evaluation.evaluateImgLists(
+        [str(p) for p in predictions], [str(p) for p in ground_truths], args
+    )
+    return result["averageScoreClasses"]
+
+
+@pytest.mark.parametrize("reference", [_cityscapesscripts_miou, _in_repo_official_miou])
+def test_miou_is_the_official_evaluation_s(reference, cityscapes_root, tmp_path):
+    """seglit's mIoU of trainId predictions read back through ``CityscapesDataset`` equals the
+    official evaluation of the same predictions written as labelId PNGs (what the test server
+    takes), against the untouched ``*_gtFine_labelIds.png``: the mapping, the ignored ids
+    (0, 1 and 9 are in the lab's labels) and the mean over non-empty classes agree."""
+    import torch
+
+    from seglit.metrics import SegmentationMetrics
+
+    dataset = CityscapesDataset(cityscapes_root, "val")
+    rng = np.random.default_rng(0)
+    metric = SegmentationMetrics(num_classes=19)
+    predictions = []
+    for index in range(len(dataset)):
+        mask = dataset[index]["mask"]
+        pred = np.where(mask == 255, rng.integers(0, 19, mask.shape), mask)
+        wrong = rng.random(mask.shape) < 0.3  # ~30% wrong, into classes the GT does not have
+        pred = np.where(wrong, rng.integers(0, 19, mask.shape), pred).astype(np.uint8)
+        metric.update(torch.from_numpy(pred)[None], torch.from_numpy(mask.astype(np.int64))[None])
+        predictions.append(tmp_path / f"{index}_labelIds.png")
+        Image.fromarray(train_ids_to_label_ids(pred), mode="L").save(predictions[-1])
+    official = reference(predictions, list(dataset.masks))
+    ours = metric.compute()["mIoU"].item()
+    assert 0.1 < official < 0.9
+    assert ours == pytest.approx(official, abs=1e-6)

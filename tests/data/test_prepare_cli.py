@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,98 @@ def test_cityscapes_conversion_matches_on_the_fly_mapping(tmp_path):
     assert all(m.name.endswith("_labelTrainIds.png") for m in after.masks)
     for index, mask in enumerate(expected):
         np.testing.assert_array_equal(after.read(index)[1], mask)
+
+
+def _converted(root, dataset):
+    """The files ``prepare <dataset>`` writes, by path."""
+    if dataset == "sbd":
+        return sorted((_voc(root) / "SegmentationClassAug").glob("*"))
+    return sorted((root / "gtFine").glob("*/*/*_labelTrainIds.png"))
+
+
+@pytest.mark.parametrize("dataset", ["sbd", "cityscapes"])
+def test_an_interrupted_conversion_leaves_nothing_the_rerun_keeps(
+    dataset, voc_with_sbd, tmp_path, monkeypatch
+):
+    """The converters keep the files that exist; a kill during a write must not leave a
+    half-written mask for the next run to keep."""
+    if dataset == "sbd":
+        root = voc_with_sbd[0]
+        convert = prepare.convert_sbd
+    else:
+        root = write_synthetic_cityscapes(tmp_path / "cs", num_train=2, num_val=2)
+        convert = prepare.convert_cityscapes
+    clean = tmp_path / "clean"
+    shutil.copytree(root, clean)
+    convert(clean)
+    expected = {p.relative_to(clean): np.array(Image.open(p)) for p in _converted(clean, dataset)}
+    assert len(expected) >= 2
+
+    real_save = Image.Image.save
+    calls = []
+
+    def killed_on_the_second_file(image, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 2:  # half a PNG, then the kill
+            data = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+            if isinstance(fp, (str, Path)):
+                Path(fp).write_bytes(data)
+            else:
+                fp.write(data)
+            raise KeyboardInterrupt
+        return real_save(image, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", killed_on_the_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        convert(root)
+    assert len(_converted(root, dataset)) == 1, "only the file written whole is there"
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert convert(root) == len(expected) - 1
+    found = {p.relative_to(root): np.array(Image.open(p)) for p in _converted(root, dataset)}
+    assert found.keys() == expected.keys()
+    for name, mask in expected.items():
+        np.testing.assert_array_equal(found[name], mask, err_msg=str(name))
+
+
+def test_cityscapes_conversion_is_cityscapesscripts_own(tmp_path):
+    """``prepare cityscapes`` on a labelIds PNG drawn by cityscapesScripts from polygons gives
+    the labelTrainIds PNG its ``json2labelImg`` draws from the same polygons (what its
+    ``createTrainIdLabelImgs`` writes): overlaps, ignored classes (parking, ego vehicle)
+    and the never-drawn license plate included."""
+    json2label = pytest.importorskip(
+        "cityscapesscripts.preparation.json2labelImg",
+        reason="cityscapesscripts (the dev extra) is absent",
+    )
+    import json
+
+    objects = [
+        ("road", [[0, 30], [64, 30], [64, 48], [0, 48]]),
+        ("sidewalk", [[0, 24], [20, 24], [30, 40], [0, 40]]),
+        ("parking", [[40, 28], [60, 28], [60, 44], [40, 44]]),
+        ("building", [[5, 0], [40, 0], [40, 25], [5, 25]]),
+        ("sky", [[30, 0], [64, 0], [64, 12], [30, 12]]),
+        ("cargroup", [[22, 20], [50, 18], [52, 34], [24, 36]]),
+        ("license plate", [[30, 28], [40, 28], [40, 32], [30, 32]]),
+        ("ego vehicle", [[0, 44], [64, 44], [64, 48], [0, 48]]),
+        ("bicycle", [[50, 14], [58, 14], [58, 22], [50, 22]]),
+    ]
+    folder = tmp_path / "gtFine" / "val" / "aachen"
+    folder.mkdir(parents=True)
+    polygons = folder / "aachen_000000_000019_gtFine_polygons.json"
+    annotation = {"imgHeight": 48, "imgWidth": 64, "objects": []}
+    annotation["objects"] = [{"label": label, "polygon": poly} for label, poly in objects]
+    polygons.write_text(json.dumps(annotation))
+    json2label.json2labelImg(
+        str(polygons), str(folder / "aachen_000000_000019_gtFine_labelIds.png")
+    )
+    official = tmp_path / "official_labelTrainIds.png"
+    json2label.json2labelImg(str(polygons), str(official), "trainIds")
+
+    assert prepare.convert_cityscapes(tmp_path) == 1
+    ours = np.array(Image.open(folder / "aachen_000000_000019_gtFine_labelTrainIds.png"))
+    theirs = np.array(Image.open(official))
+    assert {0, 1, 2, 10, 13, 18, 255} <= set(np.unique(theirs).tolist())
+    np.testing.assert_array_equal(ours, theirs)
 
 
 def test_check_passes_on_good_data(synthetic_voc_root, capsys):
