@@ -242,10 +242,7 @@ def predict_log_probs(net: nn.Module, images: Tensor, config: InferenceConfig) -
     n_views = 0
     align = config.align_corners
     for scale in config.scales:
-        if align:
-            size = (scaled_length(h, scale, True), scaled_length(w, scale, True))
-        else:
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        size = (scaled_length(h, scale, align), scaled_length(w, scale, align))
         scaled = images
         if size != (h, w):
             scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=align)

@@ -52,6 +52,20 @@ def resize_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+def class_indices(masks: Tensor) -> Tensor:
+    """A batch's label maps as int64 class indices (a user's dataset may return uint8).
+
+    Raises:
+        ValueError: The masks are not integers (a float mask is a pipeline mistake, not labels).
+    """
+    if masks.is_floating_point() or masks.is_complex() or masks.dtype == torch.bool:
+        raise ValueError(
+            f"batch['mask'] has dtype {masks.dtype}; expected integer class indices "
+            "(int64, or uint8 as read from a PNG), 255 = ignore"
+        )
+    return masks.long()
+
+
 class SegmentationModule(L.LightningModule):
     """Trains a segmentation network with cross-entropy and evaluates dataset-level mIoU.
 
@@ -198,7 +212,7 @@ class SegmentationModule(L.LightningModule):
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step: main loss plus the weighted auxiliary loss."""
-        images, masks = batch["image"], batch["mask"]
+        images, masks = batch["image"], class_indices(batch["mask"])
         logits, aux = split_output(self(images))
         loss = self.loss(logits, masks)
         for extra in [aux] if isinstance(aux, Tensor) else aux or []:
@@ -342,7 +356,7 @@ class SegmentationModule(L.LightningModule):
                 "repeats to even out the processes could not be told apart and would be scored "
                 "twice. Return a 'name' with each sample (seglit's datasets do)."
             )
-        images, masks = batch["image"], batch["mask"]
+        images, masks = batch["image"], class_indices(batch["mask"])
         log_probs = predict_log_probs(self, images, self.inference)
         scored = resize_logits(log_probs, masks.shape[-2:])
         before_crf = None
@@ -371,9 +385,11 @@ class SegmentationModule(L.LightningModule):
         checker = self._checkerboard(log_probs, valid, probabilities=True)
         checker_logits = self._checkerboard(log_probs, valid)
         rank = self.global_rank
-        names = batch.get("name") or [
-            f"{stage}-rank{rank}-{len(self._records) + i}" for i in range(len(images))
-        ]
+        names = batch.get("name")
+        if names is None:
+            names = [f"{stage}-rank{rank}-{len(self._records) + i}" for i in range(len(images))]
+        elif isinstance(names, Tensor):  # a dataset's integer ids, collated into a tensor
+            names = names.tolist()
         for i, name in enumerate(names):
             self._records.append(
                 ImageRecord(
@@ -448,7 +464,7 @@ class SegmentationModule(L.LightningModule):
                 if not math.isnan(iou)
             }
         )
-        mIoU = logged.pop(f"{stage}/mIoU")
+        mIoU = logged.pop(f"{stage}/mIoU", math.nan)  # NaN: no pixel was scored
         # Every rank holds the same gathered records, hence the same values: no sync needed.
         self.log_dict(logged, prog_bar=False, sync_dist=False)
         self.log(f"{stage}/mIoU", mIoU, prog_bar=True, sync_dist=False)

@@ -192,3 +192,32 @@ def test_bad_config_errors(kwargs, match):
 def test_bad_net_output_named():
     with pytest.raises(ValueError, match="'out'"):
         predict_logits(lambda x: {"logits": x}, images(), InferenceConfig())
+
+
+class RecordsSizes(nn.Module):
+    """A 1x1 conv that records the size of every view it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.conv(x)
+
+
+@pytest.mark.parametrize(
+    ("align_corners", "expected"),
+    [
+        # mmseg's Resize(scale_factor, keep_ratio): int(x + 0.5); Python's round gives 562
+        (False, [(188, 250), (281, 375), (375, 500), (563, 750)]),
+        # TF DeepLab / caffe: int((n - 1) * s + 0.5) + 1
+        (True, [(188, 251), (282, 375), (375, 500), (562, 750)]),
+    ],
+)
+def test_multiscale_view_sizes_round_half_up(align_corners, expected):
+    net = RecordsSizes()
+    config = InferenceConfig(scales=[0.5, 0.75, 1.0, 1.5], align_corners=align_corners)
+    predict_logits(net, torch.randn(1, 3, 375, 500), config)
+    assert net.sizes == expected

@@ -415,3 +415,54 @@ def test_inference_hyperparameters_are_plain_values(tmp_path):
     saved = torch.load(path, weights_only=True)["inference"]
     assert saved["crf"] and saved["scales"] == [0.5, 1.0] and saved["flip"]
     assert SegmentationModule(WithBackbone(), 5, inference=saved).inference == config
+
+
+class _IdsAndByteMasks(torch.utils.data.Dataset):
+    """A user's dataset: integer image ids, uint8 masks (as read from a PNG), 255 = void."""
+
+    def __init__(self, void: bool = False) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.masks = torch.randint(0, 5, (5, 16, 16), generator=generator, dtype=torch.uint8)
+        if void:
+            self.masks[:] = 255
+        self.images = torch.randn(5, 3, 16, 16, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "mask": self.masks[index], "name": index}
+
+
+def _validate(dataset: torch.utils.data.Dataset, batch_size: int) -> SegmentationModule:
+    torch.manual_seed(0)
+    module = SegmentationModule(WithBackbone(), num_classes=5)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.validate(module, torch.utils.data.DataLoader(dataset, batch_size=batch_size))
+    return module
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_integer_image_ids_and_byte_masks_of_a_user_dataset(batch_size):
+    """Collated integer ids are a tensor (id 0 alone is falsy; several are ambiguous): each
+    image keeps its own id as its name, the one a distributed sampler's repeat is told by."""
+    module = _validate(_IdsAndByteMasks(), batch_size)
+    assert module.last_eval.image_names == ["0", "1", "2", "3", "4"]
+    by_batch_of_one = _validate(_IdsAndByteMasks(), 1).last_eval
+    assert (module.last_eval.confmat == by_batch_of_one.confmat).all()
+
+
+def test_a_split_with_every_pixel_void_scores_nan():
+    import math
+
+    result = _validate(_IdsAndByteMasks(void=True), 2).last_eval
+    assert math.isnan(result.metrics["mIoU"])
+
+
+def test_float_masks_are_refused_by_name():
+    module = SegmentationModule(WithBackbone(), num_classes=5)
+    batch = {"image": torch.randn(1, 3, 8, 8), "mask": torch.zeros(1, 8, 8)}
+    with pytest.raises(ValueError, match=r"batch\['mask'\] has dtype torch.float32; expected"):
+        module.training_step(batch, 0)

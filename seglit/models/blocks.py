@@ -53,7 +53,9 @@ def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
 def scaled_length(length: int, scale: float, align_corners: bool = False) -> int:
     """The length of a side of ``length`` pixels resized by ``scale``.
 
-    ``round(length * scale)`` (at least 1) by default; corner-aligned,
+    ``length * scale`` rounded half up (at least 1) by default, as mmcv's ``rescale_size``
+    (Python's ``round`` would take 375 * 1.5 to 562, mmseg's test-time scale to 563);
+    corner-aligned,
     ``int((length - 1) * scale + 0.5) + 1``: the size caffe's ``Interp`` and TF DeepLab's
     ``scale_dimension`` give, which keeps the sizes ``s * k + 1`` (321 -> 241 and 161 at 0.75
     and 0.5), so that the corner-aligned resize maps pixel ``u`` to ``u / scale``.
