@@ -340,8 +340,10 @@ class DeepLabV3Plus(_DeepLabV3Base):
       the output stride) and one after the fusion. It keeps fewer stride-4 activations for
       backward. With ``atrous_rates=(12, 24, 36)`` and ``multi_grid=(1,)`` (smp dilates every
       block of the last stage) it has smp's layers in smp's order, and smp's weights load
-      into it by position; the only difference is that smp's two fixed bilinear resizes
-      use ``align_corners=True`` (``tests/models/test_smp_parity.py``).
+      into it by position; at output stride 16 (smp's default) and ``align_corners=True``
+      (smp's two fixed bilinear resizes) it gives smp's logits. At output stride 8 smp also
+      dilates the first block of ``layer3``, which seglit (as torchvision) keeps at rate 1
+      (``tests/models/test_smp_parity.py``).
 
     Args:
         num_classes: Number of classes.

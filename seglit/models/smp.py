@@ -11,6 +11,11 @@ from seglit.models.base import SegmentationModel
 from seglit.models.knobs import check_choice
 from seglit.models.registry import register_model
 
+MIN_SIDE = {"pan": 128}
+"""The smallest input side an smp architecture runs on, where it is more than its stride:
+PAN's feature pyramid attention pools its stride-16 map three more times (7x7, 5x5, 3x3
+convs at strides 2), which needs a map of 8 or more."""
+
 
 def smp_architectures() -> list[str]:
     """Architecture names accepted by ``SMPModel(arch=...)`` (case-insensitive)."""
@@ -31,7 +36,8 @@ class SMPModel(SegmentationModel):
     """Any smp architecture and encoder by name, mapping (N, 3, H, W) to (N, C, H, W).
 
     Inputs of any size are zero-padded at the bottom/right to a multiple of the encoder's
-    output stride and the logits cropped back. The encoder is exposed as ``backbone``.
+    output stride (PAN: and to at least 128 px, see :data:`MIN_SIDE`) and the logits cropped
+    back. The encoder is exposed as ``backbone``.
 
     Args:
         num_classes: Number of classes.
@@ -67,6 +73,7 @@ class SMPModel(SegmentationModel):
             **(smp_kwargs or {}),
         )
         self.output_stride = int(getattr(self.model.encoder, "output_stride", 32))
+        self.min_side = MIN_SIDE.get(arch.lower(), 1)
 
     @property
     def backbone(self) -> nn.Module:
@@ -79,6 +86,8 @@ class SMPModel(SegmentationModel):
         h, w = x.shape[-2:]
         s = self.output_stride
         ph, pw = (-h) % s, (-w) % s
+        if self.min_side > 1:
+            ph, pw = max(ph, self.min_side - h), max(pw, self.min_side - w)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         return self.model(x)[..., :h, :w]

@@ -10,6 +10,11 @@ from seglit.models.fcn import FCN32s
 
 def _resnet_name(tv_model: nn.Module) -> str:
     body = tv_model.backbone
+    if not all(hasattr(body, f"layer{i}") for i in (1, 2, 3, 4)):  # e.g. a MobileNetV3 body
+        raise ValueError(
+            "unsupported torchvision backbone: expected a ResNet-18/34/50/101 "
+            "(fcn_resnet50/101, deeplabv3_resnet50/101)"
+        )
     blocks = len(body.layer3)
     bottleneck = hasattr(body.layer1[0], "conv3")
     names = {

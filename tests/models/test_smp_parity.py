@@ -90,9 +90,16 @@ def smp_deeplabv3plus(backbone: str, num_classes: int) -> torch.nn.Module:
     return smp.DeepLabV3Plus(encoder_name=backbone, encoder_weights=None, classes=num_classes)
 
 
-def seglit_smp_deeplabv3plus(backbone: str, num_classes: int) -> DeepLabV3Plus:
+def seglit_smp_deeplabv3plus(
+    backbone: str, num_classes: int, align_corners: bool = False
+) -> DeepLabV3Plus:
     return DeepLabV3Plus(
-        num_classes, backbone, decoder_layout="smp", atrous_rates=(12, 24, 36), multi_grid=(1,)
+        num_classes,
+        backbone,
+        decoder_layout="smp",
+        atrous_rates=(12, 24, 36),
+        multi_grid=(1,),
+        align_corners=align_corners,
     )
 
 
@@ -107,15 +114,20 @@ def test_deeplabv3plus_smp_layout_has_smps_parameter_count(backbone: str) -> Non
     assert _params(paper) != _params(reference)
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("size", [(64, 64), (96, 128)])
-def test_deeplabv3plus_smp_layout_gives_smps_logits(size: tuple[int, int]) -> None:
+def test_deeplabv3plus_smp_layout_gives_smps_logits(
+    size: tuple[int, int], align_corners: bool
+) -> None:
+    """At output stride 16, smp's default. smp resizes with ``align_corners=True``: seglit's
+    default (False, as torchvision and mmseg) matches smp with its two resizes switched to
+    False, and ``align_corners=True`` matches smp as it is."""
     torch.manual_seed(0)
     reference = smp_deeplabv3plus("resnet18", 3)
     randomise_batchnorm(reference)
-    # smp resizes with align_corners=True; seglit with False (as torchvision and mmseg)
-    reference.decoder.up.align_corners = False
-    reference.segmentation_head[1].align_corners = False
-    model = seglit_smp_deeplabv3plus("resnet18", 3)
+    reference.decoder.up.align_corners = align_corners
+    reference.segmentation_head[1].align_corners = align_corners
+    model = seglit_smp_deeplabv3plus("resnet18", 3, align_corners=align_corners)
     ours, theirs = model.state_dict(), reference.state_dict()
     # same layers in the same order: smp's weights load by position
     assert [v.shape for v in theirs.values()] == [v.shape for v in ours.values()]

@@ -53,6 +53,12 @@ def test_from_torchvision_matches(factory, aux: bool, cls: type) -> None:
 def test_from_torchvision_rejects_other_models() -> None:
     with pytest.raises(ValueError, match="fcn_resnet50"):
         from_torchvision(torch.nn.Conv2d(3, 3, 1))
+    # a torchvision DeepLabV3, but on a MobileNetV3 body
+    mobilenet = tvseg.deeplabv3_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=3
+    )
+    with pytest.raises(ValueError, match="unsupported torchvision backbone.*deeplabv3_resnet50"):
+        from_torchvision(mobilenet)
 
 
 class _OpRecorder(torch.overrides.TorchFunctionMode):
