@@ -66,7 +66,12 @@ from seglit.run_folder import (
     read_metrics,
     write_fingerprint,
 )
-from seglit.validation import config_problems, max_steps_problems, uses_seglit_train_loader
+from seglit.validation import (
+    config_problems,
+    max_steps_problems,
+    seed_problems,
+    uses_seglit_train_loader,
+)
 from seglit.wandb.media import WandbMedia
 
 CHECKPOINT_DEFAULTS = {
@@ -131,6 +136,11 @@ class SeglitCLI(LightningCLI):
                 raise
             argv = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]
             raise ConfigError(describe_parse_error(parser, argv, err)) from None
+        _, config = self._subcommand_config()
+        # LightningCLI seeds right after parsing, before before_instantiate_classes' checks
+        problems = seed_problems({"seed_everything": config.get("seed_everything")})
+        if problems:
+            raise ConfigError(problems[0])
 
     def _parse_ckpt_path(self) -> None:
         """Restore the checkpoint's hyperparameters, then re-apply what the user stated.

@@ -48,7 +48,13 @@ def parse_overrides(extra: list[str]) -> dict[str, Any]:
                 raise RecipeError(f"override {arg!r} has no value; write {arg}=VALUE")
             value = extra[i + 1]
             i += 1
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            reason = str(getattr(err, "problem", None) or err).splitlines()[0]
+            raise RecipeError(
+                f"override --{key}: {value!r} is not a YAML value ({reason})"
+            ) from None
         i += 1
     return overrides
 

@@ -68,6 +68,16 @@ MODES = ("grid", "zip")
 SMOKE_ABLATION_OPTIONS = ("replace",)
 """Options of a smoke block's ``ablation`` only (see :func:`parse_recipe`)."""
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.+-]+")
+# Labels name folders and W&B run ids: no path separators, none of W&B's forbidden characters.
+_LABEL_FORBIDDEN = re.compile(r"[/\\:;,#?'\"]")
+
+SEED_MAX = 2**32 - 1
+"""The largest seed (numpy's and Lightning's ``seed_everything``'s bound; the smallest is 0)."""
+
+
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` is a seed numpy and Lightning accept: an int in ``0..SEED_MAX``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
 
 
 class RecipeError(ValueError):
@@ -272,6 +282,13 @@ def _parse_axes(path: Path, ablation: dict[str, Any]) -> dict[str, dict[str, Any
             if not values:
                 raise RecipeError(f"{path}: ablation axis {key!r} has no values")
             axes[key] = {str(label): value for label, value in values.items()}
+            for label in axes[key]:
+                if label in ("", ".", "..") or _LABEL_FORBIDDEN.search(label):
+                    raise RecipeError(
+                        f"{path}: ablation axis {key!r} has the label {label!r}; labels name "
+                        "the variants' folders and W&B runs: no /, \\, :, ;, comma, #, ?, "
+                        "quotes, and not empty, '.' or '..'"
+                    )
         elif isinstance(values, list):
             if not values:
                 raise RecipeError(f"{path}: ablation axis {key!r} has no values")
@@ -360,9 +377,12 @@ def parse_recipe(
         raise RecipeError(f"{path}: ablation.mode must be one of {list(MODES)}, got {mode!r}")
     seeds = ablation.get("seeds")
     if seeds is not None and (
-        not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds)
+        not isinstance(seeds, list) or not seeds or not all(is_seed(s) for s in seeds)
     ):
-        raise RecipeError(f"{path}: ablation.seeds must be a non-empty list of ints, got {seeds!r}")
+        raise RecipeError(
+            f"{path}: ablation.seeds must be a non-empty list of ints in 0..{SEED_MAX}, "
+            f"got {seeds!r}"
+        )
     baseline = ablation.get("baseline")
     only = ablation.get("only")
     if only is not None and (

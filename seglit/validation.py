@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from seglit.recipe import get_dotted
+from seglit.recipe import SEED_MAX, get_dotted, is_seed
 from seglit.text import plural
 
 
@@ -49,6 +49,14 @@ def optimizer_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def seed_problems(config: dict[str, Any]) -> list[str]:
+    """``seed_everything``: a seed numpy and Lightning accept (or true / false)."""
+    seed = get_dotted(config, "seed_everything")
+    if seed is None or isinstance(seed, bool) or is_seed(seed):
+        return []
+    return [f"seed_everything: {seed!r}; expected true, false or an int in 0..{SEED_MAX}"]
+
+
 def trainer_problems(config: dict[str, Any]) -> list[str]:
     """``trainer``: something to train, and at least one validation (so a best epoch exists)."""
     trainer = get_dotted(config, "trainer") or {}
@@ -64,6 +72,11 @@ def trainer_problems(config: dict[str, Any]) -> list[str]:
         problems.append(
             f"trainer.max_epochs: {max_epochs}; expected >= 1 (nothing would be trained "
             "or validated)"
+        )
+    elif max_epochs == -1 and not steps_set:
+        problems.append(
+            "trainer.max_epochs: -1 (no limit) with no trainer.max_steps: the run would never "
+            "end and the poly schedule has no length; set max_epochs >= 1 or max_steps >= 1"
         )
     limit = trainer.get("limit_val_batches")
     if _number(limit) and limit == 0:
@@ -292,7 +305,12 @@ def config_problems(config: dict[str, Any], source: str = "") -> list[str]:
         source: What to call the config (e.g. ``variant fcn8s-sum``).
     """
     prefix = f"{source}: " if source else ""
-    found = optimizer_problems(config) + trainer_problems(config) + data_problems(config)
+    found = (
+        optimizer_problems(config)
+        + trainer_problems(config)
+        + seed_problems(config)
+        + data_problems(config)
+    )
     return [prefix + problem for problem in found]
 
 

@@ -136,6 +136,22 @@ def test_fit_names_max_steps_that_end_before_the_first_validation(
     assert not run.exists()  # named before the run's folder is written
 
 
+@pytest.mark.parametrize("subcommand", ["fit", "validate"])
+def test_a_seed_numpy_refuses_is_named_before_lightning_seeds(
+    tmp_path, make_fit_config, capsys, subcommand
+):
+    """LightningCLI seeds right after parsing, before the config checks: a negative seed
+    was a traceback from numpy."""
+    run = tmp_path / "run"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(make_fit_config(run)))
+    err = _main_error(capsys, subcommand, "--config", str(path), "--seed_everything=-3")
+    assert err.strip() == (
+        "seglit: error: seed_everything: -3; expected true, false or an int in 0..4294967295"
+    )
+    assert not run.exists()
+
+
 def test_sync_batchnorm_on_cpu_is_a_clear_error(tmp_path, make_fit_config):
     config = make_fit_config(tmp_path, sync_batchnorm=True)
     with pytest.raises(ConfigError, match="sync_batchnorm=true needs GPUs"):

@@ -33,6 +33,15 @@ def test_parse_overrides():
     }
 
 
+def test_an_override_that_is_not_yaml_is_one_line(tmp_path, write_recipe, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml")
+    code = main([str(recipe), "--model.net.init_args.depth=[3", "--dry-run"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "override --model.net.init_args.depth: '[3' is not a YAML value" in err
+    assert "Traceback" not in err
+
+
 def test_dry_run_lists_and_validates_variants(tmp_path, write_recipe, capsys):
     recipe = write_recipe(tmp_path / "r.yaml")
     assert main([str(recipe), "--dry-run", "--out", str(tmp_path / "runs")]) == 0

@@ -135,6 +135,14 @@ def test_no_axes_gives_one_base_variant():
         (recipe(**{"model.net.init_args.fusion": "sum"}), "must be a list"),
         (recipe(mode="product"), "ablation.mode must be one of"),
         (recipe(seeds=[0, "a"]), "seeds must be a non-empty list of ints"),
+        (recipe(seeds=[-1]), r"seeds must be a non-empty list of ints in 0\.\.4294967295"),
+        (recipe(seeds=[True]), "seeds must be a non-empty list of ints"),
+        (
+            recipe(**{"model.net.init_args.fusion": {"../../escaped": "sum", "ok": "concat"}}),
+            "has the label '../../escaped'; labels name the variants' folders",
+        ),
+        (recipe(**{"model.net.init_args.fusion": {"a:b": "sum"}}), "has the label 'a:b'"),
+        (recipe(**{"model.net.init_args.fusion": {"..": "sum"}}), "has the label '..'"),
         (
             recipe(**{"model.net.init_args.fusion": ["sum"], "baseline": "concat"}),
             "baseline 'concat' is not a variant",

@@ -110,6 +110,36 @@ def test_values_that_cannot_work_are_named_with_what_is_expected():
     assert quick_problems({"trainer": {"max_epochs": 5}}) == []
 
 
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"trainer": {"max_epochs": -1}}, "trainer.max_epochs: -1 (no limit) with no "),
+        ({"trainer": {"max_epochs": 2}, "seed_everything": -3}, "seed_everything: -3; expected"),
+        ({"trainer": {"max_epochs": 2}, "seed_everything": 2**32}, "seed_everything: 4294967296"),
+        (
+            {"trainer": {"max_epochs": 2}, "seed_everything": "zero"},
+            "expected true, false or an int",
+        ),
+    ],
+)
+def test_a_run_that_never_ends_and_seeds_numpy_refuses_are_named(config, problem):
+    (found,) = config_problems(config)
+    assert problem in found
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"trainer": {"max_epochs": -1, "max_steps": 100}},
+        {"trainer": {"max_epochs": 2}, "seed_everything": 0},
+        {"trainer": {"max_epochs": 2}, "seed_everything": True},
+        {"trainer": {"max_epochs": 2}, "seed_everything": 2**32 - 1},
+    ],
+)
+def test_seeds_and_step_limits_that_work_pass(config):
+    assert config_problems(config) == []
+
+
 def test_a_long_error_keeps_the_part_that_says_what_to_do():
     from seglit.config_builder import short_error
 
