@@ -346,6 +346,12 @@ def parse_recipe(
     if not isinstance(smoke_block, dict):
         raise RecipeError(f"{path}: `smoke` must be a mapping of overrides")
     named_smokes = _named_smokes(path, recipe.pop("smokes", None))
+    if smoke is True and "smoke" not in raw:
+        raise RecipeError(
+            f"{path}: --smoke: the recipe has no `smoke:` block (it would run the full "
+            "configs)"
+            + (f"; its named smokes: {list(named_smokes)} (--smoke NAME)" if named_smokes else "")
+        )
     if smoke is True:
         recipe = _apply_smoke(path, recipe, smoke_block, "smoke")
     elif isinstance(smoke, str):

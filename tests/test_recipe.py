@@ -156,6 +156,16 @@ def test_bad_recipes_name_the_key(raw, message):
         parse_recipe(raw, "r.yaml").variants()
 
 
+def test_smoke_without_a_smoke_block_is_refused():
+    """``--smoke`` on a recipe without a ``smoke:`` block would train the full configs."""
+    with pytest.raises(RecipeError, match=r"--smoke: the recipe has no `smoke:` block"):
+        parse_recipe(recipe(), "r.yaml", smoke=True)
+    named = {**recipe(), "smokes": {"quick": {"trainer.max_epochs": 1}}}
+    with pytest.raises(RecipeError, match=r"its named smokes: \['quick'\] \(--smoke NAME\)"):
+        parse_recipe(named, "r.yaml", smoke=True)
+    assert parse_recipe({**recipe(), "smoke": {}}, "r.yaml", smoke=True).name == "abl"
+
+
 def test_smoke_block_merges_config_and_axis_values():
     raw = recipe(
         **{
