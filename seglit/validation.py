@@ -49,6 +49,25 @@ def optimizer_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def module_problems(config: dict[str, Any]) -> list[str]:
+    """``model``: the loss and learning-rate multipliers are not negative."""
+    model = get_dotted(config, "model")
+    if not isinstance(model, dict):
+        return []
+    problems = []
+    for key in ("head_lr_mult", "bias_lr_mult", "aux_weight"):
+        value = model.get(key)
+        if _number(value) and value < 0:
+            problems.append(f"model.{key}: {value}; expected >= 0")
+    weights = model.get("class_weights")
+    if isinstance(weights, list) and all(_number(w) for w in weights):
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            problems.append(
+                f"model.class_weights: {weights}; expected weights >= 0, at least one > 0"
+            )
+    return problems
+
+
 def seed_problems(config: dict[str, Any]) -> list[str]:
     """``seed_everything``: a seed numpy and Lightning accept (or true / false)."""
     seed = get_dotted(config, "seed_everything")
@@ -307,6 +326,7 @@ def config_problems(config: dict[str, Any], source: str = "") -> list[str]:
     prefix = f"{source}: " if source else ""
     found = (
         optimizer_problems(config)
+        + module_problems(config)
         + trainer_problems(config)
         + seed_problems(config)
         + data_problems(config)

@@ -104,6 +104,13 @@ MISTAKES = {
         raw["trainer"].update(max_epochs=3, check_val_every_n_epoch=5) or []
     ),
     "`max_epochs: 2` and, later in the same mapping, `max_epochs: 5`": None,  # in the text
+    "`model.net.init_args.fusion: {../sum: sum}`": lambda raw: _set(
+        raw, "ablation", {"model.net.init_args.fusion": {"../sum": "sum"}}
+    ),
+    "`seeds: [-1]` in `ablation`": lambda raw: _set(raw, "ablation.seeds", [-1]),
+    "`max_epochs: -1` without `max_steps`": lambda raw: _set(raw, "trainer.max_epochs", -1),
+    "`head_lr_mult: -1` under `model`": lambda raw: _set(raw, "model.head_lr_mult", -1),
+    "`--model.net.init_args.depth=[3`": lambda raw: ["--model.net.init_args.depth=[3"],
 }
 
 

@@ -120,9 +120,13 @@ def test_values_that_cannot_work_are_named_with_what_is_expected():
             {"trainer": {"max_epochs": 2}, "seed_everything": "zero"},
             "expected true, false or an int",
         ),
+        ({"model": {"head_lr_mult": -1}}, "model.head_lr_mult: -1; expected >= 0"),
+        ({"model": {"aux_weight": -0.4}}, "model.aux_weight: -0.4; expected >= 0"),
+        ({"model": {"class_weights": [1, -1]}}, "model.class_weights: [1, -1]; expected"),
+        ({"model": {"class_weights": [0, 0]}}, "at least one > 0"),
     ],
 )
-def test_a_run_that_never_ends_and_seeds_numpy_refuses_are_named(config, problem):
+def test_a_run_that_never_ends_seeds_numpy_refuses_and_negative_weights_are_named(config, problem):
     (found,) = config_problems(config)
     assert problem in found
 

@@ -200,7 +200,15 @@ def run_recipe(options: RunnerOptions, console: Console | None = None) -> int:
             console.line(variant_line(variant))
         if problems:
             raise RunnerError(problems_message(problems))
+        conflicts = [p for p in selected if p.status == MISMATCH]
+        if conflicts and not options.rerun_changed:
+            resolve_conflicts(conflicts, rerun_changed=False, console=console)  # the run's error
         console.line(f"{plural(len(selected), 'variant')} valid; outputs would go to {recipe_dir}/")
+        if conflicts:
+            console.line(
+                f"--rerun-changed would move {plural(len(conflicts), 'old result')} of another "
+                f"configuration to {recipe_dir}/_archive/"
+            )
         if options.launcher:
             from seglit.runner.slurm import dry_run_script
 

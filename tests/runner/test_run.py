@@ -161,7 +161,15 @@ def test_smoke_results_never_stand_in_for_real_ones(tmp_path, write_recipe, run_
     dry = run_fit(recipe, "--dry-run", cwd=tmp_path)
     assert "outputs would go to runs/tiny_skip/" in dry.stdout  # real runs: another folder
 
-    # the real config pointed at the smoke results on purpose: refused, keys named
+    # the real config pointed at the smoke results on purpose: refused, keys named, by the
+    # dry run first (it says what the run would do)
+    dry_mixed = run_fit(recipe, "--out", "runs/smoke", "--dry-run", cwd=tmp_path)
+    assert dry_mixed.returncode == 2
+    assert "holds results of another configuration" in dry_mixed.stderr
+    dry_rerun = run_fit(recipe, "--out", "runs/smoke", "--dry-run", "--rerun-changed", cwd=tmp_path)
+    assert dry_rerun.returncode == 0, dry_rerun.stdout + dry_rerun.stderr
+    assert "--rerun-changed would move 1 old result of another configuration" in dry_rerun.stdout
+    assert not (tmp_path / "runs" / "smoke" / "tiny_skip" / "_archive").exists()
     mixed = run_fit(recipe, "--out", "runs/smoke", cwd=tmp_path)
     assert mixed.returncode == 2
     assert "1 variant folder holds results of another configuration; nothing was trained" in (
