@@ -64,6 +64,7 @@ def write_recipe(folder: Path, variants: int, epochs: int) -> Path:
             "class_path": "seglit.data.SyntheticVOCDataModule",
             "init_args": {"num_train": 16, "num_val": 4, "batch_size": 8, "crop_size": 48},
         },
+        "smoke": {},  # already tiny: its smoke (parallel_smoke.py --quick) is the recipe itself
     }
     path = folder / "overhead.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))

@@ -239,13 +239,24 @@ def trace_dynamic(net: nn.Module) -> ExportedProgram:
 # ------------------------------------------------------------------------------- formats
 
 
+# Symbolic-size arithmetic of an exported graph -> the TorchScript builtins on ints / floats
+# (DeepLab v2's multi-scale sizes: int(h * s + 0.5) traces to sym_float and trunc).
+_SYMBOLIC_BUILTINS = {
+    torch.sym_min: min,
+    torch.sym_max: max,
+    torch.sym_float: float,
+    math.trunc: int,
+}
+
+
 def to_torchscript(program: ExportedProgram) -> torch.jit.ScriptModule:
     """The exported graph as a TorchScript module (``torch.jit.script`` of its FX graph).
 
     The graph is flattened for TorchScript: the input guard call and the pytree input and
     output handling are dropped, operator overloads become their packets
     (``aten.conv2d.default`` -> ``aten.conv2d``), symbolic sizes become ``x.size(d)`` and
-    ``sym_min`` / ``sym_max`` the builtins ``min`` / ``max``; sizes therefore stay dynamic.
+    ``sym_min`` / ``sym_max`` / ``sym_float`` / ``trunc`` the builtins ``min`` / ``max`` /
+    ``float`` / ``int``; sizes therefore stay dynamic.
     """
     module = program.module()
     graph = copy.deepcopy(module.graph)
@@ -255,8 +266,8 @@ def to_torchscript(program: ExportedProgram) -> torch.jit.ScriptModule:
             graph.erase_node(node)
         elif node.op == "call_function" and node.target is torch.ops.aten.sym_size.int:
             node.op, node.target = "call_method", "size"
-        elif node.op == "call_function" and node.target in (torch.sym_min, torch.sym_max):
-            node.target = min if node.target is torch.sym_min else max
+        elif node.op == "call_function" and node.target in _SYMBOLIC_BUILTINS:
+            node.target = _SYMBOLIC_BUILTINS[node.target]
         elif node.op == "call_function" and hasattr(node.target, "overloadpacket"):
             node.target = node.target.overloadpacket
         elif node.op == "output":

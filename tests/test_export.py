@@ -124,13 +124,15 @@ def test_every_registered_model_exports_with_dynamic_height_and_width(name, fmt,
         assert (got - expected).abs().max() <= TOLERANCE
 
 
-def test_deeplab_v2_with_multi_scale_inputs_exports(tmp_path):
-    """DeepLab v2's MSC picks its common size from the scales, not by ordering symbolic sizes."""
+@pytest.mark.parametrize("fmt", list(FILES))
+def test_deeplab_v2_with_multi_scale_inputs_exports(tmp_path, fmt):
+    """DeepLab v2's MSC picks its common size from the scales, not by ordering symbolic
+    sizes; its scaled sizes (int(h * s + 0.5)) script to TorchScript's float / int."""
     torch.manual_seed(0)
-    spec = {**model_spec("deeplabv2").tiny, "msc_scales": (0.75, 1.0)}
+    spec = {**model_spec("deeplabv2").tiny, "msc_scales": (1.0, 0.75, 0.5)}
     net = LogitsNet(build_model("deeplabv2", 5, **spec))
-    export_format("export", trace_dynamic(net), net, tmp_path)
-    run = load("export", tmp_path / FILES["export"])
+    export_format(fmt, trace_dynamic(net), net, tmp_path)
+    run = load(fmt, tmp_path / FILES[fmt])
     for n, h, w in TEST_SIZES:
         x = torch.randn(n, 3, h, w)
         with torch.no_grad():

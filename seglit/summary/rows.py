@@ -10,6 +10,7 @@ variant's are read (:func:`seglit.run_folder.run_status`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class Row:
     checkerboard_logits_start: float | None = None
     checkerboard_logits: float | None = None
     checkerboard_logits_std: float | None = None
+    checkerboard_logits_delta: float | None = None
     checkerboard_logits_ci_low: float | None = None
     checkerboard_logits_ci_high: float | None = None
     checkerboard_logits_mde: float | None = None
@@ -167,6 +169,7 @@ def build_rows(
             delta, low, high, se = seed_bootstrap_delta(
                 [ends[s] for s in shared], [base_ends[s] for s in shared]
             )
+            row.checkerboard_logits_delta = delta  # over the seeds both measured
             row.checkerboard_logits_ci_low, row.checkerboard_logits_ci_high = low, high
             row.checkerboard_logits_mde, _, row.checkerboard_logits_verdict = power(
                 delta, se, len(shared), low, high
@@ -205,8 +208,9 @@ def checkerboard_course(metrics: RunMetrics) -> tuple[float, float] | None:
 def _fill_row(row: Row, finished: list[RunMetrics], courses: list[tuple[float, float]]) -> None:
     """Aggregate the finished seed runs' metrics (and the checkerboard courses of those
     that measured it, :func:`checkerboard_course`) into ``row``."""
-    mious = [m.best["mIoU"] for m in finished]
-    row.mIoU_mean = float(np.mean(mious))
+    # a finished run's mIoU is undefined (null) when no pixel of its split was scored
+    mious = [m.best_miou for m in finished if not math.isnan(m.best_miou)]
+    row.mIoU_mean = float(np.mean(mious)) if mious else None
     row.mIoU_std = float(np.std(mious, ddof=1)) if len(mious) > 1 else None
     row.acc = _mean([m.best.get("acc") for m in finished])
     row.mIoU_before_crf = _mean([m.best.get("mIoU_before_crf") for m in finished])
@@ -222,4 +226,6 @@ def _fill_row(row: Row, finished: list[RunMetrics], courses: list[tuple[float, f
     row.peak_mem_mb = _mean([m.peak_mem_mb for m in finished])
     row.wall_time_s = float(sum(m.wall_time_s or 0.0 for m in finished))
     classes = finished[0].best.get("IoU", {})
-    row.per_class_iou = {c: _mean([m.best["IoU"].get(c) for m in finished]) for c in classes}
+    row.per_class_iou = {
+        c: _mean([(m.best.get("IoU") or {}).get(c) for m in finished]) for c in classes
+    }

@@ -84,14 +84,14 @@ def checkerboard_table(rows: list[Any]) -> str:
             continue
         std = d.get("checkerboard_logits_std")
         end_text = f"{end:.5f}" + (f" ± {std:.5f}" if std is not None else "")
-        base_end = next((b.get("checkerboard_logits") for b in data if b.get("baseline")), None)
         low, high = d.get("checkerboard_logits_ci_low"), d.get("checkerboard_logits_ci_high")
+        paired = d.get("checkerboard_logits_delta")  # over the seeds both configs measured
         if d.get("baseline"):
             delta = "baseline"
-        elif low is None or base_end is None:
+        elif low is None or paired is None:
             delta = "-"
         else:
-            delta = f"{end - base_end:+.5f} [{low:+.5f}, {high:+.5f}]"
+            delta = f"{paired:+.5f} [{low:+.5f}, {high:+.5f}]"
         start = _fmt(d.get("checkerboard_logits_start"), 5)
         verdict = d.get("checkerboard_logits_verdict") or "-"
         mde = d.get("checkerboard_logits_mde")
@@ -180,6 +180,7 @@ CSV_FIELDS = [
     "checkerboard_logits_start",
     "checkerboard_logits",
     "checkerboard_logits_std",
+    "checkerboard_logits_delta",
     "checkerboard_logits_ci_low",
     "checkerboard_logits_ci_high",
     "checkerboard_logits_mde",

@@ -207,3 +207,56 @@ def test_checkerboard_over_training_per_config(tmp_path):
     assert "| variant | logit checkerboard, first val |" in table
     assert "0.04000 ± 0.01000 | +0.02900 [" in table
     assert k3.checkerboard_logits_verdict == "answered"  # every seed gap is > 0
+
+
+def test_the_checkerboard_difference_is_over_the_seeds_both_configs_measured(tmp_path):
+    """Its interval is seed-paired: the Δ shown with it is too (not the difference of means
+    over unequal seeds, which fell outside its own interval)."""
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "ablation": {
+                "model.net.init_args.upsample_kernel": [2, 3],
+                "seeds": [0, 1, 2],
+                "baseline": "2",
+            },
+        }
+    )
+    ends = {(2, 0): 0.010, (2, 1): 0.012, (2, 2): None, (3, 0): 0.011, (3, 1): 0.013, (3, 2): 0.1}
+    for variant in recipe.variants():
+        _write_run(tmp_path / variant.name, 0.5, 0.9)
+        metrics = json.loads((tmp_path / variant.name / "metrics.json").read_text())
+        end = ends[int(variant.group), variant.seed]
+        history = [] if end is None else [{"epoch": 0, "checkerboard_logits": 0.2}]
+        metrics["history"] = history + (
+            [] if end is None else [{"epoch": 1, "checkerboard_logits": end}]
+        )
+        (tmp_path / variant.name / "metrics.json").write_text(json.dumps(metrics))
+    rows = build_rows(tmp_path, recipe.variants(), recipe.baseline_group())
+    k3 = rows[1]
+    assert k3.checkerboard_logits_delta == pytest.approx(0.001)  # seeds 0 and 1
+    assert k3.checkerboard_logits_ci_low <= k3.checkerboard_logits_delta
+    assert k3.checkerboard_logits_delta <= k3.checkerboard_logits_ci_high
+    table = write_summary(tmp_path, "r", rows)[0].read_text()
+    assert "| +0.00100 [+0.00100, +0.00100] |" in table
+
+
+def test_a_finished_run_with_an_undefined_miou_is_left_out_of_the_mean(tmp_path):
+    """No pixel scored: metrics.json holds mIoU null (NaN); the row averages the others."""
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "ablation": {
+                "model.net.init_args.fusion": ["sum", "concat"],
+                "seeds": [0, 1, 2],
+                "baseline": "sum",
+            },
+        }
+    )
+    for variant in recipe.variants():
+        undefined = (variant.group, variant.seed) == ("concat", 1)
+        _write_run(tmp_path / variant.name, None if undefined else 0.5 + variant.seed / 10, 0.9)
+    rows = build_rows(tmp_path, recipe.variants(), recipe.baseline_group())
+    assert rows[1].mIoU_mean == pytest.approx(0.6)  # seeds 0 and 2
+    assert rows[1].mIoU_std == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert rows[1].per_class_iou["bg"] == pytest.approx(0.6)
