@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seglit.validation import explain_union_error
@@ -325,7 +326,7 @@ def describe_parse_error(parser: Any, args: list[str] | None, err: BaseException
     if match:
         unknown += [a.split("=", 1)[0].removeprefix("--") for a in match.group(1).split()]
     if not unknown:
-        return _readable_types(short_error(err))
+        return _name_the_yaml_file(_readable_types(short_error(err)), args or [])
     known = _long_options(parser, args or [])
     hints = []
     for key in unknown:
@@ -335,6 +336,24 @@ def describe_parse_error(parser: Any, args: list[str] | None, err: BaseException
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         hints.append(f"key {key!r} is not accepted{hint}")
     return "; ".join(hints) or short_error(err)
+
+
+def _name_the_yaml_file(text: str, args: list[str]) -> str:
+    """A YAML error of a ``--config`` file names that file, not ``"<unicode string>"``."""
+    if '"<unicode string>"' not in text:
+        return text
+    import yaml
+
+    files = [b for a, b in zip(args, args[1:]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for name in files:
+        try:
+            yaml.safe_load(Path(name).read_text())
+        except yaml.YAMLError:
+            return text.replace('"<unicode string>"', repr(name))
+        except OSError:
+            continue
+    return text
 
 
 def _long_options(parser: Any, args: list[str]) -> list[str]:

@@ -435,7 +435,6 @@ class DenseCRF(nn.Module):
                 "in batch size and spatial size (pass the raw image at the output resolution)"
             )
         probs = probs.float()
-        image = image.to(probs)
         n, c, h, w = probs.shape
         hw, pixels = h * w, n * h * w
         if pixels == 0:
@@ -444,6 +443,8 @@ class DenseCRF(nn.Module):
         if high <= 1.0 and low >= 0.0 and high > 0:
             # A 0-1 image would make the 0-255 colour std (3-5) meaningless.
             raise ValueError("DenseCRF: image looks like 0-1 floats; pass RGB on the 0-255 scale")
+        # quantised in its own precision: float32 would move a float64 133.49999 to 133.5 -> 134
+        image = (image.round() if image.is_floating_point() else image).to(probs)
         # (pixels, C) rows. P = clamp(probs, 1e-5, 1) = exp(-U), Q_0 = softmax(-U) = P / sum P
         clamped = probs.new_empty(n, h, w, c)
         torch.clamp(probs.permute(0, 2, 3, 1), UNARY_CLIP, 1.0, out=clamped)

@@ -294,6 +294,10 @@ def test_image_is_quantised_like_uint8():
     jitter = (torch.rand(image.shape, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.8
     shaken = (image.round() + jitter).clamp(0, 255)
     assert torch.equal(crf(probs, image.round()), crf(probs, shaken))
+    # a float64 image is rounded in float64 (float32 would round 133.4999999999 up to 134),
+    # as the uint8 array np.round(image) one would give pydensecrf
+    just_below = image.round().double() + 0.4999999999
+    assert torch.equal(crf(probs, image.round()), crf(probs, just_below))
 
 
 def test_huge_weights_stay_finite():
