@@ -68,7 +68,13 @@ def read_sbd_mat(path: Path) -> np.ndarray:
         raise
     except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
         raise ValueError(f"cannot read GTcls.Segmentation from SBD file {path}: {err}") from err
-    return np.asarray(segmentation).astype(np.uint8)
+    values = np.asarray(segmentation)
+    # a cast alone would wrap 256 to 0 (background) and -1 to 255 (void) without a word
+    if values.dtype.kind not in "biuf" or not np.all((values >= 0) & (values <= 255)):
+        raise ValueError(f"SBD file {path}: GTcls.Segmentation holds values outside 0..255")
+    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise ValueError(f"SBD file {path}: GTcls.Segmentation holds non-integer values")
+    return values.astype(np.uint8)
 
 
 class VOCSegmentationDataset(LabelledImageDataset):

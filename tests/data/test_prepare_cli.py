@@ -67,6 +67,26 @@ def test_sbd_mat_masks_and_trainaug(voc_with_sbd, capsys):
     np.testing.assert_array_equal(dataset[index]["mask"], masks["sbd_b"])
 
 
+@pytest.mark.parametrize(
+    ("segmentation", "problem"),
+    [
+        (np.array([[0, 256]], dtype=np.uint16), "values outside 0..255"),  # a cast: 0
+        (np.array([[0, -1]], dtype=np.int32), "values outside 0..255"),  # a cast: 255
+        (np.array([[0.0, 3.7]]), "non-integer values"),
+    ],
+)
+def test_an_sbd_file_with_values_a_cast_would_wrap_is_named(tmp_path, segmentation, problem):
+    from seglit.data.voc import read_sbd_mat
+
+    path = tmp_path / "bad.mat"
+    savemat(path, {"GTcls": {"Segmentation": segmentation, "CategoriesPresent": np.array([1])}})
+    with pytest.raises(ValueError, match=rf"bad.mat: GTcls.Segmentation holds {problem}"):
+        read_sbd_mat(path)
+    good = tmp_path / "good.mat"
+    savemat(good, {"GTcls": {"Segmentation": np.array([[0, 20, 255]], dtype=np.uint16)}})
+    assert read_sbd_mat(good).tolist() == [[0, 20, 255]]
+
+
 def test_cityscapes_conversion_matches_on_the_fly_mapping(tmp_path):
     root = write_synthetic_cityscapes(tmp_path, num_train=2, num_val=2)
     before = CityscapesDataset(root, "val")
