@@ -172,18 +172,15 @@ def test_rows_carry_the_power_of_their_comparison(tmp_path):
     assert saved["rows"][1]["mde"] == pytest.approx(row.mde)
 
 
+def _kernel_recipe():
+    """Two upsampling kernels (baseline 2) over seeds 0-2."""
+    ablation = {"model.net.init_args.upsample_kernel": [2, 3], "seeds": [0, 1, 2]}
+    return parse_recipe({"name": "r", "ablation": {**ablation, "baseline": "2"}})
+
+
 def test_checkerboard_over_training_per_config(tmp_path):
     """First and last validation's logit checkerboard per seed, seed-paired Δ interval."""
-    recipe = parse_recipe(
-        {
-            "name": "r",
-            "ablation": {
-                "model.net.init_args.upsample_kernel": [2, 3],
-                "seeds": [0, 1, 2],
-                "baseline": "2",
-            },
-        }
-    )
+    recipe = _kernel_recipe()
     course = {
         (2, 0): [0.10, 0.010], (2, 1): [0.12, 0.012], (2, 2): [0.11, 0.011],
         (3, 0): [0.50, 0.050], (3, 1): [0.40, 0.030], (3, 2): [0.45, 0.040],
@@ -212,16 +209,7 @@ def test_checkerboard_over_training_per_config(tmp_path):
 def test_the_checkerboard_difference_is_over_the_seeds_both_configs_measured(tmp_path):
     """Its interval is seed-paired: the Δ shown with it is too (not the difference of means
     over unequal seeds, which fell outside its own interval)."""
-    recipe = parse_recipe(
-        {
-            "name": "r",
-            "ablation": {
-                "model.net.init_args.upsample_kernel": [2, 3],
-                "seeds": [0, 1, 2],
-                "baseline": "2",
-            },
-        }
-    )
+    recipe = _kernel_recipe()
     ends = {(2, 0): 0.010, (2, 1): 0.012, (2, 2): None, (3, 0): 0.011, (3, 1): 0.013, (3, 2): 0.1}
     for variant in recipe.variants():
         _write_run(tmp_path / variant.name, 0.5, 0.9)
