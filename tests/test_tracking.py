@@ -140,3 +140,24 @@ def test_the_logger_s_old_class_path_still_names_it():
     assert seglit.tracking.WandbLogger is WandbLogger
     assert WANDB_LOGGER_CLASS == f"{WandbLogger.__module__}.{WandbLogger.__qualname__}"
     assert "seglit.tracking.WandbLogger" in WANDB_LOGGER_CLASSES
+
+
+def test_a_failed_or_interrupted_fit_is_not_recorded_as_a_success(tmp_path):
+    """Lightning finalizes an interrupted or failed fit with "failed"."""
+    logger = WandbLogger(name="v", save_dir=str(tmp_path), mode="offline")
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.finalize("failed")
+    assert read_offline_run(find_offline_runs(tmp_path)[0], timeout_s=30).exit_code == 1
+
+
+def test_runs_a_rerun_changed_archived_are_not_listed_for_upload(tmp_path):
+    from seglit.wandb.offline import unsynced_runs
+
+    current = tmp_path / "sum-s0" / "wandb" / "offline-run-2-b" / "run-b.wandb"
+    archived = tmp_path / "_archive" / "sum-s0-1" / "wandb" / "offline-run-1-a" / "run-a.wandb"
+    synced = tmp_path / "concat-s0" / "wandb" / "offline-run-3-c" / "run-c.wandb"
+    for path in (current, archived, synced):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    synced.with_name("run-c.wandb.synced").write_bytes(b"")
+    assert unsynced_runs(tmp_path) == [current.parent]

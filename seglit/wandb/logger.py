@@ -195,7 +195,8 @@ class WandbLogger(_LightningWandbLogger):
             return
         run_dir = Path(run.dir).parent
         try:
-            run.finish()
+            # Lightning finalizes an interrupted or failed fit with "failed": W&B shows it so
+            run.finish(exit_code=0 if status == "success" else 1)
         except Exception as err:
             warnings.warn(f"W&B failed to finish the run ({err})", stacklevel=2)
         if self.mode == "offline" and self.announce_offline:

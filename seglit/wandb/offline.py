@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seglit.run_folder.layout import ARCHIVE_DIR
+
 
 def find_offline_runs(root: str | Path) -> list[Path]:
     """All offline ``.wandb`` run files below ``root``, oldest first."""
@@ -18,10 +20,14 @@ def find_offline_runs(root: str | Path) -> list[Path]:
 def unsynced_runs(root: str | Path) -> list[Path]:
     """The offline run folders below ``root`` that ``wandb sync`` has not uploaded.
 
-    ``wandb sync`` leaves ``run-<id>.wandb.synced`` beside a run file it uploaded.
+    ``wandb sync`` leaves ``run-<id>.wandb.synced`` beside a run file it uploaded. Runs under
+    an ``_archive/`` folder are left out: they belong to a configuration ``--rerun-changed``
+    replaced, and carry the same name, group and tags as the runs that replaced it.
     """
+    root = Path(root)
     return [
         path.parent
         for path in find_offline_runs(root)
         if not path.with_name(path.name + ".synced").exists()
+        and ARCHIVE_DIR not in path.relative_to(root).parts
     ]
