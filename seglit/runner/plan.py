@@ -175,6 +175,9 @@ def plan_variants(
         if resolved is None:  # the resolver recorded why it does not parse
             continue
         fingerprint = Fingerprint.of(resolved)
+        logger_run = get_dotted(config, "trainer.logger.init_args.run_config.seglit")
+        if isinstance(logger_run, dict):  # seglit's W&B logger (the logger never decides)
+            logger_run["fingerprint"] = fingerprint.digest
         status = run_status(run_dir, fingerprint.digest)
         plans.append(VariantPlan(index, variant, run_dir, config, resolved, fingerprint, status))
     return plans

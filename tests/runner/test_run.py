@@ -62,6 +62,7 @@ def test_each_variant_holds_its_fingerprinted_result_and_its_fit_run(finished):
         assert (wandb_run.group, wandb_run.name, wandb_run.job_type) == ("tiny_skip", name, "fit")
         assert f"fusion={name}" in wandb_run.tags
         assert wandb_run.config["seglit"]["config_name"] == name
+        assert wandb_run.config["seglit"]["fingerprint"] == recorded["fingerprint"]
         assert wandb_run.metric("val/mIoU") == pytest.approx(
             [h["mIoU"] for h in metrics["history"]]
         )
