@@ -241,8 +241,10 @@ class RunSummaryWriter(Callback):
         write_metrics_backup(out, summary)  # the copy a damaged metrics.json is restored from
         write_metrics(out, summary)  # last: its presence means the run finished
         best = self.best
+        miou = best.get("mIoU")  # None: no pixel of the split was scored
+        miou_text = "undefined" if miou is None or math.isnan(miou) else f"{miou:.4f}"
         print(
-            f"seglit: fit finished: best val mIoU {best.get('mIoU', float('nan')):.4f} at epoch "
+            f"seglit: fit finished: best val mIoU {miou_text} at epoch "
             f"{best.get('epoch')}; results in {out} ({METRICS_FILE}, {CHECKPOINT_DIR}/)"
         )
 

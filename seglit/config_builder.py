@@ -344,7 +344,7 @@ def _name_the_yaml_file(text: str, args: list[str]) -> str:
         return text
     import yaml
 
-    files = [b for a, b in zip(args, args[1:]) if a == "--config"]
+    files = [b for a, b in zip(args, args[1:]) if a in ("--config", "-c")]
     files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
     for name in files:
         try:

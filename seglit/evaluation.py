@@ -91,6 +91,20 @@ class ImageRecord:
     checkerboard_logits: float = math.nan
 
 
+def batch_image_names(batch: dict[str, Any]) -> list[str] | None:
+    """A batch's image names as strings, ``None`` when it has none.
+
+    A dataset's integer ids arrive collated into a tensor (whose truth value is ambiguous,
+    and ``tensor(0)`` is false): each becomes its own name.
+    """
+    names = batch.get("name")
+    if names is None:
+        return None
+    if isinstance(names, Tensor):
+        names = names.tolist()
+    return [str(name) for name in names]
+
+
 def gather_unique_records(local: Sequence[ImageRecord]) -> list[ImageRecord]:
     """Every process's records, one per image name, sorted by name.
 

@@ -21,7 +21,13 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from seglit import IGNORE_INDEX
-from seglit.evaluation import EvalResult, ImageRecord, eval_result, gather_unique_records
+from seglit.evaluation import (
+    EvalResult,
+    ImageRecord,
+    batch_image_names,
+    eval_result,
+    gather_unique_records,
+)
 from seglit.inference import InferenceConfig, predict_log_probs, predict_logits, refine_with_crf
 from seglit.metrics import checkerboard_score, per_image_confusion
 from seglit.optim import PolyLR, default_sgd
@@ -385,11 +391,9 @@ class SegmentationModule(L.LightningModule):
         checker = self._checkerboard(log_probs, valid, probabilities=True)
         checker_logits = self._checkerboard(log_probs, valid)
         rank = self.global_rank
-        names = batch.get("name")
-        if names is None:
-            names = [f"{stage}-rank{rank}-{len(self._records) + i}" for i in range(len(images))]
-        elif isinstance(names, Tensor):  # a dataset's integer ids, collated into a tensor
-            names = names.tolist()
+        names = batch_image_names(batch) or [
+            f"{stage}-rank{rank}-{len(self._records) + i}" for i in range(len(images))
+        ]
         for i, name in enumerate(names):
             self._records.append(
                 ImageRecord(

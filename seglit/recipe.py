@@ -53,6 +53,13 @@ from typing import Any
 
 import yaml
 
+from seglit.config_files import (
+    CONFIG_FILE_KEYS,
+    is_config_file,
+    read_config_file,
+    read_config_files,
+)
+
 RECIPE_KEYS = ("name", "ablation", "smoke", "smokes", "reference", "deviations", "launcher")
 CONFIG_KEYS = (
     "seed_everything",
@@ -282,13 +289,6 @@ def _parse_axes(path: Path, ablation: dict[str, Any]) -> dict[str, dict[str, Any
             if not values:
                 raise RecipeError(f"{path}: ablation axis {key!r} has no values")
             axes[key] = {str(label): value for label, value in values.items()}
-            for label in axes[key]:
-                if label in ("", ".", "..") or _LABEL_FORBIDDEN.search(label):
-                    raise RecipeError(
-                        f"{path}: ablation axis {key!r} has the label {label!r}; labels name "
-                        "the variants' folders and W&B runs: no /, \\, :, ;, comma, #, ?, "
-                        "quotes, and not empty, '.' or '..'"
-                    )
         elif isinstance(values, list):
             if not values:
                 raise RecipeError(f"{path}: ablation axis {key!r} has no values")
@@ -305,6 +305,17 @@ def _parse_axes(path: Path, ablation: dict[str, Any]) -> dict[str, dict[str, Any
                 f"{path}: ablation axis {key!r} must be a list of values or a mapping "
                 f"label -> value, got {type(values).__name__} {values!r}"
             )
+        if key in CONFIG_FILE_KEYS:  # e.g. model.net: {unet: unet.yaml, fcn8s: fcn8s.yaml}
+            for label, value in axes[key].items():
+                if is_config_file(value):
+                    axes[key][label] = read_config_file(value, f"{path}: ablation.{key}")
+        for label in axes[key]:
+            if label in (".", "..") or label != label.strip() or _LABEL_FORBIDDEN.search(label):
+                raise RecipeError(
+                    f"{path}: ablation axis {key!r} has the label {label!r}; labels name the "
+                    "variants' folders and W&B runs: no /, \\, :, ;, comma, #, ?, quotes, "
+                    "no space at either end, and not '.' or '..'"
+                )
     return axes
 
 
@@ -341,7 +352,7 @@ def parse_recipe(
         raise RecipeError(
             f"{path}: `name` must be a short identifier (letters, digits, _.+-), got {name!r}"
         )
-    recipe = copy.deepcopy(raw)
+    recipe = read_config_files(copy.deepcopy(raw), str(path))
     smoke_block = recipe.pop("smoke", None) or {}
     if not isinstance(smoke_block, dict):
         raise RecipeError(f"{path}: `smoke` must be a mapping of overrides")
@@ -448,7 +459,7 @@ def _apply_smoke(
                 f"{path}: {where}.{key} is not a config key; expected one of "
                 f"{list(CONFIG_KEYS) + ['ablation']}" + _suggest(key, CONFIG_KEYS)
             )
-    recipe = deep_merge(recipe, expand_dotted(block))
+    recipe = deep_merge(recipe, read_config_files(expand_dotted(block), f"{path}: {where}"))
     if smoke_ablation is not None:
         recipe["ablation"] = _merge_ablation(
             path, recipe.get("ablation") or {}, smoke_ablation, where

@@ -92,10 +92,10 @@ def trainer_problems(config: dict[str, Any]) -> list[str]:
             f"trainer.max_epochs: {max_epochs}; expected >= 1 (nothing would be trained "
             "or validated)"
         )
-    elif max_epochs == -1 and not steps_set:
+    elif max_epochs == -1 and not steps_set and not trainer.get("max_time"):
         problems.append(
-            "trainer.max_epochs: -1 (no limit) with no trainer.max_steps: the run would never "
-            "end and the poly schedule has no length; set max_epochs >= 1 or max_steps >= 1"
+            "trainer.max_epochs: -1 (no limit) with no trainer.max_steps or max_time: the run "
+            "would never end; set max_epochs >= 1 or max_steps >= 1"
         )
     limit = trainer.get("limit_val_batches")
     if _number(limit) and limit == 0:

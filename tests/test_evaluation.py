@@ -87,3 +87,15 @@ def test_checkerboard_score_of_known_patterns():
     assert checkerboard_score(smooth, 2).item() < 0.02
     assert math.isnan(checkerboard_score(torch.ones(1, 2, 8, 8), 2).item())  # constant map
     assert math.isnan(checkerboard_score(torch.rand(1, 2, 3, 3), 4).item())  # smaller than s
+
+
+def test_batch_image_names_of_collated_integer_ids():
+    """A dataset's integer ids arrive as one tensor (tensor(0) alone is false)."""
+    import torch
+
+    from seglit.evaluation import batch_image_names
+
+    assert batch_image_names({"name": torch.tensor([0])}) == ["0"]
+    assert batch_image_names({"name": torch.tensor([3, 0])}) == ["3", "0"]
+    assert batch_image_names({"name": ["a", "b"]}) == ["a", "b"]
+    assert batch_image_names({}) is None

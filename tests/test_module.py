@@ -434,12 +434,20 @@ class _IdsAndByteMasks(torch.utils.data.Dataset):
         return {"image": self.images[index], "mask": self.masks[index], "name": index}
 
 
+def _quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
 def _validate(dataset: torch.utils.data.Dataset, batch_size: int) -> SegmentationModule:
     torch.manual_seed(0)
     module = SegmentationModule(WithBackbone(), num_classes=5)
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = _quiet_trainer()
     trainer.validate(module, torch.utils.data.DataLoader(dataset, batch_size=batch_size))
     return module
 
@@ -454,11 +462,26 @@ def test_integer_image_ids_and_byte_masks_of_a_user_dataset(batch_size):
     assert (module.last_eval.confmat == by_batch_of_one.confmat).all()
 
 
-def test_a_split_with_every_pixel_void_scores_nan():
+def test_a_split_with_every_pixel_void_scores_nan(tmp_path, capsys):
+    import json
     import math
+
+    from seglit.callbacks import RunSummaryWriter
 
     result = _validate(_IdsAndByteMasks(void=True), 2).last_eval
     assert math.isnan(result.metrics["mIoU"])
+    # a fit on it finishes, its mIoU recorded as undefined (null), not a crash at the end
+    loader = torch.utils.data.DataLoader(_IdsAndByteMasks(void=True), batch_size=2)
+    trainer = _quiet_trainer(
+        max_epochs=1,
+        enable_checkpointing=False,
+        callbacks=[RunSummaryWriter(dirpath=str(tmp_path))],
+    )
+    train = torch.utils.data.DataLoader(_IdsAndByteMasks(), batch_size=2)
+    trainer.fit(SegmentationModule(WithBackbone(), num_classes=5), train, loader)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["best"]["mIoU"] is None
+    assert "best val mIoU undefined at epoch 0" in capsys.readouterr().out
 
 
 def test_float_masks_are_refused_by_name():

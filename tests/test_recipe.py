@@ -143,6 +143,8 @@ def test_no_axes_gives_one_base_variant():
         ),
         (recipe(**{"model.net.init_args.fusion": {"a:b": "sum"}}), "has the label 'a:b'"),
         (recipe(**{"model.net.init_args.fusion": {"..": "sum"}}), "has the label '..'"),
+        (recipe(**{"data.init_args.root": [".", ".."]}), "has the label '.'"),  # list values
+        (recipe(**{"model.net.init_args.fusion": {" sum": "sum"}}), "has the label ' sum'"),
         (
             recipe(**{"model.net.init_args.fusion": ["sum"], "baseline": "concat"}),
             "baseline 'concat' is not a variant",

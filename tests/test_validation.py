@@ -135,6 +135,7 @@ def test_a_run_that_never_ends_seeds_numpy_refuses_and_negative_weights_are_name
     "config",
     [
         {"trainer": {"max_epochs": -1, "max_steps": 100}},
+        {"trainer": {"max_epochs": -1, "max_time": "00:01:00:00"}},
         {"trainer": {"max_epochs": 2}, "seed_everything": 0},
         {"trainer": {"max_epochs": 2}, "seed_everything": True},
         {"trainer": {"max_epochs": 2}, "seed_everything": 2**32 - 1},

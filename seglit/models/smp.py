@@ -11,10 +11,11 @@ from seglit.models.base import SegmentationModel
 from seglit.models.knobs import check_choice
 from seglit.models.registry import register_model
 
-MIN_SIDE = {"pan": 128}
-"""The smallest input side an smp architecture runs on, where it is more than its stride:
-PAN's feature pyramid attention pools its stride-16 map three more times (7x7, 5x5, 3x3
-convs at strides 2), which needs a map of 8 or more."""
+MIN_SIDE = {"pan": 8}
+"""The smallest side, in multiples of the encoder's output stride, an smp architecture's
+deepest map must have, where it is more than 1: PAN's feature pyramid attention pools that
+map three more times (7x7, 5x5, 3x3 convs at strides 2), which needs 8 or more (128 px at
+stride 16)."""
 
 
 def smp_architectures() -> list[str]:
@@ -36,7 +37,7 @@ class SMPModel(SegmentationModel):
     """Any smp architecture and encoder by name, mapping (N, 3, H, W) to (N, C, H, W).
 
     Inputs of any size are zero-padded at the bottom/right to a multiple of the encoder's
-    output stride (PAN: and to at least 128 px, see :data:`MIN_SIDE`) and the logits cropped
+    output stride (PAN: and to at least 8 strides, see :data:`MIN_SIDE`) and the logits cropped
     back. The encoder is exposed as ``backbone``.
 
     Args:
@@ -73,7 +74,7 @@ class SMPModel(SegmentationModel):
             **(smp_kwargs or {}),
         )
         self.output_stride = int(getattr(self.model.encoder, "output_stride", 32))
-        self.min_side = MIN_SIDE.get(arch.lower(), 1)
+        self.min_side = MIN_SIDE.get(arch.lower(), 1) * self.output_stride
 
     @property
     def backbone(self) -> nn.Module:
@@ -86,7 +87,7 @@ class SMPModel(SegmentationModel):
         h, w = x.shape[-2:]
         s = self.output_stride
         ph, pw = (-h) % s, (-w) % s
-        if self.min_side > 1:
+        if self.min_side > s:
             ph, pw = max(ph, self.min_side - h), max(pw, self.min_side - w)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))

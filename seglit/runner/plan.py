@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
+from seglit.config_files import read_config_files
 from seglit.fingerprint import Fingerprint, config_differences
 from seglit.io import atomic_write_text
-from seglit.recipe import Recipe, RecipeError, Variant, deep_merge, get_dotted, set_dotted
+from seglit.recipe import Recipe, Variant, deep_merge, get_dotted, set_dotted
 from seglit.run_folder import (
     ARCHIVE_DIR,
     CHECKPOINT_DIR,
@@ -76,6 +77,7 @@ def prepare_config(
     config = variant.config
     for key, value in overrides.items():
         set_dotted(config, key, value)
+    read_config_files(config, "the command line")  # --data=other.yaml, as the recipe's
     trainer = config.setdefault("trainer", {})
     trainer["default_root_dir"] = str(run_dir)
     set_dotted(config, "checkpoint.dirpath", str(run_dir / CHECKPOINT_DIR))
@@ -108,32 +110,6 @@ def prepare_config(
     return config
 
 
-CONFIG_FILE_KEYS = ("model", "data", "trainer", "model.net", "model.optimizer")
-"""Keys whose value may be the path of a YAML file holding it (the Lightning CLI reads it)."""
-
-
-def inline_config_files(config: dict[str, Any], resolved: dict[str, Any]) -> bool:
-    """Replace every path the parser read a class's config from by that file's content.
-
-    The parser takes ``data: data.yaml`` relative to the current folder; the variant's
-    ``config.yaml`` is read from its run folder, where a relative path would not resolve
-    (and the file could change after the run). A string the parser read as a config is one
-    that resolved to a mapping.
-
-    Returns:
-        Whether a path was replaced.
-    """
-    replaced = False
-    for key, value in config.items():
-        target = resolved.get(key) if isinstance(resolved, dict) else None
-        if isinstance(value, str) and isinstance(target, dict) and Path(value).is_file():
-            config[key] = yaml.safe_load(Path(value).read_text())
-            replaced = True
-        elif isinstance(value, dict) and isinstance(target, dict):
-            replaced = inline_config_files(value, target) or replaced
-    return replaced
-
-
 def plan_variants(
     recipe: Recipe,
     variants: list[Variant],
@@ -159,19 +135,7 @@ def plan_variants(
     for index, variant in enumerate(variants, 1):
         run_dir = recipe_dir / variant.name
         config = prepare_config(recipe, variant, run_dir, overrides)
-        source = f"{recipe.path} (variant {variant.name})"
-        for key in CONFIG_FILE_KEYS:
-            value = get_dotted(config, key)
-            if isinstance(value, str) and value.endswith((".yaml", ".yml")):
-                if not Path(value).is_file():
-                    raise RecipeError(
-                        f"{source}: {key}: config file {value!r} not found (relative to the "
-                        f"current folder {Path.cwd()})"
-                    )
-        resolved = resolve(config, source=source)
-        if resolved is not None and inline_config_files(config, resolved):
-            # the same values, without the parser's record of the file they came from
-            resolved = resolve(config, source=source)
+        resolved = resolve(config, source=f"{recipe.path} (variant {variant.name})")
         if resolved is None:  # the resolver recorded why it does not parse
             continue
         fingerprint = Fingerprint.of(resolved)

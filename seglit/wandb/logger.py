@@ -196,7 +196,8 @@ class WandbLogger(_LightningWandbLogger):
         run_dir = Path(run.dir).parent
         try:
             # Lightning finalizes an interrupted or failed fit with "failed": W&B shows it so
-            run.finish(exit_code=0 if status == "success" else 1)
+            # (a SLURM requeue's "finished" is not a failure: the run resumes)
+            run.finish(exit_code=1 if status == "failed" else 0)
         except Exception as err:
             warnings.warn(f"W&B failed to finish the run ({err})", stacklevel=2)
         if self.mode == "offline" and self.announce_offline:

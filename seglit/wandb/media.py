@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from torch import Tensor
 
 from seglit import IGNORE_INDEX
-from seglit.evaluation import EvalResult
+from seglit.evaluation import EvalResult, batch_image_names
 from seglit.io import finite
 from seglit.visualize import comparison_panel, denormalize
 
@@ -187,7 +187,7 @@ class WandbMedia(Callback):
         rgb = denormalize(
             images, getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
         )
-        names = list(batch.get("name") or [])
+        names = batch_image_names(batch) or []
         for i in range(len(preds)):
             self._samples.append(
                 {

@@ -19,3 +19,10 @@ def test_every_smp_architecture_maps_any_size_to_itself(arch: str) -> None:
     with torch.no_grad():
         for size in [(33, 47), (17, 129)]:
             assert model(torch.randn(1, 3, *size)).shape == (1, 3, *size)
+
+
+def test_pan_is_padded_to_eight_strides_at_any_output_stride() -> None:
+    model = SMPModel(3, arch="PAN", encoder="resnet18", smp_kwargs={"encoder_output_stride": 32})
+    assert model.min_side == 256
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 33, 47)).shape == (1, 3, 33, 47)
