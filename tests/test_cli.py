@@ -155,8 +155,9 @@ def test_a_seed_numpy_refuses_is_named_before_lightning_seeds(
 def test_a_yaml_error_names_the_config_file(tmp_path, capsys):
     path = tmp_path / "config.yaml"
     path.write_text("trainer:\n  max_epochs: [2\n")
-    err = _main_error(capsys, "fit", "--config", str(path))
-    assert f"in '{path}', line 2" in err and "<unicode string>" not in err
+    for flag in ("--config", "-c"):
+        err = _main_error(capsys, "fit", flag, str(path))
+        assert f"in '{path}', line 2" in err and "<unicode string>" not in err
 
 
 def test_sync_batchnorm_on_cpu_is_a_clear_error(tmp_path, make_fit_config):

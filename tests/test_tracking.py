@@ -150,6 +150,14 @@ def test_a_failed_or_interrupted_fit_is_not_recorded_as_a_success(tmp_path):
     assert read_offline_run(find_offline_runs(tmp_path)[0], timeout_s=30).exit_code == 1
 
 
+def test_a_slurm_requeue_is_not_a_failed_run(tmp_path):
+    """Lightning finalizes a run that SLURM requeues (to resume it) with "finished"."""
+    logger = WandbLogger(name="v", save_dir=str(tmp_path), mode="offline")
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.finalize("finished")
+    assert read_offline_run(find_offline_runs(tmp_path)[0], timeout_s=30).exit_code == 0
+
+
 def test_runs_a_rerun_changed_archived_are_not_listed_for_upload(tmp_path):
     from seglit.wandb.offline import unsynced_runs
 
