@@ -26,7 +26,6 @@ status 2 and one line naming the key, before anything is instantiated.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -68,6 +67,7 @@ from seglit.run_folder import (
 )
 from seglit.validation import (
     config_problems,
+    import_class,
     max_steps_problems,
     seed_problems,
     uses_seglit_train_loader,
@@ -217,11 +217,8 @@ def max_steps_problem(config: Any) -> list[str]:
     resolved = config.as_dict()
     if (resolved.get("trainer") or {}).get("max_steps") in (None, -1) or not resolved.get("data"):
         return []
-    class_path = str(resolved["data"].get("class_path", ""))
-    module, _, name = class_path.rpartition(".")
-    try:
-        data_class = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+    data_class = import_class(str(resolved["data"].get("class_path", "")))
+    if data_class is None:
         return []  # instantiation names it
     if not uses_seglit_train_loader(data_class):
         return []  # a user's class, which may load its own way: not built twice

@@ -237,12 +237,10 @@ def _instantiate(base: type, value: Any, key: str) -> Any:
 
 def _no_download_args(class_path: str) -> dict[str, Any]:
     """The :data:`NO_DOWNLOAD` arguments that the net class at ``class_path`` accepts."""
-    import importlib
+    from seglit.validation import import_class
 
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+    cls = import_class(class_path)
+    if cls is None:
         return {}  # jsonargparse names the problem when it instantiates the class
     params = inspect.signature(cls).parameters
     return {k: v for k, v in NO_DOWNLOAD.items() if k in params}

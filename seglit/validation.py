@@ -353,12 +353,20 @@ _OPTION = re.compile(r"Option '([^']+)' is not accepted")
 _KEY_PROBLEM = re.compile(r'Parser key "([^"]+)":\s*\n\s*(.+)')
 
 
-def _init_parameters(class_path: str) -> list[str]:
-    """The ``__init__`` parameter names of a class (and its bases' for ``**kwargs``)."""
+def import_class(class_path: str) -> Any:
+    """The object a config's ``class_path`` names, or ``None`` when it cannot be imported
+    (jsonargparse names that problem when it instantiates the class)."""
     module, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _init_parameters(class_path: str) -> list[str]:
+    """The ``__init__`` parameter names of a class (and its bases' for ``**kwargs``)."""
+    cls = import_class(class_path)
+    if cls is None:
         return []
     names: list[str] = []
     for klass in inspect.getmro(cls):
