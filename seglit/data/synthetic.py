@@ -244,6 +244,25 @@ def _write_cached(
     moved in whole, so an interrupted run never leaves a half-written dataset that looks
     complete. The marker (the parameters) is written last.
     """
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    # one writer at a time: variants started side by side generate the same cache, and the
+    # second must find the first's tree (never move its own over a tree another one reads)
+    # (beside the root, not in it: the tree holds only the dataset)
+    with FileLock(str(root.parent / f".{root.name}.synthetic.lock")):
+        _write_unless_present(root, top_dirs, marker, params, write, overwrite, writer)
+
+
+def _write_unless_present(
+    root: Path,
+    top_dirs: tuple[str, ...],
+    marker: Path,
+    params: dict,
+    write: Callable[[Path], None],
+    overwrite: bool,
+    writer: str,
+) -> None:
     marker_path = root / marker
     if marker_path.is_file():
         try:
@@ -264,7 +283,6 @@ def _write_cached(
                 f"{present[0]} exists but was not written by {writer} (no {marker}); "
                 "refusing to overwrite it: pass overwrite=True or use another root"
             )
-    root.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(root)
     staging = Path(tempfile.mkdtemp(prefix=f".synthetic-{os.getpid()}-", dir=root))
     try:

@@ -602,3 +602,26 @@ def test_far_cue_datamodule_keys_and_reads_back(tmp_path, monkeypatch):
     marker = json.loads(next(Path(lab.root).rglob(MARKER_NAME)).read_text())
     assert marker["far_cue"] == 1.0 and "cue_distance" not in marker
     assert len(lab.train_dataset) == 3 and len(lab.val_dataset) == 2
+
+
+def _write_tiny_voc(root: str) -> None:
+    from seglit.data.synthetic import write_synthetic_voc
+
+    write_synthetic_voc(root, num_train=6, num_val=2)
+
+
+def test_variants_started_side_by_side_share_one_generation(tmp_path):
+    """Two processes writing the same cache: one generates, the other finds its tree (the
+    runner's parallel smoke variants did race here: "Directory not empty")."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(2):
+        root = str(tmp_path / f"voc{attempt}")
+        workers = [context.Process(target=_write_tiny_voc, args=(root,)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+        assert [w.exitcode for w in workers] == [0, 0]
+        assert len(VOCSegmentationDataset(root, "train", num_classes=5)) == 6
