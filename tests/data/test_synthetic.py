@@ -604,21 +604,19 @@ def test_far_cue_datamodule_keys_and_reads_back(tmp_path, monkeypatch):
     assert len(lab.train_dataset) == 3 and len(lab.val_dataset) == 2
 
 
-def _write_tiny_voc(root: str) -> None:
-    from seglit.data.synthetic import write_synthetic_voc
-
-    write_synthetic_voc(root, num_train=6, num_val=2)
-
-
 def test_variants_started_side_by_side_share_one_generation(tmp_path):
     """Two processes writing the same cache: one generates, the other finds its tree (the
     runner's parallel smoke variants did race here: "Directory not empty")."""
+    import functools
     import multiprocessing
 
-    context = multiprocessing.get_context("spawn")
+    from seglit.data.synthetic import write_synthetic_voc
+
+    context = multiprocessing.get_context("spawn")  # a seglit function: importable there
     for attempt in range(2):
         root = str(tmp_path / f"voc{attempt}")
-        workers = [context.Process(target=_write_tiny_voc, args=(root,)) for _ in range(2)]
+        write = functools.partial(write_synthetic_voc, root, num_train=6, num_val=2)
+        workers = [context.Process(target=write) for _ in range(2)]
         for worker in workers:
             worker.start()
         for worker in workers:
