@@ -251,50 +251,38 @@ def _write_cached(
     # second must find the first's tree (never move its own over a tree another one reads)
     # (beside the root, not in it: the tree holds only the dataset)
     with FileLock(str(root.parent / f".{root.name}.synthetic.lock")):
-        _write_unless_present(root, top_dirs, marker, params, write, overwrite, writer)
-
-
-def _write_unless_present(
-    root: Path,
-    top_dirs: tuple[str, ...],
-    marker: Path,
-    params: dict,
-    write: Callable[[Path], None],
-    overwrite: bool,
-    writer: str,
-) -> None:
-    marker_path = root / marker
-    if marker_path.is_file():
+        marker_path = root / marker
+        if marker_path.is_file():
+            try:
+                existing = json.loads(marker_path.read_text())
+            except ValueError:
+                existing = None
+            if existing == params:
+                return
+            if not overwrite and not _stale(existing, params):
+                raise FileExistsError(
+                    f"{marker_path} records a synthetic dataset made with {existing}, not "
+                    f"{params}; pass overwrite=True or use another root"
+                )
+        else:
+            present = [root / d for d in top_dirs if (root / d).exists()]
+            if present and not overwrite:
+                raise FileExistsError(
+                    f"{present[0]} exists but was not written by {writer} (no {marker}); "
+                    "refusing to overwrite it: pass overwrite=True or use another root"
+                )
+        _remove_abandoned_staging(root)
+        staging = Path(tempfile.mkdtemp(prefix=f".synthetic-{os.getpid()}-", dir=root))
         try:
-            existing = json.loads(marker_path.read_text())
-        except ValueError:
-            existing = None
-        if existing == params:
-            return
-        if not overwrite and not _stale(existing, params):
-            raise FileExistsError(
-                f"{marker_path} records a synthetic dataset made with {existing}, not {params}; "
-                "pass overwrite=True or use another root"
-            )
-    else:
-        present = [root / d for d in top_dirs if (root / d).exists()]
-        if present and not overwrite:
-            raise FileExistsError(
-                f"{present[0]} exists but was not written by {writer} (no {marker}); "
-                "refusing to overwrite it: pass overwrite=True or use another root"
-            )
-    _remove_abandoned_staging(root)
-    staging = Path(tempfile.mkdtemp(prefix=f".synthetic-{os.getpid()}-", dir=root))
-    try:
-        write(staging)
-        (staging / marker).parent.mkdir(parents=True, exist_ok=True)
-        (staging / marker).write_text(json.dumps(params, indent=2) + "\n")
-        for name in top_dirs:
-            if (root / name).exists():
-                shutil.rmtree(root / name)
-            os.replace(staging / name, root / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            write(staging)
+            (staging / marker).parent.mkdir(parents=True, exist_ok=True)
+            (staging / marker).write_text(json.dumps(params, indent=2) + "\n")
+            for name in top_dirs:
+                if (root / name).exists():
+                    shutil.rmtree(root / name)
+                os.replace(staging / name, root / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _remove_abandoned_staging(root: Path) -> None:
