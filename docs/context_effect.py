@@ -12,9 +12,10 @@ without long-range context; the difference of the two gaps is the part that need
 The field-of-view smoke (``ablation_dilation --smoke``) and its adjacent-cue control
 (``--data.init_args.cue_distance=2``) are compared the same way.
 
-The interval is the summary's two-level bootstrap over four configs: each draw resamples the
-validation images (paired by name, since the control draws the same scenes) and the seeds
-(paired across all four runs of a seed). Only seeds every folder finished are used.
+The interval is the summary's (:func:`seglit.summary.stats.seed_image_interval`) over four
+configs: the seed part from the per-seed differences of gaps (the four runs of a seed
+paired), the image part from resampling the validation images (paired by name, since the
+control draws the same scenes). Only seeds every folder finished are used.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from seglit.summary.rows import load_image_confmats
 from seglit.summary.stats import (
     BOOTSTRAP_SAMPLES,
     bootstrap_image_weights,
-    bootstrap_seed_picks,
+    seed_image_interval,
     weighted_miou,
 )
 
@@ -77,16 +78,14 @@ def difference_of_gaps(
     n = sides[0][seeds[0]].shape[0]
     rng = np.random.default_rng(seed)
     weights = bootstrap_image_weights(n, samples, rng)
-    picks = bootstrap_seed_picks(len(seeds), samples, rng)
 
     def miou(runs: dict[int, np.ndarray]) -> np.ndarray:  # (samples + 1, seeds)
         return np.stack([weighted_miou(weights, runs[s]) for s in seeds], 1)
 
     a, b, c, d = (miou(runs) for runs in sides)
-    per_seed = (a - b) - (c - d)
-    diffs = per_seed[np.arange(samples + 1)[:, None], picks].mean(1)
-    low, high = np.percentile(diffs[1:], [2.5, 97.5])
-    return float(diffs[0]), float(low), float(high), seeds
+    per_seed = (a - b) - (c - d)  # (samples + 1, seeds)
+    found = seed_image_interval(per_seed, np.zeros_like(per_seed), n, pair_seeds=True)
+    return found.delta, found.low, found.high, seeds
 
 
 def main(argv: list[str] | None = None) -> int:

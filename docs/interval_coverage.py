@@ -5,7 +5,7 @@ configs with no true difference (Δ = 0): per-image confusion matrices of 30 val
 images and 4 classes (some absent from some images) for ``k`` seeds each, from a model
 whose per-pixel accuracy varies with the config's seed (training noise) and with the
 image (which images are in the validation set). The summary's own functions
-(:func:`seglit.summary.stats.bootstrap_delta_draws`, seeds paired) give the interval; the
+(:func:`seglit.summary.stats.delta_interval`, seeds paired) give the interval; the
 table says in how many experiments it holds 0, and how often the verdict says
 ``answered`` (a false positive here)::
 
@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from seglit.summary.stats import ANSWERED, bootstrap_delta_draws, bootstrap_interval, power
+from seglit.summary.stats import ANSWERED, delta_interval, power
 
 IMAGES, CLASSES, PIXELS = 30, 4, 2000
 
@@ -62,11 +62,10 @@ def coverage(seeds: int, scenario: dict[str, float], experiments: int) -> tuple[
             [(names, _run(rng, counts, difficulty, s, **scenario)) for s in shared]
             for _ in range(2)
         )
-        draws = bootstrap_delta_draws(config, baseline, seed=experiment, pair_seeds=True)
-        delta, low, high = bootstrap_interval(draws)
-        held += low <= 0 <= high
-        se = float(np.std(draws[1:], ddof=1))
-        answered += power(delta, se, seeds, low, high)[2] == ANSWERED
+        found = delta_interval(config, baseline, seed=experiment, pair_seeds=True)
+        held += found.low <= 0 <= found.high
+        verdict = power(found.delta, found.se, seeds, found.low, found.high, found.df)[2]
+        answered += verdict == ANSWERED
     return held / experiments, answered / experiments
 
 

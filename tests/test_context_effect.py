@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from seglit.summary.stats import mean_iou
 
@@ -36,16 +37,14 @@ def test_difference_of_gaps_matches_a_plain_loop():
     assert diff == pytest.approx(
         np.mean([gap(effect, s, every) - gap(control, s, every) for s in seeds])
     )
-    draw = np.random.default_rng(4)  # the draws in order: images of every sample, then seeds
+    per_seed = [gap(effect, s, every) - gap(control, s, every) for s in seeds]
+    draw = np.random.default_rng(4)  # the image resamples, in order
     images = [draw.integers(0, 5, 5) for _ in range(100)]
-    picks = draw.integers(0, 3, (100, 3))
-    diffs = [
-        np.mean(
-            [gap(effect, seeds[j], images[i]) - gap(control, seeds[j], images[i]) for j in picks[i]]
-        )
-        for i in range(100)
-    ]
-    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    draws = [np.mean([gap(effect, s, i) - gap(control, s, i) for s in seeds]) for i in images]
+    seed_var, image_var = np.var(per_seed, ddof=1) / 3, np.var(draws, ddof=1)
+    df = (seed_var + image_var) ** 2 / (seed_var**2 / 2 + image_var**2 / 4)  # 3 seeds, 5 images
+    half = stats.t.ppf(0.975, df) * np.sqrt(seed_var + image_var)
+    assert (low, high) == pytest.approx((diff - half, diff + half))
     with pytest.raises(ValueError, match="no seed has finished v and b in both folders"):
         context_effect.difference_of_gaps(effect, {"v": {}, "b": {}}, "v", "b")
 

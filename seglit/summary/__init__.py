@@ -1,7 +1,7 @@
 """The summary of an ablation: one row per config, its statistics, tables and plots.
 
 * :mod:`seglit.summary.rows`: :class:`Row` and :func:`build_rows` (seed runs aggregated);
-* :mod:`seglit.summary.stats`: bootstrap intervals and power (numpy only);
+* :mod:`seglit.summary.stats`: 95% intervals (seeds and an image bootstrap) and power;
 * :mod:`seglit.summary.tables`: the Markdown table, verdict lines, checkerboard table, CSV;
 * :mod:`seglit.summary.plots`: the mIoU plot and the per-class IoU heatmap.
 

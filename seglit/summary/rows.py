@@ -29,12 +29,7 @@ from seglit.run_folder import (
     read_metrics,
     run_status,
 )
-from seglit.summary.stats import (
-    bootstrap_delta_draws,
-    bootstrap_interval,
-    power,
-    seed_bootstrap_delta,
-)
+from seglit.summary.stats import ONE_SEED, PAIRED, UNPAIRED, delta_interval, power, seed_interval
 
 
 @dataclass
@@ -166,30 +161,30 @@ def build_rows(
         ends, base_ends = checker_ends.get(row.variant, {}), checker_ends.get(base.variant, {})
         shared = sorted(set(ends) & set(base_ends), key=str)
         if len(shared) > 1:
-            delta, low, high, se = seed_bootstrap_delta(
-                [ends[s] for s in shared], [base_ends[s] for s in shared]
-            )
-            row.checkerboard_logits_delta = delta  # over the seeds both measured
-            row.checkerboard_logits_ci_low, row.checkerboard_logits_ci_high = low, high
+            checker = seed_interval([ends[s] for s in shared], [base_ends[s] for s in shared])
+            row.checkerboard_logits_delta = checker.delta  # over the seeds both measured
+            row.checkerboard_logits_ci_low = checker.low
+            row.checkerboard_logits_ci_high = checker.high
             row.checkerboard_logits_mde, _, row.checkerboard_logits_verdict = power(
-                delta, se, len(shared), low, high
+                checker.delta, checker.se, len(shared), checker.low, checker.high, checker.df
             )
         runs, base_runs = confmats.get(row.variant, {}), confmats.get(base.variant, {})
         pair_seeds = set(runs) == set(base_runs)
         if pair_seeds:
             seeds = sorted(runs)
-            diffs = bootstrap_delta_draws(
+            found = delta_interval(
                 [runs[s] for s in seeds], [base_runs[s] for s in seeds], pair_seeds=True
             )
         else:
-            diffs = bootstrap_delta_draws(list(runs.values()), list(base_runs.values()))
-        if diffs is not None:
-            row.delta, row.delta_ci_low, row.delta_ci_high = bootstrap_interval(diffs)
-            row.delta_ci_seeds = "paired" if pair_seeds else "unpaired"
-            se = float(np.std(diffs[1:], ddof=1))
+            found = delta_interval(list(runs.values()), list(base_runs.values()))
+        if found is not None:
+            row.delta, row.delta_ci_low, row.delta_ci_high = found.delta, found.low, found.high
             seeds_per_side = min(len(runs), len(base_runs))
+            row.delta_ci_seeds = PAIRED if pair_seeds else UNPAIRED
+            if max(len(runs), len(base_runs)) == 1:
+                row.delta_ci_seeds = ONE_SEED  # the interval knows only the images
             row.mde, row.seeds_needed, row.verdict = power(
-                row.delta, se, seeds_per_side, row.delta_ci_low, row.delta_ci_high
+                found.delta, found.se, seeds_per_side, found.low, found.high, found.df
             )
     return rows
 

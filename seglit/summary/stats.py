@@ -1,26 +1,61 @@
-"""The summary's statistics: mIoU differences with bootstrap intervals, and their power.
+"""The summary's statistics: mIoU differences with 95% intervals, and their power.
 
-The difference of a config to the baseline gets a 95% confidence interval from a two-level
-bootstrap (validation images paired across the two sides, then seed runs, paired when both
-configs finished the same seeds) and its power: the minimum detectable effect at 80% power,
-the seeds needed to detect the observed difference, and the verdict (answered, no effect
-larger than the MDE, or inconclusive). numpy only: the summary imports neither torch nor
-Lightning. :func:`mean_iou` takes the per-class IoU from :func:`seglit.iou.class_iou`, the
-formula :func:`seglit.metrics.metrics_from_confmat` applies to torch tensors.
+The difference of a config to the baseline is the mean over its seed runs minus the
+baseline's, each run scored by dataset-level mIoU on the validation images. Its standard
+error has two independent parts:
+
+* the seeds: the spread of the per-seed differences (seeds paired, when both configs
+  finished the same seeds: what a seed does to both configs alike cancels) or of each
+  side's per-seed mIoU (unpaired), over the number of seeds;
+* the images: a bootstrap over the validation images, paired across the two sides and all
+  runs, of the seed-averaged difference (which images happened to be in the split).
+
+The 95% interval is ``delta ± t * se`` with Student's ``t`` at the Welch-Satterthwaite
+degrees of freedom of the two parts (``k - 1`` for ``k`` paired seeds, ``n - 1`` for ``n``
+images): with few seeds the seed part dominates and ``t`` is large, as it must be (a
+percentile bootstrap over 3 seeds cannot be wider than their range and held a null
+difference in only 75% of simulated experiments; ``docs/interval_coverage.py``). With
+seed-paired runs and no image-to-image spread it is the paired t interval
+(``scipy.stats.ttest_rel``'s). With one seed per side the interval knows nothing of
+training noise (``delta_ci_seeds: "one seed"``).
+
+The power of a row: the minimum detectable effect at 80% power, the seeds needed to detect
+the observed difference, and the verdict (answered, no effect larger than the MDE, or
+inconclusive). numpy and scipy only: the summary imports neither torch nor Lightning.
+:func:`mean_iou` takes the per-class IoU from :func:`seglit.iou.class_iou`, the formula
+:func:`seglit.metrics.metrics_from_confmat` applies to torch tensors.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
+from scipy.special import stdtrit  # Student's t quantile (lighter than scipy.stats)
 
 from seglit.iou import class_iou
 
 BOOTSTRAP_SAMPLES = 1000
-Z_95 = 1.959964  # two-sided 5% level
-Z_80 = 0.841621  # 80% power
+LEVEL = 0.95  # two-sided confidence level of the intervals
+POWER = 0.80  # the power the minimum detectable effect is quoted at
 ANSWERED = "answered"
 NO_LARGER_EFFECT = "no effect larger than MDE"
 INCONCLUSIVE = "inconclusive"
+PAIRED, UNPAIRED, ONE_SEED = "paired", "unpaired", "one seed"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A difference with its 95% interval ``delta ± t(df) * se``."""
+
+    delta: float
+    low: float
+    high: float
+    se: float
+    """Standard error of ``delta``."""
+    df: float
+    """Degrees of freedom of ``t`` (``inf``: the normal quantile)."""
 
 
 def mean_iou(confmats: np.ndarray) -> np.ndarray:
@@ -28,37 +63,79 @@ def mean_iou(confmats: np.ndarray) -> np.ndarray:
     return np.nanmean(class_iou(np.asarray(confmats, dtype=np.float64), np), axis=-1)
 
 
-def bootstrap_delta_draws(
+def t_interval(delta: float, parts: list[tuple[float, float]]) -> Interval:
+    """The 95% interval of ``delta`` from independent variance parts.
+
+    Args:
+        delta: The estimate.
+        parts: ``(variance, degrees of freedom)`` of each independent part of ``delta``'s
+            variance; their sum is the variance, and the Welch-Satterthwaite formula
+            ``(sum v)^2 / sum(v^2 / df)`` gives the degrees of freedom.
+
+    Returns:
+        The interval; ``low == high == delta`` when every part is 0.
+    """
+    variance = float(sum(v for v, _ in parts))
+    if variance <= 0:
+        return Interval(delta, delta, delta, 0.0, math.inf)
+    df = variance**2 / sum(v**2 / d for v, d in parts if v > 0)
+    half = float(stdtrit(df, 0.5 + LEVEL / 2)) * math.sqrt(variance)
+    return Interval(delta, delta - half, delta + half, math.sqrt(variance), float(df))
+
+
+def seed_part(
+    side_a: np.ndarray, side_b: np.ndarray, pair_seeds: bool
+) -> list[tuple[float, float]]:
+    """The seed part of the variance of ``mean(side_a) - mean(side_b)``, per-run values.
+
+    Paired (same seeds, same order): the variance of the per-seed differences over ``k``,
+    ``k - 1`` degrees of freedom. Unpaired: each side's variance over its run count (Welch);
+    a side with one run is taken to spread like the other. One run on each side: no part.
+    """
+    k, m = len(side_a), len(side_b)
+    if pair_seeds:
+        return [(float(np.var(side_a - side_b, ddof=1)) / k, k - 1)] if k > 1 else []
+    if k > 1 and m > 1:
+        return [
+            (float(np.var(side, ddof=1)) / len(side), len(side) - 1) for side in (side_a, side_b)
+        ]
+    if max(k, m) == 1:
+        return []
+    known = side_a if k > 1 else side_b
+    return [(float(np.var(known, ddof=1)) * (1 / k + 1 / m), len(known) - 1)]
+
+
+def seed_interval(values: list[float], baseline: list[float]) -> Interval:
+    """Mean difference of per-seed values paired by position, with the paired t interval
+    (``scipy.stats.ttest_rel(values, baseline).confidence_interval()``)."""
+    a, b = (np.asarray(side, dtype=np.float64) for side in (values, baseline))
+    return t_interval(float(np.mean(a - b)), seed_part(a, b, pair_seeds=True))
+
+
+def delta_interval(
     runs: list[tuple[list[str], np.ndarray]],
     baseline_runs: list[tuple[list[str], np.ndarray]],
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
     pair_seeds: bool = False,
-) -> np.ndarray | None:
-    """Bootstrap draws of the difference of mean mIoU (variant - baseline), two levels.
+) -> Interval | None:
+    """The difference of mean mIoU (variant - baseline) with its 95% interval.
 
-    Each bootstrap sample resamples, with replacement, (1) the validation images, the same
-    images for both sides (paired), and (2) the seed runs. With ``pair_seeds`` the two sides
-    ran the same seeds, given in the same order, and each draw picks one seed for both
-    sides (``k`` draws of the ``k`` seeds), so what a seed does to both configs alike (its
-    data order, its initialisation) cancels in the difference. Without it each side's runs
-    are drawn on their own (``k`` of the variant's ``k``, ``m`` of the baseline's ``m``).
-    A side's value is the mean over its drawn runs of the mIoU of the run's summed
-    per-image confusion matrices under the image weights. The 95% interval is the 2.5-97.5
-    percentile of the draws (:func:`bootstrap_interval`), so it reflects seed-to-seed
-    variance as well as which images happened to be in the split; with one seed per side
-    it is the paired image bootstrap.
+    A run's value is the mIoU of its summed per-image confusion matrices. The interval
+    combines the seed part (:func:`seed_part`, on the runs' values) with the image part:
+    the variance of the seed-averaged difference over ``samples`` bootstrap resamples of
+    the validation images (the same images for every run of both sides, ``n - 1`` degrees
+    of freedom); :func:`t_interval` adds them.
 
     Args:
         runs: Per seed run of the variant: (image names, confmats ``(n, C, C)``).
         baseline_runs: The same for the baseline.
-        samples: Number of bootstrap resamples.
+        samples: Number of image resamples.
         seed: Seed of the resampling.
         pair_seeds: ``runs[i]`` and ``baseline_runs[i]`` come from the same seed.
 
     Returns:
-        Shape ``(samples + 1,)``: element 0 the observed difference, then one difference
-        per bootstrap resample; ``None`` if the runs scored different image sets.
+        The interval; ``None`` if the runs scored different image sets.
 
     Raises:
         ValueError: ``pair_seeds`` with sides of different lengths.
@@ -76,44 +153,57 @@ def bootstrap_delta_draws(
         if sorted(run_names) != names:
             return None
         aligned.append(confmats[np.argsort(run_names)].astype(np.float64))
-    n, k, m = len(names), len(runs), len(baseline_runs)
-    rng = np.random.default_rng(seed)
-    weights = bootstrap_image_weights(n, samples, rng)
-    picks_a = bootstrap_seed_picks(k, samples, rng)
-    picks_b = picks_a if pair_seeds else bootstrap_seed_picks(m, samples, rng)
+    weights = bootstrap_image_weights(len(names), samples, np.random.default_rng(seed))
     per_run = np.stack([weighted_miou(weights, cm) for cm in aligned], 1)  # (samples + 1, runs)
-    rows = np.arange(samples + 1)[:, None]
-    side_a = per_run[:, :k][rows, picks_a].mean(1)
-    side_b = per_run[:, k:][rows, picks_b].mean(1)
-    return side_a - side_b
+    k = len(runs)
+    return seed_image_interval(per_run[:, :k], per_run[:, k:], len(names), pair_seeds)
 
 
-def bootstrap_interval(draws: np.ndarray) -> tuple[float, float, float]:
-    """``(delta, ci_low, ci_high)`` of :func:`bootstrap_delta_draws`' draws: the observed
-    difference and the 2.5-97.5 percentile of the resampled ones (a 95% interval)."""
-    low, high = np.percentile(draws[1:], [2.5, 97.5])
-    return float(draws[0]), float(low), float(high)
+def seed_image_interval(
+    side_a: np.ndarray, side_b: np.ndarray, images: int, pair_seeds: bool
+) -> Interval:
+    """The interval of ``mean(side_a runs) - mean(side_b runs)`` under an image bootstrap.
+
+    Args:
+        side_a: ``(samples + 1, k)``: each run's value, row 0 on the images as they are,
+            then one row per image resample (:func:`bootstrap_image_weights`; the same
+            resample in every column of both sides).
+        side_b: ``(samples + 1, m)``: the same for the other side.
+        images: Number of images resampled.
+        pair_seeds: Column ``i`` of both sides comes from the same seed.
+    """
+    draws = side_a.mean(1) - side_b.mean(1)
+    parts = seed_part(side_a[0], side_b[0], pair_seeds)
+    if len(draws) > 2 and images > 1:
+        parts.append((float(np.var(draws[1:], ddof=1)), images - 1))
+    return t_interval(float(draws[0]), parts)
 
 
 def power(
-    delta: float, se: float, seeds: int, low: float | None = None, high: float | None = None
+    delta: float,
+    se: float,
+    seeds: int,
+    low: float | None = None,
+    high: float | None = None,
+    df: float = math.inf,
 ) -> tuple[float, float | None, str]:
     """Minimum detectable effect, seeds needed and the verdict of one row.
 
-    The minimum detectable effect (MDE) is the difference a paired comparison with this
-    spread detects with 80% power at the 5% two-sided level: ``(1.96 + 0.84) * se``, where
-    ``se`` is the standard error of the mean difference (the bootstrap draws' standard
-    deviation). The seeds needed to detect the observed difference scale as
-    ``seeds * (MDE / |delta|)^2`` (the standard error shrinks as one over the root of the
-    seed count; this treats the image term as shrinking with it too, so it is a lower
-    bound when the validation images, not the seeds, dominate the spread).
+    The minimum detectable effect (MDE) is the difference this comparison detects with 80%
+    power at the 5% two-sided level: ``(t_0.975 + t_0.80) * se`` with ``df`` degrees of
+    freedom, where ``se`` is the standard error of the difference. The seeds needed to
+    detect the observed difference scale as ``seeds * (MDE / |delta|)^2`` (the standard
+    error shrinks as one over the root of the seed count; this treats the image term as
+    shrinking with it too, so it is a lower bound when the validation images, not the
+    seeds, dominate the spread).
 
     Args:
         delta: The observed difference.
         se: Its standard error.
         seeds: Seed runs per side behind ``se``.
-        low: Lower end of the 95% interval (``None``: use ``delta -/+ 1.96 se``).
+        low: Lower end of the 95% interval (``None``: ``delta - t_0.975 * se``).
         high: Upper end of the 95% interval.
+        df: Degrees of freedom of ``se`` (``inf``: normal quantiles).
 
     Returns:
         ``(mde, seeds_needed, verdict)``: ``seeds_needed`` is ``None`` when ``delta`` is 0;
@@ -121,9 +211,10 @@ def power(
         MDE"`` when it lies inside ``[-MDE, +MDE]`` (so two sides equal on every draw, an
         interval and MDE of exactly 0, say no difference), ``"inconclusive"`` otherwise.
     """
-    low = delta - Z_95 * se if low is None else low
-    high = delta + Z_95 * se if high is None else high
-    mde = (Z_95 + Z_80) * se
+    t_level = float(stdtrit(df, 0.5 + LEVEL / 2))
+    low = delta - t_level * se if low is None else low
+    high = delta + t_level * se if high is None else high
+    mde = (t_level + float(stdtrit(df, POWER))) * se
     needed = None if delta == 0 else float(max(seeds, 1) * (mde / abs(delta)) ** 2)
     if low > 0 or high < 0:
         verdict = ANSWERED
@@ -141,28 +232,7 @@ def bootstrap_image_weights(n: int, samples: int, rng: np.random.Generator) -> n
     return np.concatenate([np.ones((1, n)), np.stack(draws)])
 
 
-def bootstrap_seed_picks(k: int, samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Seed-run indices ``(samples + 1, k)``: row 0 every run once, then ``k`` draws with
-    replacement per resample."""
-    return np.concatenate([np.arange(k)[None], rng.integers(0, k, (samples, k))])
-
-
 def weighted_miou(weights: np.ndarray, confmats: np.ndarray) -> np.ndarray:
     """mIoU of per-image confusion matrices ``(n, C, C)`` summed under each row of
     ``weights`` ``(b, n)``: shape ``(b,)``."""
     return mean_iou(np.einsum("bn,nij->bij", weights, confmats))
-
-
-def seed_bootstrap_delta(
-    values: list[float], baseline: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
-) -> tuple[float, float, float, float]:
-    """Mean difference of per-seed values (paired by position) with a 95% bootstrap interval
-    over the seeds (``k`` draws of the ``k`` pairs).
-
-    Returns:
-        ``(delta, ci_low, ci_high, se)``: ``se`` is the draws' standard deviation.
-    """
-    diffs = np.asarray(values, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    picks = bootstrap_seed_picks(len(diffs), samples, np.random.default_rng(seed))
-    means = diffs[picks].mean(1)
-    return (*bootstrap_interval(means), float(np.std(means[1:], ddof=1)))

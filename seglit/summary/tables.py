@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from seglit.summary.rows import Row, row_dict
+from seglit.summary.stats import ONE_SEED, UNPAIRED
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -40,13 +41,17 @@ def verdict_lines(rows: list[Any]) -> list[str]:
 
     ``answered`` (the 95% interval excludes 0), ``no effect larger than MDE`` (the
     interval lies inside ``±MDE``) or ``inconclusive: about N seeds needed`` (N seed runs per
-    side would detect the observed Δ with 80% power).
+    side would detect the observed Δ with 80% power). A comparison of one seed run per side
+    says so: its interval knows only which images were drawn, not what another seed would
+    do.
     """
     lines = []
     for r in map(row_dict, rows):
         if r.get("baseline") or r.get("verdict") is None:
             continue
         interval = f"Δ {r['delta']:+.4f} [{r['delta_ci_low']:+.4f}, {r['delta_ci_high']:+.4f}]"
+        if r.get("delta_ci_seeds") == ONE_SEED:
+            interval += ", one seed: images only"
         mde = f"MDE {r['mde']:.4f}"
         if r["verdict"] == "answered":
             text = f"answered ({interval}, {mde})"
@@ -66,8 +71,8 @@ def checkerboard_table(rows: list[Any]) -> str:
     """The log-probabilities' checkerboard score over training, or ``""`` when no row has it.
 
     Per config: the mean over seeds at the first validation, at the last (± sd over seeds),
-    the last one's difference to the baseline with a 95% bootstrap interval over the paired
-    seeds, and what that answers (as :func:`verdict_lines` says it for the mIoU).
+    the last one's difference to the baseline with the paired t interval (95%) over the
+    seeds both measured, and what that answers (as :func:`verdict_lines` says it for the mIoU).
     """
     data = [row_dict(r) for r in rows]
     if not any(d.get("checkerboard_logits") is not None for d in data):
@@ -109,7 +114,8 @@ def markdown_table(rows: list[Row]) -> str:
     ``val mIoU`` shows ``mean ± std`` over seeds when a row has several finished seed runs,
     the plain value otherwise. A ``Δ`` interval whose seed runs could not be paired (the
     two configs' runs with per-image confusion matrices have different seeds) says
-    ``(seeds unpaired)``. ``MDE`` is the smallest Δ the row's seeds and images detect with
+    ``(seeds unpaired)``, one with a single seed run per side ``(one seed: images only)``.
+    ``MDE`` is the smallest Δ the row's seeds and images detect with
     80% power at the 95% level, ``seeds for Δ`` the seed runs per side that would detect
     the observed Δ so (:func:`seglit.summary.stats.power`). The ``mIoU before CRF`` and
     ``checkerboard`` columns appear when some row has them.
@@ -156,8 +162,11 @@ def _delta_cell(r: Row) -> str:
         return "-"
     if r.delta_ci_low is None:
         return f"{r.delta:+.4f}"
-    unpaired = " (seeds unpaired)" if r.delta_ci_seeds == "unpaired" else ""
-    return f"{r.delta:+.4f} [{r.delta_ci_low:+.4f}, {r.delta_ci_high:+.4f}]{unpaired}"
+    note = {UNPAIRED: " (seeds unpaired)", ONE_SEED: " (one seed: images only)"}
+    return (
+        f"{r.delta:+.4f} [{r.delta_ci_low:+.4f}, {r.delta_ci_high:+.4f}]"
+        f"{note.get(r.delta_ci_seeds, '')}"
+    )
 
 
 CSV_FIELDS = [

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from bootstrap_cases import interval, random_confmats
+from scipy import stats
 
 from seglit.recipe import parse_recipe
 from seglit.summary import build_rows, write_summary
@@ -14,7 +15,7 @@ from seglit.summary.stats import (
     ANSWERED,
     INCONCLUSIVE,
     NO_LARGER_EFFECT,
-    bootstrap_delta_draws,
+    delta_interval,
 )
 
 
@@ -143,8 +144,31 @@ def test_a_run_without_per_image_matrices_unpairs_the_seeds(tmp_path):
     assert row.delta_ci_seeds == "unpaired"
 
 
+def test_a_one_seed_comparison_says_its_interval_knows_only_the_images(tmp_path):
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "ablation": {
+                "model.net.init_args.fusion": ["sum", "concat"],
+                "seeds": [0],
+                "baseline": "sum",
+            },
+        }
+    )
+    rng = np.random.default_rng(2)
+    for group in ("sum", "concat"):
+        _write_run(tmp_path / f"{group}-s0", 0.5, 0.9, random_confmats(rng, 3, 2))
+    rows = build_rows(tmp_path, recipe.variants(), "sum")
+    assert rows[1].delta_ci_seeds == "one seed" and rows[1].delta_ci_low is not None
+    text = write_summary(tmp_path, "r", rows)[0].read_text()
+    assert "] (one seed: images only) |" in text
+    assert text.splitlines()[-1].startswith("- concat: ")
+    assert ", one seed: images only" in text.splitlines()[-1]
+
+
 def test_rows_carry_the_power_of_their_comparison(tmp_path):
-    """MDE = 2.8 x the SD of the same bootstrap draws as the interval; seeds needed."""
+    """MDE = (t_0.975 + t_0.80) x the interval's standard error, at its degrees of freedom;
+    seeds needed."""
     recipe = _sum_concat_recipe()
     rng = np.random.default_rng(5)
     runs = {(g, s): random_confmats(rng, 3, 2) for g in ("sum", "concat") for s in range(3)}
@@ -153,13 +177,15 @@ def test_rows_carry_the_power_of_their_comparison(tmp_path):
     rows = build_rows(tmp_path, recipe.variants(), "sum")
     row = rows[1]
     names = ["i0", "i1", "i2"]
-    draws = bootstrap_delta_draws(
+    found = delta_interval(
         [(names, runs["concat", s]) for s in range(3)],
         [(names, runs["sum", s]) for s in range(3)],
         pair_seeds=True,
     )
-    se = np.std(draws[1:], ddof=1)
-    assert row.mde == pytest.approx(2.801585 * se)
+    assert 2 <= found.df < 4  # 3 seeds and 3 images: few degrees of freedom
+    t_sum = stats.t.ppf(0.975, found.df) + stats.t.ppf(0.8, found.df)
+    assert row.mde == pytest.approx(t_sum * found.se)
+    assert row.mde > 2.801585 * found.se  # wider than the normal quantiles' 1.96 + 0.84
     assert row.seeds_needed == pytest.approx(3 * (row.mde / row.delta) ** 2)
     assert row.verdict in (ANSWERED, NO_LARGER_EFFECT, INCONCLUSIVE)
     assert rows[0].mde is None and rows[0].verdict is None  # the baseline
@@ -197,13 +223,17 @@ def test_checkerboard_over_training_per_config(tmp_path):
     assert k3.checkerboard_logits == pytest.approx(0.04)
     assert k3.checkerboard_logits_std == pytest.approx(0.01)
     gaps = [0.040, 0.018, 0.029]  # per seed, k3 - k2 at the last validation
-    assert k3.checkerboard_logits_ci_low >= min(gaps) - 1e-12
-    assert k3.checkerboard_logits_ci_high <= max(gaps) + 1e-12
+    reference = stats.ttest_rel([0.050, 0.030, 0.040], [0.010, 0.012, 0.011])
+    reference = reference.confidence_interval(0.95)  # the paired t interval
+    assert k3.checkerboard_logits_ci_low == pytest.approx(reference.low)
+    assert k3.checkerboard_logits_ci_high == pytest.approx(reference.high)
+    assert k3.checkerboard_logits_ci_low > 0  # every seed gap is > 0, and 3 seeds see it
     assert rows[0].checkerboard_logits_ci_low is None  # the baseline
     table = write_summary(tmp_path, "r", rows)[0].read_text()  # summary.md
     assert "| variant | logit checkerboard, first val |" in table
     assert "0.04000 ± 0.01000 | +0.02900 [" in table
-    assert k3.checkerboard_logits_verdict == "answered"  # every seed gap is > 0
+    assert k3.checkerboard_logits_verdict == "answered"
+    assert min(gaps) > 0
 
 
 def test_the_checkerboard_difference_is_over_the_seeds_both_configs_measured(tmp_path):

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bootstrap_cases import interval, random_confmats
+from scipy import stats
 
 from seglit.summary.stats import (
     ANSWERED,
     INCONCLUSIVE,
     NO_LARGER_EFFECT,
-    bootstrap_delta_draws,
+    delta_interval,
     mean_iou,
     power,
+    seed_interval,
 )
 
 
@@ -22,22 +24,35 @@ def test_mean_iou_skips_classes_with_empty_union():
     assert mean_iou(cm) == pytest.approx(expected)
 
 
-def test_paired_bootstrap_matches_a_plain_loop():
+def _image_draws(confmats, seed, samples):
+    """Each run's mIoU under the image resamples a plain loop draws in the documented order:
+    ``samples`` times ``n`` image indices with replacement; ``(samples, runs)``."""
+    n = confmats[0].shape[0]
+    draw = np.random.default_rng(seed)
+    picks = [draw.integers(0, n, n) for _ in range(samples)]
+    return np.array([[mean_iou(cm[idx].sum(0)) for cm in confmats] for idx in picks])
+
+
+def _t(df):
+    return stats.t.ppf(0.975, df)
+
+
+def test_one_seed_interval_is_the_image_bootstrap_t_interval():
+    """One run per side: no seed part; image part = variance of the resampled differences,
+    ``n - 1`` degrees of freedom."""
     rng = np.random.default_rng(1)
     names = [f"img{i}" for i in range(7)]
     a, b = random_confmats(rng, 7), random_confmats(rng, 7)
     delta, low, high = interval([(names, a)], [(names, b)], samples=200, seed=3)
     assert delta == pytest.approx(mean_iou(a.sum(0)) - mean_iou(b.sum(0)))
-    draw = np.random.default_rng(3)
-    diffs = []
-    for _ in range(200):
-        idx = draw.integers(0, 7, 7)
-        diffs.append(mean_iou(a[idx].sum(0)) - mean_iou(b[idx].sum(0)))
-    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    draws = _image_draws([a, b], 3, 200)
+    half = _t(6) * np.std(draws[:, 0] - draws[:, 1], ddof=1)
+    assert (low, high) == pytest.approx((delta - half, delta + half))
 
 
-def test_two_level_bootstrap_matches_a_hand_computation():
-    """Seeds and images resampled: the same numbers as a plain loop over the same draws."""
+def test_unpaired_interval_matches_a_hand_computation():
+    """Seeds unpaired: Welch's seed part (each side's spread over its runs) plus the image
+    part, degrees of freedom by Welch-Satterthwaite."""
     rng = np.random.default_rng(4)
     n, k, m, samples = 6, 2, 3, 150
     names = [f"img{i}" for i in range(n)]
@@ -46,24 +61,23 @@ def test_two_level_bootstrap_matches_a_hand_computation():
     result = interval(
         [(names, cm) for cm in variant], [(names, cm) for cm in baseline], samples, seed=7
     )
-    draw = np.random.default_rng(7)  # the draws in the documented order:
-    images = [draw.integers(0, n, n) for _ in range(samples)]  # 1. images, every sample
-    seeds_a = draw.integers(0, k, (samples, k))  # 2. the variant's seed runs
-    seeds_b = draw.integers(0, m, (samples, m))  # 3. the baseline's seed runs
-    diffs = []
-    for s in range(samples):
-        side_a = np.mean([mean_iou(variant[j][images[s]].sum(0)) for j in seeds_a[s]])
-        side_b = np.mean([mean_iou(baseline[j][images[s]].sum(0)) for j in seeds_b[s]])
-        diffs.append(side_a - side_b)
-    observed = np.mean([mean_iou(cm.sum(0)) for cm in variant]) - np.mean(
-        [mean_iou(cm.sum(0)) for cm in baseline]
-    )
-    assert result[0] == pytest.approx(observed)
-    assert result[1:] == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    a = np.array([mean_iou(cm.sum(0)) for cm in variant])
+    b = np.array([mean_iou(cm.sum(0)) for cm in baseline])
+    draws = _image_draws(variant + baseline, 7, samples)
+    parts = [
+        (np.var(a, ddof=1) / k, k - 1),
+        (np.var(b, ddof=1) / m, m - 1),
+        (np.var(draws[:, :k].mean(1) - draws[:, k:].mean(1), ddof=1), n - 1),
+    ]
+    var = sum(v for v, _ in parts)
+    df = var**2 / sum(v**2 / d for v, d in parts)
+    delta = a.mean() - b.mean()
+    half = _t(df) * np.sqrt(var)
+    assert result == pytest.approx((delta, delta - half, delta + half))
 
 
-def test_seed_paired_bootstrap_matches_a_hand_computation():
-    """With pair_seeds, each draw picks one seed for both sides."""
+def test_seed_paired_interval_matches_a_hand_computation():
+    """With pair_seeds the seed part is the spread of the per-seed differences."""
     rng = np.random.default_rng(8)
     n, k, samples = 5, 3, 120
     names = [f"img{i}" for i in range(n)]
@@ -76,17 +90,55 @@ def test_seed_paired_bootstrap_matches_a_hand_computation():
         seed=11,
         pair_seeds=True,
     )
-    draw = np.random.default_rng(11)
-    images = [draw.integers(0, n, n) for _ in range(samples)]  # 1. images, every sample
-    seeds = draw.integers(0, k, (samples, k))  # 2. the seeds, one draw for both sides
-    diffs = [
-        np.mean([mean_iou(variant[j][images[s]].sum(0)) for j in seeds[s]])
-        - np.mean([mean_iou(baseline[j][images[s]].sum(0)) for j in seeds[s]])
-        for s in range(samples)
-    ]
-    observed = np.mean([mean_iou(a.sum(0)) - mean_iou(b.sum(0)) for a, b in zip(variant, baseline)])
-    assert result[0] == pytest.approx(observed)
-    assert result[1:] == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    diffs = np.array([mean_iou(a.sum(0)) - mean_iou(b.sum(0)) for a, b in zip(variant, baseline)])
+    draws = _image_draws(variant + baseline, 11, samples)
+    seed_var, image_var = (
+        np.var(diffs, ddof=1) / k,
+        np.var(draws[:, :k].mean(1) - draws[:, k:].mean(1), ddof=1),
+    )
+    df = (seed_var + image_var) ** 2 / (seed_var**2 / (k - 1) + image_var**2 / (n - 1))
+    half = _t(df) * np.sqrt(seed_var + image_var)
+    assert result == pytest.approx((diffs.mean(), diffs.mean() - half, diffs.mean() + half))
+
+
+def _same_on_every_image(rng, runs, images=6):
+    """Runs whose images all have one confusion matrix: resampling images changes nothing,
+    so only the seeds spread."""
+    return [np.repeat(rng.integers(1, 50, (1, 3, 3)), images, 0) for _ in range(runs)]
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_without_image_spread_the_interval_is_scipys_t_interval(k):
+    """Paired: ``scipy.stats.ttest_rel``'s interval; unpaired: Welch's ``ttest_ind``."""
+    rng = np.random.default_rng(k)
+    names = [f"img{i}" for i in range(6)]
+    variant, baseline = _same_on_every_image(rng, k), _same_on_every_image(rng, k + 1)
+    a = [float(mean_iou(cm.sum(0))) for cm in variant]
+    b = [float(mean_iou(cm.sum(0))) for cm in baseline]
+    paired = interval(
+        [(names, cm) for cm in variant], [(names, cm) for cm in baseline[:k]], pair_seeds=True
+    )
+    reference = stats.ttest_rel(a, b[:k]).confidence_interval(0.95)
+    assert paired[1:] == pytest.approx((reference.low, reference.high))
+    unpaired = interval([(names, cm) for cm in variant], [(names, cm) for cm in baseline])
+    reference = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert unpaired[1:] == pytest.approx((reference.low, reference.high))
+    checker = seed_interval(a, b[:k])
+    reference = stats.ttest_rel(a, b[:k]).confidence_interval(0.95)
+    assert (checker.low, checker.high) == pytest.approx((reference.low, reference.high))
+
+
+def test_one_run_against_several_borrows_the_other_sides_spread():
+    """Unpaired, one variant run against m baseline runs: the variant is taken to spread
+    like the baseline (the pooled two-sample t interval with one observation on a side)."""
+    rng = np.random.default_rng(3)
+    names = [f"img{i}" for i in range(6)]
+    variant, baseline = _same_on_every_image(rng, 1), _same_on_every_image(rng, 4)
+    a = [float(mean_iou(cm.sum(0))) for cm in variant]
+    b = [float(mean_iou(cm.sum(0))) for cm in baseline]
+    found = interval([(names, cm) for cm in variant], [(names, cm) for cm in baseline])
+    reference = stats.ttest_ind(a, b, equal_var=True).confidence_interval(0.95)
+    assert found[1:] == pytest.approx((reference.low, reference.high))
 
 
 def test_pairing_seeds_cancels_what_a_seed_does_to_both_configs():
@@ -183,49 +235,52 @@ def _simulated_runs(rng, effect, seeds, images, seed_sd=0.01, image_sd=0.05, pix
     return sides
 
 
-def _simulate(effect, seeds=8, images=20, sims=150, samples=200):
+def _simulate(effect, seeds, seed_sd, images=20, sims=150, samples=200):
     rng = np.random.default_rng(0)
     out = []
     for _ in range(sims):
-        variant, baseline = _simulated_runs(rng, effect, seeds, images)
-        draws = bootstrap_delta_draws(
+        variant, baseline = _simulated_runs(rng, effect, seeds, images, seed_sd=seed_sd)
+        found = delta_interval(
             variant, baseline, samples=samples, seed=int(rng.integers(2**31)), pair_seeds=True
         )
-        low, high = np.percentile(draws[1:], [2.5, 97.5])
-        mde, _, verdict = power(draws[0], np.std(draws[1:], ddof=1), seeds, low, high)
-        out.append((draws[0], low, high, mde, verdict))
+        mde, _, verdict = power(found.delta, found.se, seeds, found.low, found.high, found.df)
+        out.append((found.delta, found.low, found.high, mde, verdict))
     return out
 
 
-def test_interval_and_power_statement_hold_in_a_simulation_with_a_known_effect():
+@pytest.mark.parametrize(
+    ("seeds", "seed_sd"),
+    [(3, 0.03), (8, 0.01)],
+    ids=["3 seeds, training noise dominates", "8 seeds, both"],
+)
+def test_interval_and_power_statement_hold_in_a_simulation_with_a_known_effect(seeds, seed_sd):
     """Coverage of the interval, power at the MDE, and the "no larger effect" statement.
 
-    8 paired seeds, 20 images, seed and image terms both present. The true Δ is the mean
-    observed Δ over many simulations (mIoU is not linear in the accuracy). At 3 seeds the
-    percentile bootstrap is narrower than it should be when seeds dominate the spread
-    (docs/ablations.md gives the measured coverage); 8 seeds keep this test about the
-    formulas, not that small-sample bias.
+    Paired seeds, 20 images, seed and image terms both present. The true Δ is the mean
+    observed Δ over many simulations (mIoU is not linear in the accuracy). With 3 seeds
+    and training noise dominating, a percentile bootstrap over the seeds (the summary's
+    interval before) held the truth in about 3 experiments of 4.
     """
     rng = np.random.default_rng(1)
     observed = []
     for _ in range(400):
-        variant, baseline = _simulated_runs(rng, 0.01, 8, 20)
+        variant, baseline = _simulated_runs(rng, 0.01, seeds, 20, seed_sd=seed_sd)
         observed.append(
             np.mean([mean_iou(cm.sum(0)) for _, cm in variant])
             - np.mean([mean_iou(cm.sum(0)) for _, cm in baseline])
         )
     truth = float(np.mean(observed))
-    small = _simulate(0.01)
+    small = _simulate(0.01, seeds, seed_sd)
     coverage = np.mean([low <= truth <= high for _, low, high, _, _ in small])
-    assert 0.85 <= coverage <= 1.0
+    assert 0.9 <= coverage <= 1.0
     mde = float(np.mean([r[3] for r in small]))
     # A true effect of the MDE's size is detected about 80% of the time ...
-    at_mde = _simulate(0.01 * mde / truth)
+    at_mde = _simulate(0.01 * mde / truth, seeds, seed_sd)
     detected = np.mean([r[4] == ANSWERED for r in at_mde])
-    assert 0.65 <= detected <= 0.95
+    assert 0.6 <= detected <= 0.95
     # ... and is (wrongly) called "no effect larger than MDE" rarely.
     assert np.mean([r[4] == NO_LARGER_EFFECT for r in at_mde]) <= 0.1
     # No effect: rarely "answered", often "no effect larger than MDE".
-    null = _simulate(0.0)
-    assert np.mean([r[4] == ANSWERED for r in null]) <= 0.15
+    null = _simulate(0.0, seeds, seed_sd)
+    assert np.mean([r[4] == ANSWERED for r in null]) <= 0.1
     assert np.mean([r[4] == NO_LARGER_EFFECT for r in null]) >= 0.3
