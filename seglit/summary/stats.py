@@ -171,6 +171,10 @@ def seed_image_interval(
         side_b: ``(samples + 1, m)``: the same for the other side.
         images: Number of images resampled.
         pair_seeds: Column ``i`` of both sides comes from the same seed.
+
+    Returns:
+        :func:`t_interval` of the seed part (:func:`seed_part`, on row 0) and the image part
+        (the variance of the resampled differences, ``images - 1`` degrees of freedom).
     """
     draws = side_a.mean(1) - side_b.mean(1)
     parts = seed_part(side_a[0], side_b[0], pair_seeds)
