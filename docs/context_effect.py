@@ -35,16 +35,24 @@ from seglit.summary.stats import (
 )
 
 
-def seed_confmats(recipe_dir: Path, config: str) -> dict[int, np.ndarray]:
-    """Seed -> the run's per-image confusion matrices ``(n, C, C)``, images sorted by name."""
-    runs = {}
+def seed_confmats(recipe_dir: Path, config: str) -> tuple[list[str], dict[int, np.ndarray]]:
+    """The image names (sorted) and, per seed, the run's per-image confusion matrices
+    ``(n, C, C)`` in that order.
+
+    Raises:
+        ValueError: two runs of the config scored different images.
+    """
+    runs, names = {}, None
     for run_dir in sorted(recipe_dir.glob(f"{config}-s*")):
         match = re.fullmatch(rf"{re.escape(config)}-s(\d+)", run_dir.name)
         loaded = load_image_confmats(run_dir) if match else None
         if loaded is not None:
-            names, confmats = loaded
-            runs[int(match[1])] = confmats[np.argsort(names)].astype(np.float64)
-    return runs
+            run_names, confmats = loaded
+            if names is not None and sorted(run_names) != names:
+                raise ValueError(f"{run_dir} scored other images than the runs before it")
+            names = sorted(run_names)
+            runs[int(match[1])] = confmats[np.argsort(run_names)].astype(np.float64)
+    return names or [], runs
 
 
 def difference_of_gaps(
@@ -69,7 +77,7 @@ def difference_of_gaps(
         ``(difference, ci_low, ci_high, seeds used)``.
 
     Raises:
-        ValueError: no seed has all four runs.
+        ValueError: no seed has all four runs, or one seed of one image.
     """
     sides = [effect[variant], effect[baseline], control[variant], control[baseline]]
     seeds = sorted(set.intersection(*(set(runs) for runs in sides)))
@@ -85,6 +93,8 @@ def difference_of_gaps(
     a, b, c, d = (miou(runs) for runs in sides)
     per_seed = (a - b) - (c - d)  # (samples + 1, seeds)
     found = seed_image_interval(per_seed, np.zeros_like(per_seed), n, pair_seeds=True)
+    if found is None:
+        raise ValueError("one seed and one image: nothing measures the difference's spread")
     return found.delta, found.low, found.high, seeds
 
 
@@ -96,8 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="os16-no_pooling")
     parser.add_argument("--baseline", default="os16")
     args = parser.parse_args(argv)
+    loaded = {
+        (folder, cfg): seed_confmats(folder, cfg)
+        for folder in (args.effect, args.control)
+        for cfg in (args.variant, args.baseline)
+    }
+    image_sets = {tuple(names) for names, runs in loaded.values() if runs}
+    if len(image_sets) > 1:
+        raise ValueError(
+            f"the runs in {args.effect} and {args.control} scored different validation images: "
+            "the gaps must be measured on the same images to be paired"
+        )
     effect, control = (
-        {cfg: seed_confmats(folder, cfg) for cfg in (args.variant, args.baseline)}
+        {cfg: loaded[folder, cfg][1] for cfg in (args.variant, args.baseline)}
         for folder in (args.effect, args.control)
     )
     diff, low, high, seeds = difference_of_gaps(effect, control, args.variant, args.baseline)

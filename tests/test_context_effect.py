@@ -61,8 +61,18 @@ def test_reads_run_folders_and_prints(tmp_path, capsys):
                 confmats = saved[folder, config, seed] = _runs(rng, [0], 3)[0]
                 np.savez(run / "val_image_confmats.npz", names=names, confmats=confmats)
     (tmp_path / "effect" / "os16-no_pooling-old-s0").mkdir()  # another config's name: ignored
-    read = context_effect.seed_confmats(tmp_path / "effect", "os16")
-    assert sorted(read) == [0, 1]
+    image_names, read = context_effect.seed_confmats(tmp_path / "effect", "os16")
+    assert image_names == ["a", "b", "c"] and sorted(read) == [0, 1]
     assert np.array_equal(read[1], saved["effect", "os16", 1][[1, 0, 2]])  # a, b, c
     assert context_effect.main([str(tmp_path / "effect"), str(tmp_path / "control")]) == 0
     assert "seeds [0, 1]:" in capsys.readouterr().out
+    # the control scored other images: its gaps cannot be paired with the factor's
+    run = tmp_path / "control" / "os16-s1"
+    np.savez(run / "val_image_confmats.npz", names=np.array(["x", "y", "z"]), confmats=confmats)
+    with pytest.raises(ValueError, match="scored other images than the runs before it"):
+        context_effect.seed_confmats(tmp_path / "control", "os16")
+    for seed in (0, 1):
+        run = tmp_path / "control" / f"os16-s{seed}"
+        np.savez(run / "val_image_confmats.npz", names=np.array(["x", "y", "z"]), confmats=confmats)
+    with pytest.raises(ValueError, match="scored different validation images"):
+        context_effect.main([str(tmp_path / "effect"), str(tmp_path / "control")])

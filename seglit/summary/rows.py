@@ -145,10 +145,11 @@ def build_rows(
             courses = {v.seed: course for v, m in finished if (course := checkerboard_course(m))}
             _fill_row(row, [m for _, m in finished], list(courses.values()))
             checker_ends[group] = {seed: end for seed, (_, end) in courses.items()}
-            confmats[group] = {
+            confmats[group] = {  # a run that scored no pixel has no mIoU to compare
                 v.seed: cm
-                for v, _ in finished
-                if (cm := load_image_confmats(recipe_dir / v.name)) is not None
+                for v, m in finished
+                if not math.isnan(m.best_miou)
+                and (cm := load_image_confmats(recipe_dir / v.name)) is not None
             }
         rows.append(row)
     base = next((r for r in rows if r.baseline), None)
@@ -160,8 +161,10 @@ def build_rows(
             continue
         ends, base_ends = checker_ends.get(row.variant, {}), checker_ends.get(base.variant, {})
         shared = sorted(set(ends) & set(base_ends), key=str)
-        if len(shared) > 1:
+        checker = None
+        if len(shared) > 1:  # a seed-paired interval needs two seeds
             checker = seed_interval([ends[s] for s in shared], [base_ends[s] for s in shared])
+        if checker is not None:
             row.checkerboard_logits_delta = checker.delta  # over the seeds both measured
             row.checkerboard_logits_ci_low = checker.low
             row.checkerboard_logits_ci_high = checker.high

@@ -2,7 +2,8 @@
 
 The difference of a config to the baseline is the mean over its seed runs minus the
 baseline's, each run scored by dataset-level mIoU on the validation images. Its standard
-error has two independent parts:
+error has two parts, treated as independent (noise particular to one run on one image
+shows in both, so the interval is somewhat conservative where the images dominate):
 
 * the seeds: the spread of the per-seed differences (seeds paired, when both configs
   finished the same seeds: what a seed does to both configs alike cancels) or of each
@@ -16,7 +17,8 @@ images): with few seeds the seed part dominates and ``t`` is large, as it must b
 percentile bootstrap over 3 seeds cannot be wider than their range and held a null
 difference in only 75% of simulated experiments; ``docs/interval_coverage.py``). With
 seed-paired runs and no image-to-image spread it is the paired t interval
-(``scipy.stats.ttest_rel``'s). With one seed per side the interval knows nothing of
+(``scipy.stats.ttest_rel``'s; unpaired: Welch's ``ttest_ind``'s; one run against several:
+the pooled ``ttest_ind``'s). With one seed per side the interval knows nothing of
 training noise (``delta_ci_seeds: "one seed"``).
 
 The power of a row: the minimum detectable effect at 80% power, the seeds needed to detect
@@ -29,6 +31,7 @@ inconclusive). numpy and scipy only: the summary imports neither torch nor Light
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,11 +62,15 @@ class Interval:
 
 
 def mean_iou(confmats: np.ndarray) -> np.ndarray:
-    """mIoU of confusion matrices ``(..., C, C)``: mean over classes with a non-empty union."""
-    return np.nanmean(class_iou(np.asarray(confmats, dtype=np.float64), np), axis=-1)
+    """mIoU of confusion matrices ``(..., C, C)``: mean over classes with a non-empty union
+    (NaN for a matrix with no scored pixel)."""
+    iou = class_iou(np.asarray(confmats, dtype=np.float64), np)
+    with warnings.catch_warnings():  # every class empty: NaN, the documented "undefined"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(iou, axis=-1)
 
 
-def t_interval(delta: float, parts: list[tuple[float, float]]) -> Interval:
+def t_interval(delta: float, parts: list[tuple[float, float]]) -> Interval | None:
     """The 95% interval of ``delta`` from independent variance parts.
 
     Args:
@@ -73,9 +80,12 @@ def t_interval(delta: float, parts: list[tuple[float, float]]) -> Interval:
             ``(sum v)^2 / sum(v^2 / df)`` gives the degrees of freedom.
 
     Returns:
-        The interval; ``low == high == delta`` when every part is 0.
+        The interval; ``low == high == delta`` when every part is 0; ``None`` when nothing
+        measures the spread (no part) or a part or ``delta`` is undefined (NaN).
     """
     variance = float(sum(v for v, _ in parts))
+    if not parts or not math.isfinite(variance) or not math.isfinite(delta):
+        return None
     if variance <= 0:
         return Interval(delta, delta, delta, 0.0, math.inf)
     df = variance**2 / sum(v**2 / d for v, d in parts if v > 0)
@@ -105,9 +115,10 @@ def seed_part(
     return [(float(np.var(known, ddof=1)) * (1 / k + 1 / m), len(known) - 1)]
 
 
-def seed_interval(values: list[float], baseline: list[float]) -> Interval:
+def seed_interval(values: list[float], baseline: list[float]) -> Interval | None:
     """Mean difference of per-seed values paired by position, with the paired t interval
-    (``scipy.stats.ttest_rel(values, baseline).confidence_interval()``)."""
+    (``scipy.stats.ttest_rel(values, baseline).confidence_interval()``); ``None`` with
+    fewer than two seeds."""
     a, b = (np.asarray(side, dtype=np.float64) for side in (values, baseline))
     return t_interval(float(np.mean(a - b)), seed_part(a, b, pair_seeds=True))
 
@@ -135,11 +146,15 @@ def delta_interval(
         pair_seeds: ``runs[i]`` and ``baseline_runs[i]`` come from the same seed.
 
     Returns:
-        The interval; ``None`` if the runs scored different image sets.
+        The interval; ``None`` if the runs scored different image sets, or nothing
+        measures the spread (one run per side and one image).
 
     Raises:
-        ValueError: ``pair_seeds`` with sides of different lengths.
+        ValueError: ``pair_seeds`` with sides of different lengths, or fewer than 2
+            ``samples``.
     """
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2 image resamples, got {samples}")
     if not runs or not baseline_runs:
         return None
     if pair_seeds and len(runs) != len(baseline_runs):
@@ -161,7 +176,7 @@ def delta_interval(
 
 def seed_image_interval(
     side_a: np.ndarray, side_b: np.ndarray, images: int, pair_seeds: bool
-) -> Interval:
+) -> Interval | None:
     """The interval of ``mean(side_a runs) - mean(side_b runs)`` under an image bootstrap.
 
     Args:
@@ -174,12 +189,14 @@ def seed_image_interval(
 
     Returns:
         :func:`t_interval` of the seed part (:func:`seed_part`, on row 0) and the image part
-        (the variance of the resampled differences, ``images - 1`` degrees of freedom).
+        (the variance of the resampled differences, ``images - 1`` degrees of freedom; a
+        resample of images without a single scored pixel has no mIoU and is left out).
     """
     draws = side_a.mean(1) - side_b.mean(1)
     parts = seed_part(side_a[0], side_b[0], pair_seeds)
-    if len(draws) > 2 and images > 1:
-        parts.append((float(np.var(draws[1:], ddof=1)), images - 1))
+    resampled = draws[1:][np.isfinite(draws[1:])]
+    if len(resampled) > 1 and images > 1:
+        parts.append((float(np.var(resampled, ddof=1)), images - 1))
     return t_interval(float(draws[0]), parts)
 
 

@@ -115,6 +115,9 @@ class WandbLogger(_LightningWandbLogger):
         self._broken = False
         self._finished = False
         self.announce_offline = announce_offline
+        self.eval_step: int | None = None
+        """The step Lightning charted the last validation or test scalars at; the W&B
+        media of that evaluation go to the same step (:class:`seglit.wandb.media.WandbMedia`)."""
 
     @property
     def active(self) -> bool:
@@ -160,6 +163,10 @@ class WandbLogger(_LightningWandbLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:  # noqa: D102
+        if step is not None and any(key.startswith(("val/", "test/")) for key in metrics):
+            # during fit Lightning charts a validation at the last training step's index,
+            # one below trainer.global_step
+            self.eval_step = step
         self._guard("log_metrics", metrics, step)
 
     @rank_zero_only

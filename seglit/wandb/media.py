@@ -16,7 +16,6 @@ The recipe's summary run is :mod:`seglit.wandb.summary`'s job.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -149,6 +148,9 @@ class WandbMedia(Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         self._samples = []
+        logger = find_wandb_logger(trainer)
+        if logger is not None and hasattr(logger, "eval_step"):
+            logger.eval_step = None  # set again when this validation's scalars are logged
 
     def on_validation_batch_end(  # noqa: D102
         self,
@@ -208,7 +210,10 @@ class WandbMedia(Callback):
         try:
             logger = find_wandb_logger(trainer)
             payload = self.build_payload(pl_module, result)
-            payload["trainer/global_step"] = result.step
+            # the step of this validation's scalars (seglit's logger records it), so a
+            # dashboard shows media and metrics of one validation at one step
+            step = getattr(logger, "eval_step", None)
+            payload["trainer/global_step"] = result.step if step is None else step
             logger.experiment.log(payload)
         except Exception as err:
             self._fail(err)
@@ -295,5 +300,3 @@ def pad_samples(
             padded["mask"] = np.pad(s["mask"], pad, constant_values=ignore_index)
         out.append(padded)
     return out
-
-

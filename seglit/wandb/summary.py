@@ -10,7 +10,6 @@ offline copy of that run is replaced (it is fully superseded by the new one), so
 
 from __future__ import annotations
 
-import math
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -133,5 +132,3 @@ def _summary_run_id(save_dir: Path, recipe_name: str) -> str:
     save_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id + "\n")
     return run_id
-
-

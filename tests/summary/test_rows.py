@@ -12,10 +12,8 @@ from scipy import stats
 from seglit.recipe import parse_recipe
 from seglit.summary import build_rows, write_summary
 from seglit.summary.stats import (
-    ANSWERED,
-    INCONCLUSIVE,
-    NO_LARGER_EFFECT,
     delta_interval,
+    power,
 )
 
 
@@ -187,7 +185,9 @@ def test_rows_carry_the_power_of_their_comparison(tmp_path):
     assert row.mde == pytest.approx(t_sum * found.se)
     assert row.mde > 2.801585 * found.se  # wider than the normal quantiles' 1.96 + 0.84
     assert row.seeds_needed == pytest.approx(3 * (row.mde / row.delta) ** 2)
-    assert row.verdict in (ANSWERED, NO_LARGER_EFFECT, INCONCLUSIVE)
+    mde, needed, verdict = power(found.delta, found.se, 3, found.low, found.high, found.df)
+    assert (row.mde, row.seeds_needed) == pytest.approx((mde, needed))
+    assert row.verdict == verdict
     assert rows[0].mde is None and rows[0].verdict is None  # the baseline
     table = write_summary(tmp_path, "r", rows)[0].read_text()  # summary.md
     assert "| MDE | seeds for Δ |" in table
@@ -271,10 +271,15 @@ def test_a_finished_run_with_an_undefined_miou_is_left_out_of_the_mean(tmp_path)
             },
         }
     )
+    rng = np.random.default_rng(11)
     for variant in recipe.variants():
         undefined = (variant.group, variant.seed) == ("concat", 1)
-        _write_run(tmp_path / variant.name, None if undefined else 0.5 + variant.seed / 10, 0.9)
+        confmats = np.zeros((3, 2, 2)) if undefined else random_confmats(rng, 3, 2)
+        miou = None if undefined else 0.5 + variant.seed / 10
+        _write_run(tmp_path / variant.name, miou, 0.9, confmats)  # the callback's zeros
     rows = build_rows(tmp_path, recipe.variants(), recipe.baseline_group())
+    # the interval compares the runs that have an mIoU: seeds 0 and 2 against 0, 1, 2
+    assert rows[1].delta_ci_seeds == "unpaired" and rows[1].delta_ci_low is not None
     assert rows[1].mIoU_mean == pytest.approx(0.6)  # seeds 0 and 2
     assert rows[1].mIoU_std == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert rows[1].per_class_iou["bg"] == pytest.approx(0.6)

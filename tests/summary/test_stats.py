@@ -141,6 +141,31 @@ def test_one_run_against_several_borrows_the_other_sides_spread():
     assert found[1:] == pytest.approx((reference.low, reference.high))
 
 
+def test_what_nothing_measures_gets_no_interval():
+    """One run per side and one image: no spread is measured, so no interval (not a
+    zero-width one that would read as answered); a run that scored no pixel has no mIoU."""
+    rng = np.random.default_rng(9)
+    one = [(["only"], random_confmats(rng, 1))]
+    assert delta_interval(one, [(["only"], random_confmats(rng, 1))]) is None
+    assert seed_interval([0.5], [0.4]) is None
+    names = [f"img{i}" for i in range(4)]
+    void = np.zeros((4, 3, 3))  # every pixel void: mIoU undefined
+    assert delta_interval([(names, void)], [(names, random_confmats(rng, 4))]) is None
+    with pytest.raises(ValueError, match="samples must be >= 2 image resamples, got 1"):
+        delta_interval(one, one, samples=1)
+
+
+def test_resamples_of_only_void_images_are_left_out_of_the_image_part():
+    rng = np.random.default_rng(10)
+    names = ["a", "b", "c"]
+    a, b = random_confmats(rng, 3), random_confmats(rng, 3)
+    a[1:] = 0
+    b[1:] = 0  # images b and c have no scored pixel: a resample of only them has no mIoU
+    found = delta_interval([(names, a)], [(names, b)], samples=300)
+    assert found is not None and np.isfinite([found.low, found.high]).all()
+    assert found.low < found.delta < found.high
+
+
 def test_pairing_seeds_cancels_what_a_seed_does_to_both_configs():
     """A seed that moves both configs alike widens the unpaired interval, not the paired one."""
     rng = np.random.default_rng(6)
