@@ -213,10 +213,7 @@ def power(
     The minimum detectable effect (MDE) is the difference this comparison detects with 80%
     power at the 5% two-sided level: ``(t_0.975 + t_0.80) * se`` with ``df`` degrees of
     freedom, where ``se`` is the standard error of the difference. The seeds needed to
-    detect the observed difference scale as ``seeds * (MDE / |delta|)^2`` (the standard
-    error shrinks as one over the root of the seed count; this treats the image term as
-    shrinking with it too, so it is a lower bound when the validation images, not the
-    seeds, dominate the spread).
+    detect the observed difference: :func:`seeds_needed`.
 
     Args:
         delta: The observed difference.
@@ -235,8 +232,8 @@ def power(
     t_level = float(stdtrit(df, 0.5 + LEVEL / 2))
     low = delta - t_level * se if low is None else low
     high = delta + t_level * se if high is None else high
-    mde = (t_level + float(stdtrit(df, POWER))) * se
-    needed = None if delta == 0 else float(max(seeds, 1) * (mde / abs(delta)) ** 2)
+    mde = detectable(se, df)
+    needed = None if delta == 0 else seeds_needed(abs(delta), se, max(seeds, 1), df)
     if low > 0 or high < 0:
         verdict = ANSWERED
     elif -mde <= low and high <= mde:
@@ -244,6 +241,45 @@ def power(
     else:
         verdict = INCONCLUSIVE
     return float(mde), needed, verdict
+
+
+def detectable(se: float, df: float) -> float:
+    """The difference detected with 80% power at the 5% two-sided level:
+    ``(t_0.975 + t_0.80) * se`` at ``df`` degrees of freedom."""
+    return (float(stdtrit(df, 0.5 + LEVEL / 2)) + float(stdtrit(df, POWER))) * se
+
+
+def seeds_needed(effect: float, se: float, seeds: int, df: float) -> float:
+    """Seed runs per side that detect ``effect`` with 80% power (a real number, rounded up
+    for display; below ``seeds`` when ``effect`` exceeds the MDE).
+
+    With ``n`` seeds the standard error is ``se * sqrt(seeds / n)`` and the degrees of
+    freedom ``df + n - seeds`` (one more per seed, at least 1), so ``n`` solves
+    ``detectable(se * sqrt(seeds / n), df + n - seeds) == effect``; with ``df = inf`` that
+    is ``seeds * (MDE / effect)^2``. Scaling the whole standard error treats the image term
+    as shrinking with more seeds too, so this is a lower bound when the validation images,
+    not the seeds, dominate the spread (then more images help, not more seeds).
+
+    Args:
+        effect: The difference to detect (> 0).
+        se: Standard error with ``seeds`` seed runs per side.
+        seeds: Seed runs per side behind ``se``.
+        df: Degrees of freedom of ``se``.
+    """
+
+    def wanted(n: float) -> float:  # the seeds that n seeds' degrees of freedom call for
+        return seeds * (detectable(se, max(df + n - seeds, 1.0)) / effect) ** 2
+
+    # n - wanted(n) rises with n (wanted falls: more seeds, more degrees of freedom), so
+    # its one root lies between a tiny n and wanted(tiny n): bisect
+    low = 1e-9
+    high = max(wanted(low), low)
+    for _ in range(200):
+        mid = (low + high) / 2
+        low, high = (mid, high) if mid < wanted(mid) else (low, mid)
+        if high - low <= 1e-9 * high:
+            break
+    return float(high)
 
 
 def bootstrap_image_weights(n: int, samples: int, rng: np.random.Generator) -> np.ndarray:

@@ -14,6 +14,7 @@ from seglit.summary import build_rows, write_summary
 from seglit.summary.stats import (
     delta_interval,
     power,
+    seeds_needed,
 )
 
 
@@ -184,7 +185,7 @@ def test_rows_carry_the_power_of_their_comparison(tmp_path):
     t_sum = stats.t.ppf(0.975, found.df) + stats.t.ppf(0.8, found.df)
     assert row.mde == pytest.approx(t_sum * found.se)
     assert row.mde > 2.801585 * found.se  # wider than the normal quantiles' 1.96 + 0.84
-    assert row.seeds_needed == pytest.approx(3 * (row.mde / row.delta) ** 2)
+    assert row.seeds_needed == pytest.approx(seeds_needed(abs(row.delta), found.se, 3, found.df))
     mde, needed, verdict = power(found.delta, found.se, 3, found.low, found.high, found.df)
     assert (row.mde, row.seeds_needed) == pytest.approx((mde, needed))
     assert row.verdict == verdict

@@ -15,6 +15,7 @@ from seglit.summary.stats import (
     mean_iou,
     power,
     seed_interval,
+    seeds_needed,
 )
 
 
@@ -233,6 +234,22 @@ def test_power_verdicts():
     # Both sides equal on every draw (a CRF's rows share the network's checkerboard score):
     # no difference, not "inconclusive" for want of seeds.
     assert power(0.0, 0.0, 3, 0.0, 0.0) == (0.0, None, NO_LARGER_EFFECT)
+
+
+@pytest.mark.parametrize("df", [1.0, 2.0, 5.0, 2.7, 40.0])
+def test_seeds_needed_solve_the_power_equation_at_their_own_degrees_of_freedom(df):
+    """n seeds: SE * sqrt(k / n) at df + n - k degrees of freedom detects the effect; many
+    degrees of freedom give k (MDE / effect)^2, and few fewer seeds than that formula at
+    the observed df would ask (3 seeds: t(2) = 4.30 would stay with every added seed)."""
+    k, se, effect = 3, 0.08, 0.15
+    n = seeds_needed(effect, se, k, df)
+    t_sum = stats.t.ppf(0.975, df + n - k) + stats.t.ppf(0.8, df + n - k)
+    assert t_sum * se * np.sqrt(k / n) == pytest.approx(effect)
+    at_observed_df = k * ((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se / effect) ** 2
+    assert n < at_observed_df
+    normal = k * ((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se / effect) ** 2
+    assert seeds_needed(effect, se, k, np.inf) == pytest.approx(normal)
+    assert n > normal
 
 
 def _simulated_runs(rng, effect, seeds, images, seed_sd=0.01, image_sd=0.05, pixels=200):
